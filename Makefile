@@ -1,0 +1,30 @@
+# The two commands of the README. Each installs what it needs on first use
+# into a project-local virtual environment (.venv).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: reproduce test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: an unpinned install would pull several GB
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	# the kernel the chapters run on is this environment's python
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlbook)"
+	touch $(STAMP)
+
+## the main job: every chapter on the embedded default (demo profile), figures, HTML book
+reproduce: $(STAMP)
+	$(PY) -m mlbook reproduce --profile demo
+
+## the whole test suite: unit tests, every chapter under nbval (smoke), the book build
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build runs data .pytest_cache

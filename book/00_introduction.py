@@ -1,0 +1,135 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (mlbook)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Multi-label image classification, reproduced
+#
+# This book reproduces four papers on multi-label image classification, where an
+# image carries a *set* of labels ("person", "surfboard", "sea") and a model must
+# predict all of them:
+#
+# | chapter | paper | what it adds |
+# |---|---|---|
+# | [Order-Free RNN](04_order_free_rnn) | Chen et al., *Order-Free RNN with Visual Attention for Multi-Label Classification*, AAAI 2018 | an LSTM that emits labels in its own order of confidence, with soft attention over conv maps |
+# | [CADM + LCE](05_cadm) | *Class-aware map disentangling with label correlation embedding*, ICME 2019 | one map per class from the classifier weights, and an embedding loss that pulls co-occurring labels together |
+# | (planned) RLSD | Zhang et al., *Multi-label image classification with regional latent semantic dependencies* | region proposals + an LSTM over regional features |
+# | (planned) transformation ranking | *Image-dependent transformation ranking model* | label-name vectors and an image-dependent ranking |
+#
+# No public code exists for any of them; every model, loss and metric here is
+# written from the paper text, with the paper's equation numbers in the code.
+# Where a paper is ambiguous, or needs something this book cannot have offline
+# (ImageNet weights, Visual Genome, MCG proposals, word2vec GoogleNews), the
+# chapter names the substitute and says why.
+#
+# Before any training, [The published numbers](01_published_numbers) audits the
+# papers' own tables: are the printed F1 values consistent with the printed
+# precision and recall, and do papers agree on the numbers they copy from each
+# other? [Data and evaluation](02_data_and_metrics) shows the data sets and how much
+# each metric convention moves the numbers, and [The shared backbone](03_shared_backbone)
+# trains the small CNN that stands in for ImageNet pretraining in the demo.
+
+# %% [markdown]
+# ## How to run it
+#
+# **Read it.** The rendered book (`_build/html/index.html`) shows every chapter
+# with the outputs of its last run: tables of reproduced numbers next to the
+# published ones, regenerated figures, and a verdict on each of the paper's claims.
+#
+# **Run everything, headless.** From a fresh clone:
+#
+# ```bash
+# make reproduce   # installs .venv on first use, runs every chapter (demo profile), builds the HTML
+# make test        # unit tests, every chapter under nbval (smoke profile), the book build
+# ```
+#
+# `make reproduce` is `python -m mlbook reproduce --profile demo`. The entry point
+# takes `--profile {smoke,demo,full}`, `--chapters 04,05`, data roots
+# (`--coco-root`, `--nuswide-root`, `--voc-root`), `--device` and `--seed`;
+# it executes each chapter with papermill, writes the executed notebook back as
+# the chapter's `.ipynb`, prints each chapter's wall time, and builds the book.
+#
+# **Run a chapter interactively.** `jupyter lab`, open `book/<chapter>.py` (jupytext
+# opens it as a notebook), edit the parameters cell (profile, data roots, device,
+# seed), run it.
+#
+# **Run on real data.** With MS-COCO 2014, NUS-WIDE and VOC 2007 on disk and a GPU:
+#
+# ```bash
+# python -m mlbook data summary --dataset coco --root /data/coco   # check your copy first
+# python -m mlbook reproduce --profile full --coco-root /data/coco --nuswide-root /data/nuswide --voc-root /data/VOC2007
+# ```
+#
+# Long trainings can be run ahead of time (also under `torchrun` for several GPUs)
+# with `python -m mlbook train --method NAME --dataset coco --root ... --profile full`;
+# results are cached under `runs/<method>/<config-hash>/`, and the chapters pick
+# them up instead of retraining. ImageNet weights are read from the torch hub
+# cache or a file you name; nothing is downloaded unless you ask for it.
+
+# %% [markdown]
+# ## Profiles
+#
+# One code path, three sizes. A chapter's parameters cell holds the profile; the
+# profile sets every size, and nothing else in a chapter branches on it.
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("MLBOOK_PROFILE", "demo")
+
+# %%
+import dataclasses
+
+import pandas as pd
+
+from mlbook.profiles import PROFILES, get_profile
+
+rows = [dataclasses.asdict(get_profile(p)) for p in PROFILES]
+print(pd.DataFrame(rows).set_index("name").T.to_markdown())
+
+# %% [markdown]
+# - **smoke**: tens of tiny generated images, one epoch: seconds per chapter. The
+#   tests run every chapter this way under nbval; its numbers mean nothing.
+# - **demo** (the default, `make reproduce`): a few thousand small generated images;
+#   the whole book runs in minutes on a 2-core CPU. The numbers are real
+#   measurements of real training, on the generated data.
+# - **full**: the papers' settings (ResNet-101/152 with ImageNet weights, 448 px,
+#   tens of epochs) on the real data sets, on a GPU.
+
+# %% [markdown]
+# ## The embedded default: why demo numbers differ from the papers
+#
+# MS-COCO, NUS-WIDE, VOC and ImageNet weights cannot be downloaded where this book
+# is built and tested. So the book ships a *generator* that writes a data set in
+# each benchmark's real on-disk format (COCO's `instances_*.json`, NUS-WIDE's
+# `ImageList/` and `Groundtruth/` files, VOC's `ImageSets/Main` and XML
+# annotations): the very loaders that read the real data read the generated one.
+# It is built to show what the papers are about: labels that co-occur through
+# scenes, objects from large to a few pixels, a long-tailed label frequency, a box
+# for every object, and class names that are real words.
+#
+# The demo trains small models on small images of drawn shapes, not ResNets on
+# photographs. Its numbers therefore **cannot be compared with the published ones
+# in absolute terms**; every table still prints them side by side, so that the
+# comparison a reader makes is between *methods within one run*: does the paper's
+# method beat its baselines here, by how much, and which of its claims survive a
+# change of data. With the `full` profile on real data, the same tables are
+# direct reproductions.
+
+# %%
+from mlbook.report import reference_index
+
+index = reference_index()
+print(f"{len(index)} published tables from {index['paper'].nunique()} papers are audited "
+      "in the next chapter and reproduced in the paper chapters.")

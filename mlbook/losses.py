@@ -1,0 +1,121 @@
+"""Losses of the papers, in one place.
+
+Each function takes logits/scores [B, C] (or what its paper needs) and binary
+targets [B, C], and returns a scalar averaged over the batch. Equations are
+cited by paper and number.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# --- Order-Free RNN chapter baselines (Gong et al. 2013; Wang et al. 2016) ----
+
+def softmax_normalised_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """"Softmax" baseline of Gong et al. 2013, Eq. 2: cross-entropy between the
+    softmax of the scores and the label vector normalised to sum to one,
+    ``-sum_c (y_c / |y|) log softmax(f)_c``, averaged over images with a label."""
+    y = targets.float()
+    n = y.sum(1)
+    keep = n > 0
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    q = y[keep] / n[keep, None]
+    return -(q * F.log_softmax(logits[keep].float(), dim=1)).sum(1).mean()
+
+
+def warp_rank_weight(rank: torch.Tensor) -> torch.Tensor:
+    """L(r) = sum_{i=1}^{r} 1/i (Gong et al. 2013, Eq. 5 with alpha_i = 1/i); L(0) = 0."""
+    r = rank.float()
+    # harmonic number via digamma: H_r = psi(r + 1) + gamma
+    return torch.where(r > 0, torch.special.digamma(r + 1) + 0.5772156649015329, torch.zeros_like(r))
+
+
+def warp_loss(scores: torch.Tensor, targets: torch.Tensor, margin: float = 1.0,
+              rank: str = "exact", generator: torch.Generator | None = None) -> torch.Tensor:
+    """WARP loss of Gong et al. 2013, Eq. 4, averaged over images::
+
+        J = sum_{j in pos} sum_{k in neg} L(r_j) max(0, margin - f_j + f_k)
+
+    ``rank="exact"`` (default): r_j = the number of negatives k that violate the
+    margin for positive j, computed in one vectorised pass (the quantity the
+    paper's sampling estimates). ``rank="sampled"``: Gong et al.'s estimate
+    r_j = floor((C - 1) / s), s = the number of negatives drawn (in a random
+    order) until the first violator; the weight is a constant (no gradient).
+    """
+    f = scores.float()
+    pos = targets > 0.5
+    neg = ~pos
+    viol = (margin - f[:, :, None] + f[:, None, :]).clamp_min(0)           # [B, j, k]
+    pair = pos[:, :, None] & neg[:, None, :]
+    viol = viol * pair
+    if rank == "exact":
+        r = ((viol > 0) & pair).sum(2)                                    # [B, j]
+    elif rank == "sampled":
+        B, C = f.shape
+        order = torch.argsort(torch.rand(B, C, generator=generator), dim=1).to(f.device)
+        idx = order[:, None, :].expand(B, C, C)                           # negatives in a random order
+        hit = ((viol > 0) & pair).gather(2, idx)
+        draws = pair.gather(2, idx).cumsum(2)                              # negatives drawn so far
+        first = hit.float().argmax(2)                                      # first violator (0 if none)
+        s = draws.gather(2, first[..., None]).squeeze(2).clamp_min(1)
+        r = torch.where(hit.any(2), torch.div(C - 1, s, rounding_mode="floor"), torch.zeros_like(s))
+    else:
+        raise ValueError(f"rank must be 'exact' or 'sampled', not {rank!r}")
+    w = warp_rank_weight(r).detach()                                      # [B, j]
+    return (w[:, :, None] * viol).sum((1, 2)).mean()
+
+
+# --- CADM (Chen et al., ICME 2019), Sec. 2.4 ---------------------------------
+
+LCE_NEGATIVES = ("per_label", "summed")
+LCE_REDUCTIONS = ("per_class", "sum")
+
+
+def label_correlation_embedding_loss(vectors: torch.Tensor, targets: torch.Tensor,
+                                     ignore: torch.Tensor | None = None, *, margin: float = 1.0,
+                                     negatives: str = "per_label",
+                                     reduction: str = "per_class") -> torch.Tensor:
+    """CADM label correlation embedding loss L_lce (Eq. 12).
+
+    ``vectors`` [B, C, E]: the label vectors a_c of Eq. 8; ``targets`` [B, C] in {0, 1};
+    ``ignore`` [B, C] bool (entries that are neither positive nor negative).
+    Per image, with S the positive labels and a_bar their mean (Eq. 11)::
+
+        pull = sum_{j in S} ||a_j - a_bar||^2
+        push = sum_{k not in S} [margin - ||a_k - a_bar||^2]_+      negatives="per_label" (Eq. 12 as typeset)
+             = [margin - sum_{k not in S} ||a_k - a_bar||^2]_+      negatives="summed" (the sentence after Eq. 12)
+
+    ``reduction="per_class"`` divides each image's pull + push by its number of
+    scored classes (as a BCE averaged over classes is Eq. 4 divided by C, so that
+    lambda of Eq. 5 keeps its meaning); ``"sum"`` keeps the sum over classes.
+    The result is averaged over the images with at least one positive label
+    (a_bar is undefined without one; such images contribute nothing).
+    Computed in float32 for half-precision inputs (autocast), else in the input dtype.
+    """
+    if negatives not in LCE_NEGATIVES:
+        raise ValueError(f"negatives must be one of {LCE_NEGATIVES}, got {negatives!r}")
+    if reduction not in LCE_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {LCE_REDUCTIONS}, got {reduction!r}")
+    if vectors.ndim != 3 or vectors.shape[:2] != targets.shape:
+        raise ValueError(f"vectors must be [B, C, E] matching targets [B, C]; got "
+                         f"{tuple(vectors.shape)} and {tuple(targets.shape)}")
+    a = vectors.float() if vectors.dtype in (torch.float16, torch.bfloat16) else vectors
+    scored = torch.ones_like(targets, dtype=torch.bool) if ignore is None else ~ignore.bool()
+    pos = (targets > 0.5) & scored
+    neg = (targets <= 0.5) & scored
+    posf, negf = pos.to(a.dtype), neg.to(a.dtype)
+    n_pos = posf.sum(1)                                                   # [B]
+    mean = (a * posf[..., None]).sum(1) / n_pos.clamp_min(1)[:, None]    # a_bar, [B, E]
+    dist2 = (a - mean[:, None, :]).pow(2).sum(-1)                         # ||a_c - a_bar||^2, [B, C]
+    pull = (dist2 * posf).sum(1)
+    if negatives == "per_label":
+        push = (F.relu(margin - dist2) * negf).sum(1)
+    else:
+        push = F.relu(margin - (dist2 * negf).sum(1))
+    per_image = pull + push
+    if reduction == "per_class":
+        per_image = per_image / scored.float().sum(1).clamp_min(1)
+    valid = (n_pos > 0).float()
+    return (per_image * valid).sum() / valid.sum().clamp_min(1)

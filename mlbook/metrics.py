@@ -1,0 +1,711 @@
+"""The one metrics module of the book: multi-label ranking and set metrics.
+
+Everything here works on a score matrix ``scores`` [N, C] (higher = more
+confident; probabilities or logits), a target matrix ``targets`` [N, C] with
+values in {0, 1}, and an optional ``ignore`` mask [N, C] (bool, ``True`` = the
+entry is not scored, e.g. a VOC 2007 "difficult" label).  It is vectorised in
+torch: no per-class Python loop in the hot path, and it runs on whatever device
+the tensors live on (CPU or GPU), in float32 or float64.  Counts and
+precisions are accumulated in float64.
+
+Conventions (stated once, used everywhere)
+------------------------------------------
+* Every metric is a **fraction in [0, 1]**; tables multiply by 100 themselves.
+* **AP** is non-interpolated, scikit-learn's ``average_precision_score``:
+  ``AP = sum_n (R_n - R_{n-1}) P_n`` over decreasing thresholds with ``R_0 = 0``.
+  ``ties="sklearn"`` makes tied scores one threshold (sklearn); ``ties="stable"``
+  makes every item its own threshold, ranked by score then by lower row index.
+* A class without a positive has AP = **NaN**; :func:`mean_average_precision`
+  is the mean over the classes whose AP is not NaN (``nanmean``).  If every class
+  is NaN the mAP is NaN.
+* ``ignore``: with ``difficult="ignore"`` (default, the VOC protocol) an ignored
+  entry is deleted: it is neither a positive nor a negative, it is removed from
+  its class's ranking and cannot be predicted or counted in P/R/F1 (it does not
+  take a top-k slot).  With ``difficult="negative"`` an ignored entry is scored
+  as a negative (its target is forced to 0).
+* **Top-k** predictions: the k highest scores of each image; ties are broken by
+  the lower class index (stable sort); ``k > C`` predicts every label.
+  ``floor`` keeps only the top-k labels whose score is ``>= floor``.
+  ``threshold`` predicts every label with ``score >= threshold`` (``> threshold``
+  with ``strict=True``).
+* **CP/CR/CF1/OP/OR/OF1** (per-class = "C", overall = "O", the names of the
+  papers; O is micro, C is macro).  With Nc, Np, Ng the per-class counts of
+  correct, predicted and ground-truth labels::
+
+      CP = mean_c Nc/Np     CR = mean_c Nc/Ng     OP = sum Nc / sum Np
+      OR = sum Nc / sum Ng  OF1 = 2 OP OR / (OP + OR)
+
+  - CR (and ``cf1="mean_f1"``) average over the classes with Ng > 0 only
+    (recall is undefined without a ground-truth label); CP averages over all
+    classes, a class with Np = 0 taking ``empty_precision``: ``"zero"`` (counts
+    as 0, the common open-source practice), ``"one"`` (counts as 1) or
+    ``"skip"`` (left out of the CP mean).  OP with sum Np = 0 follows the same
+    option (0, 1, NaN).
+  - ``cf1="harmonic"``: 2 CP CR / (CP + CR) of the averaged CP and CR (what
+    every paper of the book reports); ``"mean_f1"``: mean over classes of the
+    per-class F1 = 2 Nc / (Np + Ng); ``"geometric"``: sqrt(CP CR) (what the
+    transformation-ranking paper's text says, although its numbers are
+    harmonic).  An F1 whose P and R are both 0 is 0.
+* **mAP@10**: see :func:`map_at_k`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+__all__ = [
+    "average_precision",
+    "mean_average_precision",
+    "map_at_k",
+    "predict_labels",
+    "confusion_counts",
+    "prf",
+    "pr_curve",
+    "PAPER_CONVENTIONS",
+    "PROTOCOLS",
+    "CF1_OPTIONS",
+    "EMPTY_PRECISION_OPTIONS",
+    "evaluate_all",
+    "summary",
+    "bench",
+]
+
+CF1_OPTIONS = ("harmonic", "mean_f1", "geometric")
+EMPTY_PRECISION_OPTIONS = ("zero", "skip", "one")
+PRF_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+
+# ---------------------------------------------------------------------------
+# input checking
+# ---------------------------------------------------------------------------
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except Exception as exc:  # pragma: no cover - message only
+        raise TypeError(f"{name}: cannot convert {type(x).__name__} to a tensor") from exc
+
+
+def _check(scores, targets, ignore=None, difficult: str = "ignore"):
+    """Validate and return (scores float, targets bool, valid bool or None)."""
+    scores = _as_tensor(scores, "scores")
+    targets = _as_tensor(targets, "targets")
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [N, C], got shape {tuple(scores.shape)}")
+    if targets.shape != scores.shape:
+        raise ValueError(
+            f"targets shape {tuple(targets.shape)} != scores shape {tuple(scores.shape)}")
+    if not scores.is_floating_point():
+        scores = scores.double()
+    if targets.dtype != torch.bool:
+        if not bool(((targets == 0) | (targets == 1)).all()):
+            raise ValueError("targets must contain only 0 and 1 "
+                             "(VOC -1/0/1 files: map 1 -> 1, -1 -> 0, 0 -> ignore)")
+        targets = targets != 0
+    # cheap test first (a float64 sum is finite iff no NaN/inf, barring overflow)
+    if not bool(torch.isfinite(scores.sum(dtype=torch.float64))):
+        if not bool(torch.isfinite(scores).all()):
+            raise ValueError("scores must be finite (found NaN or inf)")
+    if difficult not in ("ignore", "negative"):
+        raise ValueError(f"difficult must be 'ignore' or 'negative', got {difficult!r}")
+    valid = None
+    if ignore is not None:
+        ignore = _as_tensor(ignore, "ignore")
+        if ignore.ndim == 1:
+            ignore = ignore[:, None]
+        if ignore.shape != scores.shape:
+            raise ValueError(
+                f"ignore shape {tuple(ignore.shape)} != scores shape {tuple(scores.shape)}")
+        ignore = ignore.to(device=scores.device, dtype=torch.bool)
+        if difficult == "negative":
+            targets = targets & ~ignore
+        else:
+            valid = ~ignore
+    targets = targets.to(scores.device)
+    return scores, targets, valid
+
+
+# ---------------------------------------------------------------------------
+# ranking metrics
+# ---------------------------------------------------------------------------
+
+
+def _ranked(scores, targets, valid, ties: str):
+    """Sort every column by decreasing score and accumulate counts.
+
+    Returns (sorted scores, sorted targets float64, cumulative TP, cumulative
+    FP, is-threshold mask) all [N, C]; ignored entries are sent to the end
+    with weight 0.  ``is-threshold`` marks the positions where a threshold sits:
+    the last item of each tie group ("sklearn") or every item ("stable").
+    """
+    if ties not in ("sklearn", "stable"):
+        raise ValueError(f"ties must be 'sklearn' or 'stable', got {ties!r}")
+    s = scores
+    if valid is not None:
+        s = s.masked_fill(~valid, float("-inf"))
+    # sort each class (column) as a contiguous row of a [C, N] matrix
+    st, order = torch.sort(s.t().contiguous(), dim=1, descending=True,
+                           stable=(ties == "stable"))
+    t = torch.gather(targets.t().contiguous(), 1, order).double()
+    if valid is not None:
+        w = torch.gather(valid.t().contiguous(), 1, order).double()
+        tp = torch.cumsum(t * w, dim=1)
+        fp = torch.cumsum((1.0 - t) * w, dim=1)
+        t = t * w
+    else:
+        tp = torch.cumsum(t, dim=1)
+        # fp = rank - tp: no second cumsum
+        rank = torch.arange(1, st.shape[1] + 1, device=st.device, dtype=torch.float64)
+        fp = rank - tp
+    if ties == "stable":
+        is_thr = torch.ones_like(st, dtype=torch.bool)
+    else:
+        is_thr = torch.ones_like(st, dtype=torch.bool)
+        is_thr[:, :-1] = st[:, :-1] != st[:, 1:]
+    return st, t, tp, fp, is_thr
+
+
+def _sort_rows_of_t(x: torch.Tensor) -> torch.Tensor:
+    """Ascending sort of each column of ``x`` [N, C], values only, as [C, N].
+
+    On CPU this uses numpy's SIMD sort (x86-simd-sort), several times faster
+    than torch's CPU sort; a sort of values has a unique result, so the two
+    agree exactly.  On other devices it is ``torch.sort``."""
+    if x.device.type == "cpu":
+        import numpy as np
+
+        a = x.detach().t().contiguous().numpy()  # torch's blocked transpose
+        a.sort(axis=1)  # in place, C order kept
+        return torch.from_numpy(a)
+    return torch.sort(x.t().contiguous(), dim=1).values
+
+
+def _ap_grouped_ties(scores, targets, valid):
+    """Per-class AP with tied scores as one threshold, without ranking all items.
+
+    For a positive of class c with score s: TP = #positives with score >= s and
+    FP = #negatives with score >= s (the counts at the end of s's tie group);
+    ``AP_c = mean over positives of TP / (TP + FP)``, which is the same sum as
+    ``sum_n (R_n - R_{n-1}) P_n`` (each positive adds 1/npos to the recall of
+    its threshold).  Only the negatives' values are sorted (no indices, no
+    gather); the positives are placed with a batched searchsorted.
+    """
+    pos_mask = targets if valid is None else targets & valid
+    drop = pos_mask if valid is None else pos_mask | ~valid
+    neg = torch.where(drop, float("-inf"), scores)  # positives/ignored -> -inf
+    neg_sorted = _sort_rows_of_t(neg)  # [C, N] ascending
+    C, N = neg_sorted.shape
+    img, cls = pos_mask.nonzero(as_tuple=True)  # image-major; regroup by class
+    cls_order = torch.sort(cls, stable=True).indices
+    img, cls = img[cls_order], cls[cls_order]
+    npos = torch.bincount(cls, minlength=C)
+    pmax = max(int(npos.max()), 1) if C else 1
+    start = torch.cumsum(npos, 0) - npos
+    slot = torch.arange(cls.numel(), device=scores.device) - start[cls]
+    pos = torch.full((C, pmax), float("inf"), dtype=scores.dtype, device=scores.device)
+    pos[cls, slot] = scores[img, cls]
+    pos = torch.sort(pos, dim=1).values  # [C, max #positives], ascending, +inf padded
+    fp = N - torch.searchsorted(neg_sorted, pos, right=False)
+    # TP = #positives >= value = npos - (index of the first positive of its tie group)
+    idx = torch.arange(pmax, device=scores.device).expand(C, pmax)
+    first = torch.ones_like(pos, dtype=torch.bool)
+    first[:, 1:] = pos[:, 1:] != pos[:, :-1]
+    first_idx = torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), dim=1).values
+    tp = npos[:, None] - first_idx
+    prec = tp.double() / (tp + fp).double().clamp_min(1.0)
+    real = torch.arange(pmax, device=scores.device)[None, :] < npos[:, None]
+    ap = torch.where(real, prec, torch.zeros_like(prec)).sum(1) / npos.double()
+    return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))
+
+
+def average_precision(scores, targets, ignore=None, ties: str = "sklearn",
+                      difficult: str = "ignore") -> torch.Tensor:
+    """Per-class average precision, Tensor[C] (float64, on the input's device).
+
+    ``AP_c = sum_n (R_n - R_{n-1}) P_n`` over the distinct thresholds of class
+    c (scikit-learn's ``average_precision_score``; non-interpolated).  With
+    ``ties="sklearn"`` tied scores form one threshold; with ``"stable"`` each
+    item is its own threshold in (score desc, row index asc) order.  Classes
+    with no positive (after ``ignore``) are NaN.  See the module docstring for
+    ``ignore``/``difficult``.
+    """
+    scores, targets, valid = _check(scores, targets, ignore, difficult)
+    if ties == "sklearn":
+        return _ap_grouped_ties(scores, targets, valid)
+    st, t, tp, fp, is_thr = _ranked(scores, targets, valid, ties)
+    npos = tp[:, -1]
+    prec = tp / (tp + fp).clamp_min(1e-300)
+    ap = (t * prec).sum(dim=1) / npos
+    return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))
+
+
+def mean_average_precision(scores, targets, ignore=None, ties: str = "sklearn",
+                           difficult: str = "ignore") -> float:
+    """mAP = mean of :func:`average_precision` over the classes that are not
+    NaN (classes with no positive are excluded).  NaN if every class is."""
+    ap = average_precision(scores, targets, ignore, ties=ties, difficult=difficult)
+    ok = ~torch.isnan(ap)
+    return float(ap[ok].mean()) if bool(ok.any()) else float("nan")
+
+
+def map_at_k(scores, targets, k: int = 10, ignore=None, per: str = "class",
+             normalize: str = "min", difficult: str = "ignore") -> float:
+    """mAP@k, the retrieval metric of CNN-RNN (Wang et al. 2016) that RLSD reports.
+
+    Definition used (default ``per="class"``): for each class c, rank the
+    images by their score for c (ties: lower row index first) and keep the top
+    k; ``AP@k_c = (1 / min(k, G_c)) * sum_{i<=k} rel_i * P@i`` with ``P@i`` the
+    fraction of relevant images among the first i and ``G_c`` the number of
+    positive images of class c; mAP@k is the mean over classes with ``G_c > 0``.
+
+    Why per class: RLSD says only "mAP@10 measures are additionally computed"
+    (Table III) and Fig. 8 gives "the average precision @ 10" next to the
+    precision-recall curves *of single classes* (bird, fire hydrant, kite),
+    i.e. an AP of a class, computed on a ranking of images.  The papers never
+    write the formula, so two choices are open and are named options:
+
+    * ``per="image"``: rank the C labels of each image, AP over its top-k
+      labels, mean over images with at least one positive (the label-ranking
+      reading of "retrieval @10" used in image annotation).
+    * ``normalize="min"`` divides by ``min(k, G)`` (the usual AP@k);
+      ``normalize="retrieved"`` divides by the number of relevant items inside
+      the top k (AP@k of the retrieved list, 0 when none is relevant).
+
+    Ignored entries are removed from the ranking (``difficult="ignore"``).
+    """
+    if per not in ("class", "image"):
+        raise ValueError(f"per must be 'class' or 'image', got {per!r}")
+    if normalize not in ("min", "retrieved"):
+        raise ValueError(f"normalize must be 'min' or 'retrieved', got {normalize!r}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    scores, targets, valid = _check(scores, targets, ignore, difficult)
+    if per == "class":  # rank rows of the [C, N] matrix
+        scores, targets = scores.t(), targets.t()
+        valid = valid.t() if valid is not None else None
+    if valid is None:
+        valid = torch.ones_like(targets)
+    s = scores.masked_fill(~valid, float("-inf"))
+    kk = min(k, s.shape[1])
+    order = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :kk]
+    v = torch.gather(valid, 1, order).double()
+    rel = torch.gather(targets & valid, 1, order).double()
+    hits = torch.cumsum(rel, dim=1)
+    pos = torch.cumsum(v, dim=1).clamp_min(1.0)
+    num = (rel * hits / pos).sum(dim=1)
+    g = (targets & valid).sum(dim=1).double()
+    if normalize == "min":
+        den = torch.clamp(g, max=float(kk))
+    else:
+        den = hits[:, -1]
+    apk = torch.where(den > 0, num / den.clamp_min(1.0), torch.zeros_like(num))
+    ok = g > 0
+    return float(apk[ok].mean()) if bool(ok.any()) else float("nan")
+
+
+def pr_curve(scores, targets, cls: int | None = None, ignore=None,
+             difficult: str = "ignore"):
+    """Precision-recall curve(s), one point per distinct threshold (sklearn ties).
+
+    Returns, for class ``cls``, a dict ``{"precision", "recall", "thresholds"}``
+    of 1-D float64 tensors ordered by **decreasing** threshold (recall
+    non-decreasing), without sklearn's appended (P=1, R=0) point; for
+    ``cls=None`` a list of such dicts, one per class (the curves of all classes
+    are computed in one vectorised pass; only the final split is per class).
+    Recall is NaN for a class with no positive.
+    """
+    scores, targets, valid = _check(scores, targets, ignore, difficult)
+    st, t, tp, fp, is_thr = _ranked(scores, targets, valid, "sklearn")
+    npos = tp[:, -1:]
+    prec = tp / (tp + fp).clamp_min(1e-300)
+    rec = tp / npos
+    keep = is_thr & torch.isfinite(st)  # ignored entries sit at -inf
+
+    def one(c):
+        m = keep[c]
+        return {"precision": prec[c][m], "recall": rec[c][m], "thresholds": st[c][m].double()}
+
+    if cls is not None:
+        return one(int(cls))
+    return [one(c) for c in range(st.shape[0])]
+
+
+# ---------------------------------------------------------------------------
+# set metrics: top-k / threshold predictions, CP CR CF1 OP OR OF1
+# ---------------------------------------------------------------------------
+
+
+def predict_labels(scores, k: int | None = None, threshold: float | None = None,
+                   floor: float | None = None, strict: bool = False,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary predictions [N, C] (bool).
+
+    Exactly one of ``k`` (top-k per image, ties -> lower class index, ``k > C``
+    -> all labels; ``floor`` additionally requires ``score >= floor``) or
+    ``threshold`` (``score >= threshold``, ``>`` if ``strict``) must be given.
+    Entries where ``valid`` is False are never predicted and take no top-k slot.
+    """
+    scores = _as_tensor(scores, "scores")
+    if (k is None) == (threshold is None):
+        raise ValueError("give exactly one of k (top-k) or threshold")
+    if threshold is not None:
+        if floor is not None:
+            raise ValueError("floor only applies to top-k; use threshold alone")
+        pred = scores > threshold if strict else scores >= threshold
+    else:
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        kk = min(int(k), scores.shape[1])
+        s = scores if valid is None else torch.where(valid, scores, float("-inf"))
+        pred = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+        if kk <= 8:
+            # k passes of argmax (argmax returns the FIRST maximal index, so
+            # ties go to the lower class index, as a stable sort would)
+            s = s.clone()
+            rows = torch.arange(s.shape[0], device=s.device)
+            for _ in range(kk):
+                idx = s.argmax(dim=1)
+                pred[rows, idx] = True
+                s[rows, idx] = float("-inf")
+                # an already-picked -inf can be re-picked only when fewer than
+                # kk finite entries remain; those are invalid and masked below
+        else:
+            idx = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :kk]
+            pred.scatter_(1, idx, True)
+        if floor is not None:
+            pred &= (scores > floor) if strict else (scores >= floor)
+    if valid is not None:
+        pred &= valid
+    return pred
+
+
+def confusion_counts(pred, targets, valid=None):
+    """Per-class counts (Nc, Np, Ng) as float64 tensors [C]: correct,
+    predicted and ground-truth labels, over the entries where ``valid``."""
+    if valid is not None:
+        pred = pred & valid
+        targets = targets & valid
+    nc = (pred & targets).sum(0).double()
+    np_ = pred.sum(0).double()
+    ng = targets.sum(0).double()
+    return nc, np_, ng
+
+
+def _f1(p: float, r: float) -> float:
+    if math.isnan(p) or math.isnan(r):
+        return float("nan")
+    return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
+
+
+def _prf_from_counts(nc, np_, ng, cf1: str, empty_precision: str) -> dict:
+    if cf1 not in CF1_OPTIONS:
+        raise ValueError(f"cf1 must be one of {CF1_OPTIONS}, got {cf1!r}")
+    if empty_precision not in EMPTY_PRECISION_OPTIONS:
+        raise ValueError(
+            f"empty_precision must be one of {EMPTY_PRECISION_OPTIONS}, got {empty_precision!r}")
+    has_pred = np_ > 0
+    p_c = nc / np_.clamp_min(1.0)
+    if empty_precision == "zero":
+        cp_vals = torch.where(has_pred, p_c, torch.zeros_like(p_c))
+    elif empty_precision == "one":
+        cp_vals = torch.where(has_pred, p_c, torch.ones_like(p_c))
+    else:
+        cp_vals = p_c[has_pred]
+    cp = float(cp_vals.mean()) if cp_vals.numel() else float("nan")
+    has_gt = ng > 0
+    cr = float((nc[has_gt] / ng[has_gt]).mean()) if bool(has_gt.any()) else float("nan")
+    if cf1 == "harmonic":
+        cf = _f1(cp, cr)
+    elif cf1 == "geometric":
+        cf = math.sqrt(cp * cr) if not (math.isnan(cp) or math.isnan(cr)) else float("nan")
+    else:
+        f = 2.0 * nc[has_gt] / (np_[has_gt] + ng[has_gt])
+        cf = float(f.mean()) if f.numel() else float("nan")
+    snc, snp, sng = float(nc.sum()), float(np_.sum()), float(ng.sum())
+    if snp > 0:
+        op = snc / snp
+    else:
+        op = {"zero": 0.0, "one": 1.0, "skip": float("nan")}[empty_precision]
+    orr = snc / sng if sng > 0 else float("nan")
+    return {"CP": cp, "CR": cr, "CF1": cf, "OP": op, "OR": orr, "OF1": _f1(op, orr)}
+
+
+def prf(scores, targets, ignore=None, *, k: int | None = None,
+        threshold: float | None = None, cf1: str = "harmonic",
+        floor: float | None = None, empty_precision: str = "zero",
+        strict: bool = False, difficult: str = "ignore") -> dict:
+    """CP, CR, CF1, OP, OR, OF1 (fractions in [0, 1]) of top-k or threshold predictions.
+
+    ``k``: top-k labels per image (ties -> lower class index; ``k > C`` -> all).
+    ``threshold``: ``score >= threshold`` (``>`` with ``strict``).
+    ``floor``: with ``k``, keep only top-k labels with ``score >= floor``.
+    ``cf1``: ``"harmonic"`` | ``"mean_f1"`` | ``"geometric"``;
+    ``empty_precision``: ``"zero"`` | ``"skip"`` | ``"one"`` (module docstring).
+    Returns ``{"CP", "CR", "CF1", "OP", "OR", "OF1"}`` as Python floats.
+    """
+    scores, targets, valid = _check(scores, targets, ignore, difficult)
+    pred = predict_labels(scores, k=k, threshold=threshold, floor=floor,
+                          strict=strict, valid=valid)
+    return _prf_from_counts(*confusion_counts(pred, targets, valid), cf1, empty_precision)
+
+
+# ---------------------------------------------------------------------------
+# protocols and the papers' conventions
+# ---------------------------------------------------------------------------
+
+#: the prediction rules evaluated by :func:`evaluate_all` (keyword args of prf)
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "top3": {"k": 3},
+    "top3+floor0.5": {"k": 3, "floor": 0.5},
+    "top5": {"k": 5},
+    "top5+floor0.5": {"k": 5, "floor": 0.5},
+    "thr0.5": {"threshold": 0.5},
+    "thr>0.5": {"threshold": 0.5, "strict": True},
+}
+_PROTOCOL_ALIASES = {"all": "thr0.5", "threshold": "thr0.5", "top-3": "top3", "top-5": "top5"}
+
+#: per paper: the protocols of its tables and the options it uses; "source"
+#: quotes the paper, or says what is unstated and assumed.  Scores are assumed
+#: to be probabilities (a 0.5 threshold/floor on logits would be 0).
+PAPER_CONVENTIONS: dict[str, dict[str, Any]] = {
+    "order_free_rnn": {
+        "protocols": ["thr0.5"],
+        "prediction": "beam search over label sequences, stopped by a probability "
+                      "threshold chosen by cross-validation (variable label count); "
+                      "for a score matrix we assume threshold 0.5",
+        "cf1": "harmonic", "empty_precision": "zero", "map": None, "difficult": None,
+        "source": "'the prediction process via beam search would terminate [when] the "
+                  "probability output of a particular prediction path is below a threshold "
+                  "(which is determined by cross-validation)'; CF1 unstated, but Table 2 "
+                  "'Ours' CP 71.6, CR 54.8 -> harmonic 62.1 = reported C-F1; Table 1 caption "
+                  "'Macro/Micro P/R/F1 scores are abbreviated as O/C-P/R/F1' has macro/micro "
+                  "swapped (C = per-class = macro); empty precision unstated (assumed zero)",
+    },
+    "rlsd": {
+        "protocols": ["top3+floor0.5"],
+        "k": 3, "floor": 0.5,
+        "cf1": "harmonic", "empty_precision": "zero",
+        "map": "mAP (VOC: per-class AP, Table I) and mAP@10 (COCO, Table III)",
+        "map_at_k": {"k": 10, "per": "class", "normalize": "min"},
+        "difficult": "unstated; VOC protocol assumed (ignored)",
+        "source": "'For each test image, we predict k highest ranked labels' (k = 3, Tables "
+                  "II-IV) and 'our model may predict less than k labels for an image (a "
+                  "threshold t = 0.5 is set on the prediction score ...)'; cp = 1/c sum "
+                  "Nc/Np (Eq. 16); F1 formula unstated but 67.7/56.4 -> 61.5 (harmonic); "
+                  "empty precision unstated (assumed zero); mAP@10 formula unstated "
+                  "('mAP@10 measures are additionally computed'; Fig. 8 gives a per-class "
+                  "'average precision @ 10', hence per='class')",
+    },
+    "transform_ranking": {
+        "protocols": ["top3", "top5"],
+        "k": [3, 5], "floor": None,
+        "cf1": "harmonic", "empty_precision": "zero", "map": None, "difficult": None,
+        "source": "'For each image, the top-k ranked labels are compared to the ground "
+                  "truth labels' (Tables 3, 4: 3 and 5 labels); text says F1 is 'the "
+                  "geometrical average of the precision and the recall' but the tables are "
+                  "harmonic (O: 51.8/63.8 -> 57.2 reported; geometric would be 57.5; "
+                  "top-5 C: 27.5/58.5 -> 37.4 reported, geometric 40.1); no floor stated; "
+                  "empty precision unstated (assumed zero)",
+    },
+    "cadm": {
+        "protocols": ["thr>0.5", "top3"],
+        "threshold": 0.5, "strict": True, "k": 3,
+        "cf1": "harmonic", "empty_precision": "zero", "map": "mAP", "difficult": None,
+        "source": "'we assign labels with confidence greater than 0.5 as positive' ('All' "
+                  "columns) and 'we also report the results of top-3 labels with highest "
+                  "confidences' (no floor stated; follows SRN [12] whose code may floor); "
+                  "CF1 unstated but COCO 82.5/72.2 -> 77.0 (harmonic); note Table 2 "
+                  "lambda=0.5 top-3 row (64.3/57.7 -> 60.8, printed 56.3) is inconsistent; "
+                  "empty precision unstated (assumed zero)",
+    },
+    "cnn_rnn": {
+        "protocols": ["top3"],
+        "k": 3, "floor": None,
+        "cf1": "harmonic", "empty_precision": "zero",
+        "map": "mAP@10 (COCO 61.2 as quoted by RLSD Table III)",
+        "map_at_k": {"k": 10, "per": "class", "normalize": "min"},
+        "difficult": None,
+        "source": "not in /work/shared/papers; known through RLSD, which 'refer[s] to the "
+                  "evaluation metrics used in [8], [6]' (WARP, CNN-RNN) and quotes CNN-RNN "
+                  "at k = 3 with mAP@10; the formula of mAP@10 is unstated (per-class "
+                  "reading assumed, per-image is map_at_k(per='image'))",
+    },
+}
+
+
+def _protocol_kwargs(protocol: str) -> tuple[str, dict, dict]:
+    """Resolve a protocol name, alias or paper key -> (name, prf kwargs, variant kwargs)."""
+    variant: dict[str, Any] = {}
+    name = _PROTOCOL_ALIASES.get(protocol, protocol)
+    if name in PAPER_CONVENTIONS:
+        conv = PAPER_CONVENTIONS[name]
+        variant = {"cf1": conv["cf1"], "empty_precision": conv["empty_precision"]}
+        name = conv["protocols"][0]
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; use one of {sorted(PROTOCOLS)}, "
+                         f"{sorted(_PROTOCOL_ALIASES)} or a paper key {sorted(PAPER_CONVENTIONS)}")
+    return name, dict(PROTOCOLS[name]), variant
+
+
+def variant_key(cf1: str, empty_precision: str) -> str:
+    """Key of one convention variant in :func:`evaluate_all`'s ``"prf"`` dict."""
+    return f"cf1={cf1},empty_precision={empty_precision}"
+
+
+def evaluate_all(scores, targets, ignore=None) -> dict:
+    """Every metric under every convention.
+
+    Returns::
+
+      {"n_images", "n_classes",
+       "mAP", "mAP(stable ties)", "mAP(difficult=negative)" (only with ignore),
+       "AP": [per-class floats, NaN = no positive],
+       "mAP@10": {"per=class,normalize=min", "per=class,normalize=retrieved",
+                  "per=image,normalize=min", "per=image,normalize=retrieved"},
+       "prf": {protocol: {variant_key(cf1, empty_precision): {CP, CR, CF1, OP, OR, OF1}}},
+       "conventions": {paper: [(protocol, variant_key), ...]}}
+
+    protocols = :data:`PROTOCOLS` keys; every cf1 x empty_precision variant.
+    All values are fractions in [0, 1].
+    """
+    scores, targets, valid = _check(scores, targets, ignore)
+    ign = None if valid is None else ~valid
+    ap = average_precision(scores, targets, ign)
+    ok = ~torch.isnan(ap)
+    out: dict[str, Any] = {
+        "n_images": int(scores.shape[0]),
+        "n_classes": int(scores.shape[1]),
+        "mAP": float(ap[ok].mean()) if bool(ok.any()) else float("nan"),
+        "mAP(stable ties)": mean_average_precision(scores, targets, ign, ties="stable"),
+    }
+    if ign is not None:
+        out["mAP(difficult=negative)"] = mean_average_precision(
+            scores, targets, ign, difficult="negative")
+    out["AP"] = [float(x) for x in ap.cpu()]
+    out["mAP@10"] = {
+        f"per={per},normalize={norm}": map_at_k(scores, targets, 10, ign, per=per, normalize=norm)
+        for per in ("class", "image") for norm in ("min", "retrieved")}
+    prf_out: dict[str, dict] = {}
+    for name, kw in PROTOCOLS.items():
+        counts = confusion_counts(predict_labels(scores, valid=valid, **kw), targets, valid)
+        prf_out[name] = {variant_key(c, e): _prf_from_counts(*counts, c, e)
+                         for c in CF1_OPTIONS for e in EMPTY_PRECISION_OPTIONS}
+    out["prf"] = prf_out
+    out["conventions"] = {
+        paper: [(p, variant_key(conv["cf1"], conv["empty_precision"])) for p in conv["protocols"]]
+        for paper, conv in PAPER_CONVENTIONS.items()}
+    return out
+
+
+def summary(scores, targets, ignore=None, protocol: str = "top3",
+            cf1: str | None = None, empty_precision: str | None = None) -> dict:
+    """The six numbers + mAP in one convention, for a table row.
+
+    ``protocol``: a :data:`PROTOCOLS` key (``"top3"``, ``"top3+floor0.5"``,
+    ``"top5"``, ``"top5+floor0.5"``, ``"thr0.5"``, ``"thr>0.5"``), an alias
+    (``"all"`` = ``"thr0.5"``) or a paper key of :data:`PAPER_CONVENTIONS`
+    (its first protocol and its cf1/empty_precision).  Explicit ``cf1`` and
+    ``empty_precision`` override; defaults are ``"harmonic"`` and ``"zero"``.
+    Returns ``{"mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"}`` (fractions).
+    """
+    _, kw, variant = _protocol_kwargs(protocol)
+    kw["cf1"] = cf1 or variant.get("cf1", "harmonic")
+    kw["empty_precision"] = empty_precision or variant.get("empty_precision", "zero")
+    out = {"mAP": mean_average_precision(scores, targets, ignore)}
+    out.update(prf(scores, targets, ignore, **kw))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# benchmark
+# ---------------------------------------------------------------------------
+
+
+def _bench_problem(n: int, c: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    # long-tailed class frequencies around ~3% positives on average
+    freq = torch.linspace(0.06, 0.002, c)
+    targets = torch.rand(n, c, generator=g) < freq
+    logits = torch.randn(n, c, generator=g) + 2.0 * targets
+    scores = torch.sigmoid(logits)
+    scores = torch.round(scores * 1000) / 1000  # 3 decimals: many tied scores
+    return scores.float(), targets
+
+
+def bench(n: int = 40504, c: int = 80, seed: int = 0, repeats: int = 3,
+          threads: int | None = 1) -> dict:
+    """Time this module vs a per-class scikit-learn loop on a COCO-sized problem.
+
+    Prints a table and returns ``{"n", "c", "positives", "threads", "rows":
+    [{"metric", "torch_s", "sklearn_s", "ratio", "max_abs_diff"}]}`` (best of
+    ``repeats`` wall times).  ``threads=1`` (default) runs torch on one thread
+    like the single-threaded scikit-learn loop (a per-core comparison; it also
+    keeps the timing stable on a shared machine, where a 2-thread torch stalls
+    whenever another process holds a core); ``None`` keeps torch's setting.
+    """
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench(n, c, seed, repeats)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _bench(n: int, c: int, seed: int, repeats: int) -> dict:
+    import numpy as np
+    from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+    scores, targets = _bench_problem(n, c, seed)
+    s_np, t_np = scores.numpy(), targets.numpy().astype(np.int64)
+
+    def best(fn):
+        times, res = [], None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            res = fn()
+            times.append(time.perf_counter() - t0)
+        return min(times), res
+
+    def sk_ap():
+        return np.array([average_precision_score(t_np[:, j], s_np[:, j]) for j in range(c)])
+
+    def sk_top3():
+        # the classic per-class loop: binarise top-3 with argsort, then per class
+        idx = np.argsort(-s_np, axis=1, kind="stable")[:, :3]
+        pred = np.zeros_like(t_np)
+        np.put_along_axis(pred, idx, 1, axis=1)
+        p = np.array([precision_score(t_np[:, j], pred[:, j], zero_division=0) for j in range(c)])
+        r = np.array([recall_score(t_np[:, j], pred[:, j], zero_division=0) for j in range(c)])
+        return p, r
+
+    average_precision(scores[:100], targets[:100])  # warm-up
+    t_ap, ap = best(lambda: average_precision(scores, targets))
+    s_ap, ap_ref = best(sk_ap)
+    t_prf, res = best(lambda: prf(scores, targets, k=3))
+    s_prf, (p_ref, r_ref) = best(sk_top3)
+    rows = [
+        {"metric": "average_precision (per-class AP)", "torch_s": t_ap, "sklearn_s": s_ap,
+         "ratio": s_ap / t_ap, "max_abs_diff": float(np.max(np.abs(ap.numpy() - ap_ref)))},
+        {"metric": "prf top-3 (CP, CR)", "torch_s": t_prf, "sklearn_s": s_prf,
+         "ratio": s_prf / t_prf,
+         "max_abs_diff": max(abs(res["CP"] - p_ref.mean()), abs(res["CR"] - r_ref.mean()))},
+    ]
+    out = {"n": n, "c": c, "positives": float(t_np.mean()),
+           "threads": torch.get_num_threads(), "rows": rows}
+    print(f"metrics bench: {n} x {c} scores, {100 * out['positives']:.1f}% positives, "
+          f"3-decimal scores (ties), best of {repeats}, torch threads={out['threads']}")
+    print(f"{'metric':36s} {'mlbook s':>9s} {'sklearn s':>10s} {'ratio':>7s} {'max|diff|':>10s}")
+    for r in rows:
+        print(f"{r['metric']:36s} {r['torch_s']:9.4f} {r['sklearn_s']:10.4f} "
+              f"{r['ratio']:6.1f}x {r['max_abs_diff']:10.2e}")
+    return out

@@ -1,0 +1,1 @@
+"""Models: one file per paper, plus the baselines their tables compare with."""

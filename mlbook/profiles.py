@@ -1,0 +1,106 @@
+"""Run profiles: one code path, three sizes (DESIGN.md, "Profiles").
+
+A chapter reads ``profile`` from its parameters cell and asks ``get_profile``
+for the sizes; nothing else in a chapter branches on the profile name.
+
+- smoke: seconds per chapter, tiny generated data; used by tests and nbval.
+- demo:  the default; generated data; the whole book in minutes on a 2-core CPU.
+- full:  the papers' settings on real data on a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+PROFILES = ("smoke", "demo", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    # generated data (ignored by the full profile, which reads real data)
+    gen_train: int          # generated training images per data set
+    gen_test: int           # generated test images per data set
+    gen_classes: int        # classes per generated data set (real names, a subset)
+    gen_image_size: int     # side of the generated JPEGs, pixels
+    # training
+    image_size: int         # network input side, pixels
+    backbone: str           # "small_cnn" or a torchvision ResNet name
+    backbone_epochs: int    # shared demo backbone: epochs from scratch
+    head_epochs: int        # heads trained on frozen / fine-tuned features
+    finetune_epochs: int    # end-to-end fine-tuning (CADM)
+    batch_size: int
+    num_workers: int
+    in_memory: bool         # decode all images once into a uint8 tensor cache
+    max_train: int | None = None  # cap on real training images (None = all)
+
+    def replace(self, **changes) -> "Profile":
+        return dataclasses.replace(self, **changes)
+
+
+_PROFILES = {
+    "smoke": Profile(
+        name="smoke", gen_train=48, gen_test=24, gen_classes=10, gen_image_size=40,
+        image_size=32, backbone="small_cnn", backbone_epochs=1, head_epochs=1,
+        finetune_epochs=1, batch_size=16, num_workers=0, in_memory=True,
+    ),
+    "demo": Profile(
+        name="demo", gen_train=1600, gen_test=600, gen_classes=24, gen_image_size=64,
+        image_size=48, backbone="small_cnn", backbone_epochs=12, head_epochs=8,
+        finetune_epochs=4, batch_size=64, num_workers=0, in_memory=True,
+    ),
+    "full": Profile(
+        name="full", gen_train=0, gen_test=0, gen_classes=0, gen_image_size=0,
+        image_size=448, backbone="resnet101", backbone_epochs=0, head_epochs=30,
+        finetune_epochs=60, batch_size=32, num_workers=8, in_memory=False,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in _PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return _PROFILES[name]
+
+
+def default_profile() -> str:
+    """The profile a chapter uses when run without parameters.
+
+    ``MLBOOK_PROFILE`` lets the notebook tests run every chapter in ``smoke``
+    without injecting parameters into the paired notebooks.
+    """
+    return os.environ.get("MLBOOK_PROFILE", "demo")
+
+
+def project_root() -> Path:
+    """The repository root (where runs/, data/ and figures/ live).
+
+    ``MLBOOK_HOME`` overrides it; otherwise the folder that holds ``mlbook/``.
+    """
+    env = os.environ.get("MLBOOK_HOME")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("MLBOOK_RUNS", project_root() / "runs"))
+
+
+def data_dir() -> Path:
+    """Where generated data sets are written (ignored by git)."""
+    return Path(os.environ.get("MLBOOK_DATA", project_root() / "data"))
+
+
+def figures_dir() -> Path:
+    return Path(os.environ.get("MLBOOK_FIGURES", project_root() / "figures"))
+
+
+def pick_device(device: str = "auto") -> str:
+    """'auto' -> cuda if available, else cpu; anything else is passed through."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,1 @@
+"""The published tables of the four papers (package data; see README.md here)."""

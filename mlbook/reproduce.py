@@ -1,0 +1,147 @@
+"""`python -m mlbook reproduce`: run every chapter headless with papermill, then build the book.
+
+The chapter's jupytext .py is the source: it is read with jupytext, executed
+by papermill (parameters injected after the cell tagged ``parameters``), and
+the executed notebook is written back as the chapter's .ipynb with the
+injected cell removed again (the parameters stay recorded in the notebook's
+papermill metadata), so the pair stays in sync. Smoke runs go to
+``_build/smoke/`` instead, leaving the published notebooks alone.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .profiles import project_root
+
+DEFAULTS = {"profile": "demo", "coco_root": None, "nuswide_root": None, "voc_root": None,
+            "device": "auto", "seed": 0}
+
+
+def chapters(root: Path | None = None) -> list[Path]:
+    root = root or project_root()
+    return sorted(p for p in (root / "book").glob("[0-9][0-9]_*.py"))
+
+
+def select(all_chapters: list[Path], wanted: str | None) -> list[Path]:
+    """``wanted``: comma-separated chapter numbers or name fragments ('00,order_free')."""
+    if not wanted:
+        return all_chapters
+    picked = []
+    for token in [t.strip() for t in wanted.split(",") if t.strip()]:
+        hits = [c for c in all_chapters if c.stem.startswith(token) or token in c.stem]
+        if not hits:
+            names = ", ".join(c.stem for c in all_chapters)
+            raise SystemExit(f"no chapter matches {token!r}; chapters are: {names}")
+        picked += [h for h in hits if h not in picked]
+    return sorted(picked)
+
+
+def strip_injected(nb) -> int:
+    """Remove papermill's injected-parameters cells; return how many were removed."""
+    before = len(nb.cells)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    return before - len(nb.cells)
+
+
+def execute_chapter(py: Path, out: Path, parameters: dict, log_output: bool = False) -> float:
+    """Execute one chapter; write the executed notebook to ``out``; return seconds."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    nb = jupytext.read(py)
+    if "kernelspec" not in nb.metadata:
+        raise SystemExit(f"{py}: no kernelspec in the jupytext header (run: jupytext --set-kernel python3 {py})")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / py.with_suffix(".ipynb").name
+        nbformat.write(nb, src)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(src), str(src), parameters=parameters or None, cwd=str(py.parent),
+                                progress_bar=False, log_output=log_output, kernel_name="python3",
+                                # silences ipykernel's harmless "running over TCP" notice
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        finally:
+            seconds = time.perf_counter() - start
+            executed = nbformat.read(src, as_version=4)
+            strip_injected(executed)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(executed, out)
+    return seconds
+
+
+def failing_cell(nb_path: Path) -> tuple[int, str, str] | None:
+    """(cell number, first source line, error) of the first cell with an error output."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code_cells, 1):
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "error":
+                first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+                return i, first, f"{o.get('ename')}: {o.get('evalue')}"
+    return None
+
+
+def build_book(root: Path) -> float:
+    """Jupyter Book 1, offline, notebooks not re-executed; warnings are errors."""
+    start = time.perf_counter()
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--all", "-W", "--keep-going"]
+    print("building the book:", " ".join(cmd[1:]))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise SystemExit(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+    print(f"book built: {root / '_build' / 'html' / 'index.html'}")
+    return time.perf_counter() - start
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    root = project_root()
+    todo = select(chapters(root), args.chapters)
+    parameters = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) != DEFAULTS[k]}
+    out_dir = Path(args.output_dir) if args.output_dir else (
+        root / "_build" / "smoke" if args.profile == "smoke" else root / "book")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:jupyter_client")
+    print(f"profile {args.profile}: {len(todo)} chapter(s) -> {out_dir}"
+          + (f" with parameters {parameters}" if parameters else ""))
+    times: dict[str, float] = {}
+    bar = tqdm(todo, desc="chapters", unit="ch")
+    for py in bar:
+        bar.set_postfix_str(py.stem)
+        out = out_dir / f"{py.stem}.ipynb"
+        try:
+            times[py.stem] = execute_chapter(py, out, parameters, log_output=args.verbose)
+        except Exception as err:  # papermill's PapermillExecutionError and kernel deaths
+            bar.close()
+            where = failing_cell(out) if out.exists() else None
+            msg = f"\nchapter {py.stem} failed"
+            if where:
+                msg += f" in code cell {where[0]} ({where[1]!r}):\n  {where[2]}"
+            else:
+                msg += f": {type(err).__name__}: {err}"
+            print(msg + f"\nthe partly executed notebook is {out}", file=sys.stderr)
+            return 1
+        tqdm.write(f"  {py.stem}: {times[py.stem]:.1f} s")
+    bar.close()
+    total = sum(times.values())
+    print("\nchapter wall times")
+    for name, s in times.items():
+        print(f"  {name:<32} {s:7.1f} s")
+    print(f"  {'total':<32} {total:7.1f} s")
+    if not args.no_build:
+        if out_dir.resolve() != (root / "book").resolve():
+            print(f"(book not built: executed notebooks went to {out_dir}, the book renders book/)")
+        else:
+            times["build"] = build_book(root)
+            print(f"book build: {times['build']:.1f} s")
+    return 0

@@ -1,0 +1,213 @@
+"""The one training loop every chapter uses.
+
+- device chosen automatically (CUDA if present), AMP (bf16 autocast) on CUDA;
+- DistributedDataParallel when launched by ``torchrun`` (NCCL on GPU, gloo on CPU);
+- a checkpoint after every epoch (atomic), resumed after an interruption;
+- a progress bar over epochs; seeded and deterministic on CPU: the shuffle of
+  epoch e depends only on (seed, e), so a resumed run sees the same batches.
+
+``loss_fn(model, batch) -> scalar tensor`` keeps the loop model-agnostic: each
+chapter says what a batch is and what its loss is, the loop does the rest.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from .experiments import atomic_torch_save
+from .profiles import pick_device
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def distributed_world() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def to_device(batch: Any, device: str | torch.device) -> Any:
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+class _EpochSampler(RandomSampler):
+    """Random order that depends only on (seed, epoch): resume-safe."""
+
+    def __init__(self, data, seed: int):
+        super().__init__(data)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+        return iter(torch.randperm(len(self.data_source), generator=g).tolist())
+
+
+def fit(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    make_optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer],
+    make_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    device: str = "auto",
+    checkpoint: str | os.PathLike | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    amp: bool = True,
+    grad_clip: float | None = None,
+    on_epoch_end: Callable[[int, torch.nn.Module], dict] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict]:
+    """Train ``model`` in place; return the per-epoch history (loss, seconds, extras).
+
+    ``make_scheduler`` gives a scheduler stepped once per epoch.
+    ``on_epoch_end(epoch, model)`` may return extra numbers (e.g. validation mAP)
+    that are stored in the history. A checkpoint at ``checkpoint`` is written
+    after every epoch and resumed from if present.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world = distributed_world()
+    device = pick_device(device)
+    if world > 1 and device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    seed_everything(seed)
+    model.to(device)
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
+    optimizer = make_optimizer(model)
+    scheduler = make_scheduler(optimizer) if make_scheduler else None
+
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    else:
+        sampler = _EpochSampler(dataset, seed)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        pin_memory=device.startswith("cuda"), drop_last=False,
+        persistent_workers=num_workers > 0,
+    )
+    use_amp = amp and device.startswith("cuda")
+
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        if rank == 0 and progress:
+            print(f"resuming {desc} from {ckpt.name} at epoch {start_epoch + 1}/{epochs}")
+
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress or rank != 0,
+               initial=start_epoch, total=epochs, leave=False)
+    for epoch in bar:
+        sampler.set_epoch(epoch)
+        train_model.train()
+        t0 = time.perf_counter()
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = to_device(batch, device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(train_model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            n = _batch_len(batch)
+            total += loss.item() * n
+            count += n
+        if scheduler is not None:
+            scheduler.step()
+        record = {"epoch": epoch + 1, "loss": total / max(count, 1),
+                  "seconds": time.perf_counter() - t0, "images": count * world}
+        if on_epoch_end is not None:
+            model.eval()
+            with torch.no_grad():
+                record.update(on_epoch_end(epoch, model) or {})
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        if ckpt is not None and rank == 0:
+            atomic_torch_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "rng": torch.get_rng_state(), "epoch": epoch, "history": history,
+            }, ckpt)
+    bar.close()
+    model.eval()
+    return history
+
+
+def _batch_len(batch: Any) -> int:
+    if torch.is_tensor(batch):
+        return batch.shape[0]
+    if isinstance(batch, (list, tuple)):
+        return _batch_len(batch[0])
+    if isinstance(batch, dict):
+        return _batch_len(next(iter(batch.values())))
+    return 1
+
+
+@torch.no_grad()
+def predict(
+    fn: Callable[[Any], torch.Tensor],
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """Apply ``fn(batch_on_device) -> tensor`` over a dataset in order; concatenate on CPU."""
+    device = pick_device(device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    outs = [fn(to_device(batch, device)).float().cpu() for batch in loader]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def throughput(images: int, seconds: float) -> float:
+    return images / seconds if seconds > 0 else math.nan

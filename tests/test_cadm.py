@@ -1,0 +1,155 @@
+"""CADM chapter (ICME 2019): Eq. 7, the L_lce loss of Eq. 12, gradients and shapes."""
+import pytest
+import torch
+
+from mlbook.losses import label_correlation_embedding_loss as lce
+from mlbook.models.backbones import SmallCNN
+from mlbook.models.cadm import (CADMNet, CADMOptions, Recipe, activation_stats, class_aware_maps,
+                                feature_map_size, figure_indices, make_loss, make_model, make_optimizer)
+
+
+# --- Eq. 7 ------------------------------------------------------------------------
+
+def test_cadm_matches_explicit_loop():
+    g = torch.Generator().manual_seed(0)
+    B, d, h, w, C = 2, 5, 3, 4, 6
+    X = torch.randn(B, d, h, w, generator=g, dtype=torch.float64)
+    W = torch.randn(C, d, generator=g, dtype=torch.float64)
+    A = class_aware_maps(W, X)
+    assert A.shape == (B, C, h, w)
+    loop = torch.zeros(B, C, h, w, dtype=torch.float64)
+    for b in range(B):
+        for c in range(C):
+            for i in range(h):
+                for j in range(w):
+                    loop[b, c, i, j] = sum(W[c, k] * X[b, k, i, j] for k in range(d))
+    torch.testing.assert_close(A, loop)
+
+
+def test_streams_follow_eqs_2_3():
+    torch.manual_seed(0)
+    net = CADMNet(SmallCNN(), 7, (4, 4), embedding=True, embed_hidden=16, embed_dim=8).eval()
+    x = torch.randn(3, 3, 32, 32)
+    out = net(x, details=True)
+    maps = net.backbone(x)
+    fcls = maps.amax(dim=(2, 3)) @ net.fc.weight.T + net.fc.bias                     # Eq. 2
+    torch.testing.assert_close(out["fcls"], fcls, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out["scls"], out["cadm"].amax(dim=(2, 3)))              # GMP of the CADMs
+    torch.testing.assert_close(out["logits"], 0.5 * (out["fcls"] + out["scls"]))       # Eq. 3
+    torch.testing.assert_close(net(x), out["logits"])
+    # Eq. 8: the MLP on each flattened CADM, independently per class
+    a3 = net.embed(out["cadm"][:, 3].flatten(1))
+    torch.testing.assert_close(out["vectors"][:, 3], a3)
+
+
+def test_shapes_and_variants():
+    backbone = SmallCNN()
+    assert feature_map_size(backbone, 48) == (6, 6)
+    assert feature_map_size(backbone, 32) == (4, 4)
+    x = torch.randn(2, 3, 48, 48)
+    base = make_model("baseline", SmallCNN(), 5, 48).eval()
+    assert base.embed is None and base(x).shape == (2, 5)
+    d = base(x, details=True)
+    torch.testing.assert_close(d["logits"], d["fcls"])                                 # baseline: GMP + linear
+    lam0 = make_model("lambda0", SmallCNN(), 5, 48)
+    assert lam0.embed is None
+    full = make_model("lambda0.5", SmallCNN(), 5, 48, CADMOptions(embed_hidden=32, embed_dim=7)).eval()
+    out = full(x, details=True)
+    assert out["cadm"].shape == (2, 5, 6, 6)
+    assert out["vectors"].shape == (2, 5, 7)
+    assert out["logits"].shape == out["fcls"].shape == out["scls"].shape == (2, 5)
+
+
+# --- Eq. 12 -----------------------------------------------------------------------
+
+def _hand_case():
+    # image 1: positives {0, 1}, a_bar = (1, 0); pull = 1 + 1 = 2;
+    #          negative 2 at (0, 0.5): ||.||^2 = 1.25 >= 1, hinge inactive.
+    # image 2: one positive {0}: a_bar = a_0 = (1, 1), pull = 0;
+    #          negative 1 at (1.5, 1): ||.||^2 = 0.25 -> hinge active, 0.75;
+    #          negative 2 at (5, 5): ||.||^2 = 32 -> inactive.
+    a = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 0.5]],
+                      [[1.0, 1.0], [1.5, 1.0], [5.0, 5.0]]])
+    y = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    return a, y
+
+
+def test_lce_hand_worked():
+    a, y = _hand_case()
+    assert lce(a[:1], y[:1], reduction="sum").item() == pytest.approx(2.0)      # hinge inactive
+    assert lce(a[1:], y[1:], reduction="sum").item() == pytest.approx(0.75)     # single positive, hinge active
+    assert lce(a, y, reduction="sum").item() == pytest.approx((2.0 + 0.75) / 2)
+    assert lce(a, y).item() == pytest.approx((2.0 / 3 + 0.75 / 3) / 2)          # per_class: / C
+    # the "summed" reading: one hinge on the summed negative distances
+    assert lce(a[:1], y[:1], negatives="summed", reduction="sum").item() == pytest.approx(2.0)
+    assert lce(a[1:], y[1:], negatives="summed", reduction="sum").item() == pytest.approx(0.0)  # 1 - 32.25 < 0
+    a2 = a.clone()
+    a2[1, 2] = torch.tensor([1.0, 1.5])                                           # 0.25 + 0.25 = 0.5 < 1
+    assert lce(a2[1:], y[1:], negatives="summed", reduction="sum").item() == pytest.approx(0.5)
+    # margin is a parameter: with margin 2 the negative of image 1 (1.25) becomes active: 2 + 0.75
+    assert lce(a[:1], y[:1], margin=2.0, reduction="sum").item() == pytest.approx(2.75)
+
+
+def test_lce_ignore_and_no_positive():
+    a, y = _hand_case()
+    ignore = torch.tensor([[False, False, False], [False, True, False]])        # drop the active negative
+    assert lce(a[1:], y[1:], ignore[1:], reduction="sum").item() == pytest.approx(0.0)
+    # per_class divides by the number of scored classes (2 in image 2)
+    a3 = a.clone()
+    a3[1, 2] = torch.tensor([1.0, 1.0])                                           # coincides with a_bar: hinge 1
+    assert lce(a3[1:], y[1:], ignore[1:]).item() == pytest.approx(1.0 / 2)
+    # an image without positives contributes nothing and is not counted
+    y0 = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert lce(a, y0, reduction="sum").item() == pytest.approx(2.0)
+    z = lce(a[1:], y0[1:])
+    assert z.item() == 0.0
+
+
+def test_lce_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    a = (torch.randn(3, 5, 4, dtype=torch.float64) * 0.4).requires_grad_()
+    y = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [1, 1, 1, 0, 1]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: lce(v, y), (a,))
+    with pytest.raises(ValueError):
+        lce(a, y, negatives="bogus")
+    with pytest.raises(ValueError):
+        lce(a[:, :4], y)
+
+
+# --- training wiring ----------------------------------------------------------------
+
+def test_gradients_reach_backbone_and_embedding():
+    torch.manual_seed(0)
+    net = make_model("lambda0.5", SmallCNN(), 4, 32, CADMOptions(embed_hidden=16, embed_dim=8)).train()
+    images = torch.randn(4, 3, 32, 32)  # float batches pass through stages.as_input unchanged
+    labels = torch.tensor([[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
+    ignore = torch.zeros_like(labels, dtype=torch.bool)
+    loss = make_loss(0.5)(net, (images, labels, ignore))
+    loss.backward()
+    for name in ("backbone.body.0.weight", "fc.weight", "embed.0.weight", "embed.2.weight"):
+        grad = dict(net.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    # L_lce alone reaches the backbone through the CADMs (and theta_fcls)
+    net.zero_grad()
+    out = net(torch.randn(4, 3, 32, 32), details=True)
+    lce(out["vectors"], labels).backward()
+    assert net.backbone.body[0].weight.grad.abs().sum() > 0
+    assert net.fc.weight.grad.abs().sum() > 0
+    # lambda = 0: the loss is BCE on Eq. 3; the optimiser gives new layers their own lr
+    net0 = make_model("lambda0", SmallCNN(), 4, 32)
+    make_loss(0.0)(net0, (images, labels, ignore)).backward()
+    assert net0.backbone.body[0].weight.grad.abs().sum() > 0
+    opt = make_optimizer(Recipe(epochs=1, lr=0.01, head_lr_mult=10))(net0)
+    assert [g["lr"] for g in opt.param_groups] == [0.01, 0.1]
+
+
+def test_activation_stats_and_figure_indices():
+    peak = torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.5, 0.5]])
+    total = torch.tensor([[9.0, 1.0, 2.0], [1.0, 4.0, 3.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    s = activation_stats(peak, total, y)
+    assert s["peak_pos"] == pytest.approx((3 + 2 + 2.5) / 3)
+    assert s["peak_neg"] == pytest.approx((1 + 0 + 0.5) / 3)
+    # image 1: 9 > 1, 9 > 2 -> 1; image 2: 1 < 3, 4 > 3 -> 0.5
+    assert s["pos_over_neg"] == pytest.approx(0.75)
+    assert figure_indices(y, 2) == [1, 0]

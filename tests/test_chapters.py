@@ -1,0 +1,64 @@
+"""Chapter hygiene: every .py chapter is paired with an in-sync .ipynb that papermill accepts."""
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from mlbook.reproduce import chapters, select, strip_injected
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = chapters(ROOT)
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_there_are_chapters_and_the_toc_lists_them_all():
+    assert len(CHAPTERS) >= 2
+    toc = (ROOT / "_toc.yml").read_text()
+    for py in CHAPTERS:
+        assert f"book/{py.stem}" in toc, f"{py.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_pair_in_sync(py):
+    ipynb = py.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{py.name} has no paired notebook (run: jupytext --sync {py})"
+    source = jupytext.read(py)
+    paired = nbformat.read(ipynb, as_version=4)
+    assert _cells(source) == _cells(paired), f"{ipynb.name} is out of sync with {py.name}: jupytext --sync"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_kernelspec_parameters_and_no_injected_cell(py):
+    nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "papermill needs a kernelspec"
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert sum("parameters" in t for t in tags) == 1, "exactly one cell tagged 'parameters'"
+    assert not any("injected-parameters" in t for t in tags), "a papermill injected cell was committed"
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'os.environ.get("MLBOOK_PROFILE", "demo")' in params.source
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_notebook_has_outputs_and_no_errors(py):
+    nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert any(c.get("outputs") for c in code), f"{py.stem}.ipynb was never executed"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{py.stem}.ipynb carries an error output"
+    assert "Agg" not in py.read_text(), "matplotlib.use('Agg') hides figures from the notebook"
+
+
+def test_strip_injected_and_select():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]}),
+    ])
+    assert strip_injected(nb) == 1 and len(nb.cells) == 1
+    assert select(CHAPTERS, None) == CHAPTERS
+    assert select(CHAPTERS, "00") == [CHAPTERS[0]]
+    with pytest.raises(SystemExit, match="no chapter matches"):
+        select(CHAPTERS, "no_such_chapter")

@@ -1,0 +1,319 @@
+"""Loaders on generated and genuine files, the generator, caching, and bad inputs."""
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mlbook.data as data
+from mlbook.data import DataFormatError, coco, load, nuswide, synthetic, voc
+from mlbook.data.summary import format_summary, summarize
+from mlbook.data.transforms import image_transform, normalize_uint8, random_hflip
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.is_dir():
+    SHARED = Path("/work/shared/data")
+COCO128 = SHARED / "coco128"
+VOC2007 = SHARED / "voc2007"
+SIZES = dict(n_train=48, n_test=24, n_classes=10, image_size=40)
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    return {ds: synthetic.generate(ds, root / ds, seed=3, **SIZES) for ds in data.DATASETS}
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+# --- generated data through the real loaders -----------------------------------
+
+def test_generated_coco(gen):
+    tr, te = load("coco", gen["coco"], "train"), load("coco", gen["coco"], "test")
+    assert (len(tr), len(te)) == (48, 24)
+    assert tr.skipped == {"no_labels": 1} and te.skipped == {"no_labels": 1}
+    names = synthetic.class_names("coco", 10)
+    ids = {n: i for i, n, _ in synthetic.COCO_CATEGORIES}
+    assert tr.classes == sorted(names, key=ids.get) and tr.classes[0] == "person"
+    assert [ids[c] for c in tr.classes] != list(range(1, 11))  # non-contiguous ids exercised
+    assert sum(b.crowd for bs in tr.boxes for b in bs) == 2
+    assert all(tr.labels[i].sum() >= 1 for i in range(len(tr)))
+    # labels are exactly the classes of the boxes
+    for row, bs in zip(tr.labels, tr.boxes):
+        assert set(row.nonzero().flatten().tolist()) == {b.label for b in bs}
+    modes = [Image.open(p).mode for p in tr.image_paths]
+    assert modes.count("L") == 1 and open_rgb_mode(tr.image_paths[modes.index("L")]) == "RGB"
+    sides = [b.w for bs in tr.boxes + te.boxes for b in bs]
+    assert min(sides) <= 4 and max(sides) >= 14  # tiny to large (40 px images)
+    assert tr.image_sizes[0] == (40, 40) and tr.image_ids[0].isdigit()
+
+
+def open_rgb_mode(path):
+    return data.open_rgb(path).mode
+
+
+def test_generated_nuswide(gen, tmp_path):
+    root = gen["nuswide"]
+    tr, te = load("nuswide", root, "train"), load("nuswide", root, "test")
+    assert (len(tr), len(te)) == (48, 24) and tr.boxes is None
+    assert tr.skipped == {"missing_image": 2, "no_labels": 2}
+    assert nuswide.listed_count(tr) == 52 and nuswide.listed_count(te) == 28
+    assert tr.classes == sorted(synthetic.class_names("nuswide", 10))
+    assert set(tr.classes) <= set(synthetic.NUSWIDE_CONCEPTS81)
+    assert b"\r\n" in (root / "ImageList" / "TrainImagelist.txt").read_bytes()
+    assert "\\" in tr.image_ids[0] and tr.image_paths[0].parts[-3] == "Flickr"
+    # the AllLabels/ + Imagelist.txt layout gives the same data
+    alt = tmp_path / "nus"
+    shutil.copytree(root, alt)
+    shutil.rmtree(alt / "Groundtruth" / "TrainTestLabels")
+    for split, ref in (("train", tr), ("test", te)):
+        other = load("nuswide", alt, split)
+        assert torch.equal(other.labels, ref.labels) and other.image_ids == ref.image_ids
+
+
+def test_generated_voc(gen):
+    root = gen["voc"]
+    tr, te = load("voc", root, "train"), load("voc", root, "test")
+    assert (len(tr), len(te)) == (48, 24)
+    assert tr.classes == list(voc.VOC_CLASSES) and len(tr.classes) == 20
+    assert b"\r\n" in (root / "ImageSets" / "Main" / "dog_trainval.txt").read_bytes()
+    assert not set(tr.image_ids) & set(te.image_ids)
+    both = [tr, te]
+    n_diff = 0
+    for d in both:
+        for row, ign, bs in zip(d.labels, d.ignore, d.boxes):
+            easy = {b.label for b in bs if not b.difficult}
+            hard = {b.label for b in bs if b.difficult} - easy
+            assert set(row.nonzero().flatten().tolist()) == easy | hard
+            assert set(ign.nonzero().flatten().tolist()) == hard
+            n_diff += len(hard)
+            assert easy  # every image keeps a scored label
+    assert n_diff >= 1
+
+
+def test_determinism(tmp_path):
+    for ds in data.DATASETS:
+        a = synthetic.generate(ds, tmp_path / "a" / ds, seed=7, **SIZES)
+        b = synthetic.generate(ds, tmp_path / "b" / ds, seed=7, **SIZES)
+        c = synthetic.generate(ds, tmp_path / "c" / ds, seed=8, **SIZES)
+        files = _files(a)
+        assert files == _files(b) and len(files) > 50
+        assert all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
+        assert not all(filecmp.cmp(a / f, c / f, shallow=False) for f in files if (c / f).exists())
+
+
+def test_generate_for_profile_and_summary(tmp_path):
+    root = synthetic.generate_for_profile("nuswide", "smoke", tmp_path / "n", seed=0)
+    s = summarize("nuswide", root)
+    json.dumps(s)
+    assert s["splits"]["train"]["listed"] == 52 and s["splits"]["train"]["loaded"] == 48
+    assert s["splits"]["test"]["skipped"] == {"missing_image": 2, "no_labels": 2}
+    lpi = s["splits"]["train"]["labels_per_image"]
+    assert lpi["min"] >= 1 and lpi["max"] <= 5 and sum(lpi["histogram"].values()) == 48
+    text = format_summary(s)
+    assert "sky" in text and "52 listed, 48 loaded" in text
+    with pytest.raises(ValueError):
+        synthetic.generate_for_profile("voc", "full", tmp_path / "v")
+
+
+# --- COCO id mapping -----------------------------------------------------------
+
+def _tiny_coco(root: Path, categories, anns, images=None):
+    (root / "annotations").mkdir(parents=True)
+    (root / "train2014").mkdir()
+    images = images or [{"id": 7, "file_name": "a.jpg", "width": 8, "height": 6},
+                        {"id": 3, "file_name": "b.jpg", "width": 8, "height": 6}]
+    for im in images:
+        Image.new("RGB", (8, 6)).save(root / "train2014" / im["file_name"])
+    doc = {"images": images, "annotations": anns, "categories": categories}
+    (root / "annotations" / "instances_train2014.json").write_text(json.dumps(doc))
+
+
+def test_coco_id_mapping_ascending(tmp_path):
+    cats = [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 13, "name": "stop sign"}]
+    anns = [{"id": 1, "image_id": 7, "category_id": 90, "bbox": [1, 2, 3, 4], "iscrowd": 0, "area": 12},
+            {"id": 2, "image_id": 7, "category_id": 13, "bbox": [0, 0, 2, 2], "iscrowd": 1, "area": 4},
+            {"id": 3, "image_id": 3, "category_id": 1, "bbox": [0, 0, 5, 5], "iscrowd": 0, "area": 25}]
+    _tiny_coco(tmp_path, cats, anns)
+    d = coco.load(tmp_path, "train")
+    assert d.classes == ["person", "stop sign", "toothbrush"]  # ids 1 < 13 < 90
+    assert d.image_ids == ["3", "7"]  # ordered by image id
+    assert d.labels.tolist() == [[1, 0, 0], [0, 1, 1]]
+    b = {x.label: x for x in d.boxes[1]}
+    assert (b[2].x, b[2].y, b[2].w, b[2].h, b[2].crowd) == (1, 2, 3, 4, False) and b[1].crowd
+    assert d.image_sizes == [(8, 6), (8, 6)]
+
+
+def test_coco_missing_image_counted(tmp_path):
+    cats = [{"id": 2, "name": "bicycle"}]
+    anns = [{"id": 1, "image_id": 7, "category_id": 2, "bbox": [1, 2, 3, 4], "iscrowd": 0, "area": 12}]
+    _tiny_coco(tmp_path, cats, anns)
+    (tmp_path / "train2014" / "a.jpg").unlink()
+    d = coco.load(tmp_path, "train")
+    assert len(d) == 0 and d.skipped == {"no_labels": 1, "missing_image": 1}
+
+
+# --- genuine files ---------------------------------------------------------------
+
+@pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/data/coco128 absent")
+def test_coco128_genuine():
+    d = coco.load(COCO128, "train")
+    assert len(d) + sum(d.skipped.values()) == 128
+    assert d.skipped == {"no_labels": 2} and len(d) == 126
+    names = {p.name for p in d.image_paths}
+    assert "000000000250.jpg" not in names and "000000000508.jpg" not in names
+    assert d.num_classes == 80 and d.classes[:3] == ["person", "bicycle", "car"]
+    assert d.classes[-1] == "toothbrush" and d.classes[11] == "stop sign"  # id 13 -> index 11
+    assert int((d.labels.sum(0) > 0).sum()) == 71
+    assert sum(b.crowd for bs in d.boxes for b in bs) == 10
+    assert sum(len(bs) for bs in d.boxes) == 939
+    gray = COCO128 / "train2017" / "000000000086.jpg"
+    assert Image.open(gray).mode == "L" and data.open_rgb(gray).mode == "RGB"
+    with pytest.raises(DataFormatError, match="instances_val2014.json"):
+        coco.load(COCO128, "test")
+
+
+@pytest.mark.skipif(not VOC2007.is_dir(), reason="../shared/data/voc2007 absent")
+def test_voc2007_genuine():
+    tv = voc.load(VOC2007, "train", check_images=False)
+    te = voc.load(VOC2007, "test", check_images=False)
+    assert (len(tv), len(te)) == (5011, 4952) and tv.labels.shape == (5011, 20)
+    # difficult = label 1, ignored
+    assert int(te.ignore.sum()) > 0 and bool((te.labels[te.ignore] == 1).all())
+    # the genuine xml of 000002 (one "train" object), VOC 1-based corners -> x, y, w, h
+    i = te.image_ids.index("000002")  # a test image in VOC 2007
+    (b,) = te.boxes[i]
+    assert te.classes[b.label] == "train" and (b.x, b.y, b.w, b.h) == (138, 199, 69, 102)
+    assert te.image_sizes[i] == (335, 500) and te.labels[i, voc.VOC_CLASSES.index("train")] == 1
+    # with images checked: the five present test images load, the rest are counted
+    on_disk = voc.load(VOC2007, "test")
+    assert sorted(on_disk.image_ids) == ["000342", "000542", "003123", "004101", "008591"]
+    assert on_disk.skipped == {"missing_image": 4947}
+    assert voc.load(VOC2007, "train").skipped == {"missing_image": 5011}
+    k = on_disk.image_ids.index("004101")
+    c = voc.VOC_CLASSES.index
+    assert on_disk.labels[k, c("person")] == 1 and on_disk.labels[k, c("sofa")] == 1
+    assert on_disk.labels[k, c("bicycle")] == 1 and on_disk.ignore[k, c("bicycle")]
+    assert not on_disk.ignore[k, c("person")] and on_disk.labels[k, c("dog")] == 0
+    assert all(s is not None and min(s) > 0 for s in on_disk.image_sizes)
+
+
+# --- bad inputs ------------------------------------------------------------------
+
+@pytest.mark.parametrize("ds", data.DATASETS)
+def test_missing_root(tmp_path, ds):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataFormatError, match=str(missing)):
+        load(ds, missing, "train")
+
+
+def test_missing_coco_annotation(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    with pytest.raises(DataFormatError, match=r"annotations/instances_train2014\.json"):
+        coco.load(tmp_path, "train")
+    (tmp_path / "annotations" / "instances_train2014.json").write_text("{not json")
+    with pytest.raises(DataFormatError, match="instances_train2014.json"):
+        coco.load(tmp_path, "train")
+
+
+def test_nuswide_bad_value_and_line_count(gen, tmp_path):
+    root = tmp_path / "nus"
+    shutil.copytree(gen["nuswide"], root)
+    lab = root / "Groundtruth" / "TrainTestLabels" / "Labels_sky_Train.txt"
+    lines = lab.read_text().splitlines()
+    good = list(lines)
+    lines[4] = "2"
+    lab.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"Labels_sky_Train\.txt, line 5: expected 0 or 1"):
+        nuswide.load(root, "train")
+    lab.write_text("\n".join(good[:-1]) + "\n")
+    with pytest.raises(DataFormatError, match=r"Labels_sky_Train\.txt: 51 lines, expected 52"):
+        nuswide.load(root, "train")
+    lab.write_text("\r\n".join(good) + "\r\n\r\n")  # CRLF and a trailing blank line are fine
+    assert len(nuswide.load(root, "train")) == 48
+    (root / "ConceptsList" / "Concepts81.txt").unlink()
+    with pytest.raises(DataFormatError, match="Concepts81.txt: file not found"):
+        nuswide.load(root, "train")
+
+
+def test_voc_malformed_line(gen, tmp_path):
+    root = tmp_path / "voc"
+    shutil.copytree(gen["voc"], root)
+    f = root / "ImageSets" / "Main" / "cat_test.txt"
+    lines = f.read_bytes().split(b"\r\n")
+    lines[2] = lines[2].split()[0] + b" 2"
+    f.write_bytes(b"\r\n".join(lines))
+    with pytest.raises(DataFormatError, match=r"cat_test\.txt, line 3"):
+        voc.load(root, "test")
+    f.write_bytes(b"\r\n".join(lines[:2] + lines[3:]))  # a line missing
+    with pytest.raises(DataFormatError, match=r"cat_test\.txt"):
+        voc.load(root, "test")
+    (root / "ImageSets" / "Main" / "dog_trainval.txt").unlink()
+    with pytest.raises(DataFormatError, match=r"dog_trainval\.txt: file not found"):
+        voc.load(root, "train")
+
+
+# --- prepare, caches, transforms --------------------------------------------------
+
+def test_prepare_and_load_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
+    root = data.prepare("voc", "smoke", seed=1)
+    assert root == tmp_path / "data" / "generated" / "smoke-s1" / "voc"
+    assert (root / data.COMPLETE_MARKER).exists()
+    stamp = (root / "generated.json").stat().st_mtime_ns
+    tr, te = data.load_splits("voc", "smoke", seed=1)
+    assert (len(tr), len(te)) == (48, 24)
+    assert (root / "generated.json").stat().st_mtime_ns == stamp  # not regenerated
+    assert [p.name for p in root.parent.iterdir()] == ["voc"]  # no temp folder left behind
+    assert data.prepare("voc", "smoke", root=root) == root
+    with pytest.raises(DataFormatError, match="nowhere"):
+        data.prepare("voc", "smoke", root=tmp_path / "nowhere")
+    with pytest.raises(DataFormatError, match="real data"):
+        data.prepare("voc", "full")
+
+
+def test_image_tensor_cache(gen, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
+    d = load("coco", gen["coco"], "test")
+    x = data.image_tensor_cache(d, 32)
+    assert x.dtype == torch.uint8 and x.shape == (24, 3, 32, 32)
+    # the in-memory path gives the tensors of the file path (Resize + ToTensor + Normalize)
+    ref = image_transform(32, train=False)(data.open_rgb(d.image_paths[5]))
+    assert torch.allclose(normalize_uint8(x[5:6])[0], ref, atol=1e-5)
+    assert len(list((tmp_path / "runs" / "image_cache").glob("*.pt"))) == 1
+
+    def boom(path):
+        raise AssertionError("decoded twice")
+
+    monkeypatch.setattr(data, "open_rgb", boom)
+    assert torch.equal(data.image_tensor_cache(d, 32), x)
+    # full size equals a plain decode
+    monkeypatch.undo()
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
+    full = data.image_tensor_cache(d.subset([0]), 40)
+    ref = torch.from_numpy(np.array(data.open_rgb(d.image_paths[0]))).permute(2, 0, 1)
+    assert torch.equal(full[0], ref)
+
+
+def test_transforms_match(gen):
+    path = load("voc", gen["voc"], "test").image_paths[0]
+    img = data.open_rgb(path)
+    a = image_transform(40, train=False)(img)
+    u8 = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
+    assert torch.allclose(normalize_uint8(u8)[0], a, atol=1e-5)
+    assert torch.equal(random_hflip(u8, p=1.0), u8.flip(-1))
+    assert torch.equal(random_hflip(u8, p=0.0), u8)
+    assert image_transform(32, train=True)(img).shape == (3, 32, 32)
+
+
+def test_nuswide_windows_paths():
+    assert nuswide.image_relpath("actor\\0001_2124494179.jpg") == Path("Flickr/actor/0001_2124494179.jpg")
+    assert nuswide.image_relpath("C:\\ImageData\\Flickr\\sky\\0002_1.jpg ") == Path("Flickr/sky/0002_1.jpg")
