@@ -55,7 +55,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlbook import metrics
 from mlbook.data import open_rgb
 from mlbook.losses import label_correlation_embedding_loss
 from mlbook.models import cadm
@@ -340,16 +339,12 @@ MIN_TEST = 100
 KEYS = ["mAP", "all_CF1", "all_OF1", "top3_CF1", "top3_OF1"]
 
 
-def mean_ap(scores, targets, ignore):
-    return metrics.mean_average_precision(scores, targets, ignore)
-
-
 def compare(name, a, b):
     """Does variant b beat variant a in mAP and the CF1/OF1 of both protocols?"""
     ta, tb = tables[name].loc[cadm.VARIANTS[a]["label"]], tables[name].loc[cadm.VARIANTS[b]["label"]]
     d = data[name].test
-    boot = cadm.paired_bootstrap(mean_ap, results[name, a]["test_outputs"]["logits"],
-                                 results[name, b]["test_outputs"]["logits"], d.labels, d.ignore, n=200, seed=seed)
+    boot = cadm.bootstrap_map_delta(results[name, a]["test_outputs"]["logits"],
+                                    results[name, b]["test_outputs"]["logits"], d.labels, d.ignore, n=200, seed=seed)
     wins = [k for k in KEYS if tb[k] > ta[k]]
     evidence = (", ".join(f"{k} {tb[k]:.1f} vs {ta[k]:.1f}" for k in KEYS)
                 + f"; mAP Δ {100 * boot['delta']:+.1f} (95% CI {100 * boot['low']:+.1f} … {100 * boot['high']:+.1f})")

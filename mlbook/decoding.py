@@ -49,6 +49,18 @@ def _expand(tensors: Sequence[torch.Tensor], k: int) -> tuple:
     return tuple(t.repeat_interleave(k, dim=0) for t in tensors)
 
 
+def _step_live(step_fn, ctx, st, emitted, prev, live):
+    """Call the model on the live paths only (dead beams and finished images are skipped);
+    dead rows get log P = -inf and keep their state."""
+    if bool(live.all()):
+        return step_fn(ctx, st, emitted, prev)
+    ix = live.nonzero().squeeze(1)
+    lp, ns = step_fn(tuple(c.index_select(0, ix) for c in ctx), tuple(x.index_select(0, ix) for x in st),
+                     emitted.index_select(0, ix), prev.index_select(0, ix))
+    logp = lp.new_full((live.shape[0], lp.shape[1]), NEG_INF).index_copy_(0, ix, lp)
+    return logp, tuple(x.index_copy(0, ix, n) for x, n in zip(st, ns))
+
+
 @torch.no_grad()
 def beam_search(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, *,
                 beam: int = 3, max_len: int = 5, threshold: float = 0.0,
@@ -79,7 +91,8 @@ def beam_search(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, 
             done |= torch.isinf(scores).all(1)
         if bool(done.all()):
             break
-        logp, new_st = step_fn(ctx, st, emitted, prev)
+        logp, new_st = _step_live(step_fn, ctx, st, emitted, prev,
+                                  torch.isfinite(scores).view(-1) & ~done.repeat_interleave(K))
         if end_index is not None:                               # paths that end here
             ended = scores + logp[:, end_index].view(B, K)
             best, arg = ended.max(1)
@@ -214,12 +227,16 @@ def sequences_to_sets(seqs: torch.Tensor, num_labels: int, k: int | None = None)
 
 def bench_decode(n_images: int = 200, num_labels: int = 24, beam: int = 3, max_len: int = 5,
                  feat_dim: int = 128, grid: int = 6, hidden: int = 128, seed: int = 0,
-                 threshold: float = 0.05, print_result: bool = True) -> dict:
+                 threshold: float = 0.05, device: str = "cpu", print_result: bool = True) -> dict:
     """Batched beam search vs the per-image reference on one untrained-but-fixed model.
 
     Same model, same inputs, one run; prints the time of each, the speed-up and
-    whether both return the same label sequences.
+    whether both return the same label sequences. The per-image reference runs on CPU;
+    ``device`` is where the batched search runs ("auto" = CUDA if present).
     """
+    from .profiles import pick_device
+
+    device = pick_device(device)
     from .models.order_free_rnn import OrderFreeConfig, OrderFreeRNN
 
     torch.manual_seed(seed)
@@ -228,10 +245,16 @@ def bench_decode(n_images: int = 200, num_labels: int = 24, beam: int = 3, max_l
     maps = torch.randn(n_images, feat_dim, grid, grid)
     context, state = model.decode_inputs(maps)
     kw = dict(beam=beam, max_len=max_len, threshold=threshold)
-    beam_search(model.step_fn, context, state, num_labels, **kw)         # warm-up
+    on = lambda xs: tuple(x.to(device) for x in xs)  # noqa: E731
+    model.to(device)
+    beam_search(model.step_fn, on(context), on(state), num_labels, **kw)         # warm-up
+    _sync(device)
     t0 = time.perf_counter()
-    fast, fast_s = beam_search(model.step_fn, context, state, num_labels, **kw)
+    fast, fast_s = beam_search(model.step_fn, on(context), on(state), num_labels, **kw)
+    _sync(device)
     t_fast = time.perf_counter() - t0
+    fast, fast_s = fast.cpu(), fast_s.cpu()
+    model.cpu()
     t0 = time.perf_counter()
     slow, slow_s = beam_search_reference(model.step_fn, context, state, num_labels, **kw)
     t_slow = time.perf_counter() - t0
@@ -240,8 +263,14 @@ def bench_decode(n_images: int = 200, num_labels: int = 24, beam: int = 3, max_l
               "per_image_s": t_slow, "speedup": t_slow / t_fast, "same_sequences": same,
               "max_abs_score_diff": (fast_s - slow_s).abs().max().item()}
     if print_result:
-        print(f"beam search, {n_images} images, beam {beam}, up to {max_len} labels, C={num_labels}")
+        print(f"beam search, {n_images} images, beam {beam}, up to {max_len} labels, C={num_labels}, "
+              f"batched on {device}")
         print(f"  batched     {t_fast * 1e3:9.1f} ms")
         print(f"  per image   {t_slow * 1e3:9.1f} ms")
         print(f"  speed-up    {t_slow / t_fast:9.1f}x   same sequences: {same:.1%}")
     return result
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()

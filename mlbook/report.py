@@ -98,8 +98,11 @@ def _display(df: pd.DataFrame, caption: str | None) -> None:
         print((caption + "\n" if caption else "") + to_markdown(df))
 
 
-def save_table(df: pd.DataFrame, chapter: str, n: int | str, caption: str = "", show: bool = True) -> Path:
-    """Write figures/<chapter>/table_<n>.csv and .md (atomically) and display it."""
+def save_table(df: pd.DataFrame, chapter: str, n: int | str, caption: str = "", show: bool = True) -> None:
+    """Write figures/<chapter>/table_<n>.csv and .md (atomically) and display it.
+
+    Returns nothing, so a notebook cell ending with it shows no machine-specific path.
+    """
     folder = chapter_dir(chapter)
     buf = io.StringIO()
     df.to_csv(buf)
@@ -107,7 +110,6 @@ def save_table(df: pd.DataFrame, chapter: str, n: int | str, caption: str = "", 
     atomic_write_text((f"{caption}\n\n" if caption else "") + to_markdown(df) + "\n", folder / f"table_{n}.md")
     if show:
         _display(df, caption)
-    return folder / f"table_{n}.csv"
 
 
 def save_figure(fig, chapter: str, n: int | str, name: str, dpi: int = 120) -> Path:
@@ -137,5 +139,5 @@ def claims_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(table, columns=["claim", "evidence", "verdict"])
 
 
-def save_claims(df: pd.DataFrame, chapter: str, show: bool = True) -> Path:
-    return save_table(df.set_index("claim"), chapter, "claims", "Claims and verdicts", show=show)
+def save_claims(df: pd.DataFrame, chapter: str, show: bool = True) -> None:
+    save_table(df.set_index("claim"), chapter, "claims", "Claims and verdicts", show=show)

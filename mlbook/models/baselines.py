@@ -123,12 +123,12 @@ class CNNRNN(nn.Module):
 
     @torch.no_grad()
     def decode(self, feats: torch.Tensor, beam: int = 3, max_len: int = 5, batch_size: int = 512):
-        outs = []
+        outs, dev = [], self.labels.weight.device
         for i in range(0, feats.shape[0], batch_size):
-            context, state = self.begin(feats[i:i + batch_size])
+            context, state = self.begin(feats[i:i + batch_size].to(dev))
             seq, _ = beam_search(self.step_fn, context, state, self.num_classes, beam=beam,
                                  max_len=max_len, end_index=self.num_classes)
-            outs.append(seq)
+            outs.append(seq.cpu())
         return torch.cat(outs)
 
 
@@ -196,8 +196,8 @@ def run_baseline(method: str, dataset: str, profile, root: str | None = None, se
     """
     from .. import experiments, stages
     from ..metrics import summary
-    from ..profiles import get_profile
-    from .order_free_rnn import fixed_order_sequences, label_rank
+    from ..profiles import get_profile, pick_device
+    from .order_free_rnn import cpu_threads, fixed_order_sequences, label_rank
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if profile.backbone != "small_cnn":
@@ -208,7 +208,7 @@ def run_baseline(method: str, dataset: str, profile, root: str | None = None, se
               **stages.data_key(dataset, profile, root, seed), "backbone": profile.backbone,
               "image_size": profile.image_size, "weights": weights, "settings": dataclasses.asdict(s)}
 
-    def compute(folder: Path) -> dict:
+    def _compute(folder: Path) -> dict:
         feats = stages.backbone_features(dataset, profile, root, seed, device, weights)
         data = stages.splits(dataset, profile, root, seed)
         y_train, y_test = data.train.labels, data.test.labels
@@ -246,8 +246,22 @@ def run_baseline(method: str, dataset: str, profile, root: str | None = None, se
             out["metrics"] = {**set_metrics(out["sequences"], y_test, s.top_k), "mAP": out["metrics"]["mAP"]}
         return out
 
+    def compute(folder: Path) -> dict:
+        stages.backbone_features(dataset, profile, root, seed, device, weights)   # cached; full threads if not
+        with cpu_threads(1 if pick_device(device) == "cpu" else None):
+            return _compute(folder)
+
     return experiments.run("baseline", config, compute, force=force)
 
 
-METHODS = {name: (lambda name: lambda dataset, profile, root=None, seed=0, device="auto", **kw:
-                  run_baseline(name, dataset, profile, root, seed, device, **kw))(name) for name in ROWS}
+def _method(name: str):
+    def train(dataset, profile, root=None, seed=0, device="auto", **kw) -> dict:
+        result = run_baseline(name, dataset, profile, root, seed, device, **kw)
+        return {**result, **result["metrics"]}          # the test metrics also at the top level (CLI)
+    train.__name__ = train.__qualname__ = f"train_{name}"
+    return train
+
+
+#: table method name -> train-and-evaluate function (used by ``python -m mlbook train --method``)
+METHODS = {"knn": _method("KNN"), "softmax": _method("Softmax"), "warp": _method("WARP"),
+           "resnet_baseline": _method("Resnet-baseline"), "cnn_rnn": _method("CNN-RNN")}

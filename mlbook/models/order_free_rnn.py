@@ -21,6 +21,7 @@ method names to it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from pathlib import Path
@@ -32,6 +33,23 @@ from torch import nn
 from ..decoding import beam_search, greedy_decode, sequences_to_sets
 
 ORDERS = ("learned", "frequency", "rare")
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None = 1):
+    """Run small sequential models with ``n`` intra-op threads on CPU, then restore.
+
+    These heads are tiny (a few hundred kB); with two or more OpenMP threads on a CPU
+    shared with other processes, each small op waits for descheduled spinning threads
+    and a run can become 10-100x slower. ``n=None`` leaves the setting alone.
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +86,7 @@ class Matt(nn.Module):
         self.score = nn.Linear(att_dim, 1)
 
     def forward(self, v: torch.Tensor, v_proj: torch.Tensor, h: torch.Tensor):
-        e = self.score(torch.tanh(v_proj + self.proj_h(h)[:, None])).squeeze(-1)  # f_att(v_i, h_{t-1})
+        e = self.score((v_proj + self.proj_h(h)[:, None]).tanh_()).squeeze(-1)     # f_att(v_i, h_{t-1})
         alpha = e.softmax(dim=1)                                                 # Eq. 4
         return torch.bmm(alpha[:, None], v).squeeze(1), alpha                    # Eq. 5
 
@@ -183,21 +201,23 @@ class OrderFreeRNN(nn.Module):
     def decode(self, maps: torch.Tensor, *, beam: int = 3, max_len: int = 5, threshold: float = 0.0,
                batch_size: int = 512) -> torch.Tensor:
         """Label sequences [N, max_len] (-1 padded); ``beam=1`` is greedy."""
-        outs = []
+        outs, dev = [], next(self.parameters()).device
         for i in range(0, maps.shape[0], batch_size):
-            context, state = self.decode_inputs(maps[i:i + batch_size])
+            context, state = self.decode_inputs(maps[i:i + batch_size].to(dev))
             if beam == 1:
                 seq, _ = greedy_decode(self.step_fn, context, state, self.cfg.num_classes,
                                        max_len=max_len, threshold=threshold)
             else:
                 seq, _ = beam_search(self.step_fn, context, state, self.cfg.num_classes,
                                      beam=beam, max_len=max_len, threshold=threshold)
-            outs.append(seq)
+            outs.append(seq.cpu())
         return torch.cat(outs) if outs else torch.empty(0, max_len, dtype=torch.long)
 
     @torch.no_grad()
     def replay(self, maps: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         """Attention maps [N, T, m] along given label sequences (for Fig. 3); zeros after the end."""
+        maps = maps.to(next(self.parameters()).device)
+        sequences = sequences.to(maps.device)
         context, state = self.decode_inputs(maps)
         N, T = sequences.shape
         emitted = torch.zeros(N, self.cfg.num_classes, dtype=torch.bool, device=maps.device)
@@ -309,7 +329,7 @@ def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor, cfg: Or
     history = fit(model, data, loss_fn, epochs=s.epochs, batch_size=s.batch_size, device=device, seed=seed,
                   make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr),
                   checkpoint=checkpoint, desc=desc, progress=False)
-    model.cpu().eval()
+    model.eval()   # decoding runs where the model was trained
     decode = lambda maps, tau: model.decode(maps.float(), beam=s.beam, max_len=max_len, threshold=tau)  # noqa: E731
     tau, curve = select_threshold(decode, train_maps[val_idx].float(), train_labels[val_idx],
                                   s.thresholds, s.select_by, s.top_k)
@@ -333,7 +353,7 @@ def run_row(method: str, dataset: str, profile, root: str | None = None, seed: i
     "history", "max_len", "state_dict", "config"}.
     """
     from .. import experiments, stages
-    from ..profiles import get_profile
+    from ..profiles import get_profile, pick_device
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if profile.backbone != "small_cnn":
@@ -344,7 +364,7 @@ def run_row(method: str, dataset: str, profile, root: str | None = None, seed: i
               **stages.data_key(dataset, profile, root, seed), "backbone": profile.backbone,
               "image_size": profile.image_size, "weights": weights, "settings": dataclasses.asdict(s), **opts}
 
-    def compute(folder: Path) -> dict:
+    def _compute(folder: Path) -> dict:
         feats = stages.backbone_features(dataset, profile, root, seed, device, weights)
         data = stages.splits(dataset, profile, root, seed)
         cfg = OrderFreeConfig(num_classes=data.train.num_classes, feat_dim=feats["train"].shape[1],
@@ -364,6 +384,11 @@ def run_row(method: str, dataset: str, profile, root: str | None = None, seed: i
                 "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "config": dataclasses.asdict(cfg)}
 
+    def compute(folder: Path) -> dict:
+        stages.backbone_features(dataset, profile, root, seed, device, weights)   # cached; full threads if not
+        with cpu_threads(1 if pick_device(device) == "cpu" else None):
+            return _compute(folder)
+
     return experiments.run("order_free_rnn", config, compute, force=force)
 
 
@@ -373,5 +398,156 @@ def load_model(result: dict) -> OrderFreeRNN:
     return model.eval()
 
 
-METHODS = {name: (lambda name: lambda dataset, profile, root=None, seed=0, device="auto", **kw:
-                  run_row(name, dataset, profile, root, seed, device, **kw))(name) for name in ROWS}
+def _method(name: str):
+    def train(dataset, profile, root=None, seed=0, device="auto", **kw) -> dict:
+        result = run_row(name, dataset, profile, root, seed, device, **kw)
+        return {**result, **result["metrics"]}          # the test metrics also at the top level (CLI)
+    train.__name__ = train.__qualname__ = f"train_{name}"
+    return train
+
+
+#: table method name -> train-and-evaluate function (used by ``python -m mlbook train --method``)
+METHODS = {"order_free_rnn": _method("Ours"),
+           "order_free_rnn_no_attention": _method("Ours (w/o atten)"),
+           "order_free_rnn_frequency_first": _method("Frequency-first (w/ atten)"),
+           "order_free_rnn_rare_first": _method("Rare-first (w/ atten)")}
+
+
+# --- evidence for the claims: paired bootstrap and recall by object size -------------------------
+
+def prediction_matrix(sequences: torch.Tensor, num_classes: int, top_k: int | None = 3) -> torch.Tensor:
+    """Decoded sequences -> [N, C] bool: the first ``top_k`` labels emitted."""
+    return sequences_to_sets(sequences, num_classes, k=top_k) > 0
+
+
+def _f1s(nc, np_, ng):
+    """CF1 (harmonic of CP, CR; empty precision 0; CR over classes with a label) and OF1 per row."""
+    cp = torch.where(np_ > 0, nc / np_.clamp_min(1), torch.zeros_like(nc)).mean(-1)
+    has = (ng > 0).double()
+    cr = (torch.where(ng > 0, nc / ng.clamp_min(1), torch.zeros_like(nc)) * has).sum(-1) / has.sum(-1).clamp_min(1)
+    op = nc.sum(-1) / np_.sum(-1).clamp_min(1)
+    orr = nc.sum(-1) / ng.sum(-1).clamp_min(1)
+    f = lambda p, r: torch.where(p + r > 0, 2 * p * r / (p + r).clamp_min(1e-12), torch.zeros_like(p))  # noqa: E731
+    return {"CF1": f(cp, cr), "OF1": f(op, orr)}
+
+
+def bootstrap_f1_diff(pred_a: torch.Tensor, pred_b: torch.Tensor, labels: torch.Tensor, *,
+                      n_boot: int = 1000, level: float = 0.9, seed: int = 0) -> dict:
+    """F1(a) - F1(b) on the test images with a paired bootstrap interval (resampling images).
+
+    Returns {"CF1": (diff, lo, hi), "OF1": (...)} in percentage points.
+    """
+    g = torch.Generator().manual_seed(seed)
+    N = labels.shape[0]
+    y = labels > 0.5
+    idx = torch.randint(N, (n_boot, N), generator=g)
+    counts = torch.zeros(n_boot, N, dtype=torch.float64).scatter_add_(1, idx, torch.ones(n_boot, N, dtype=torch.float64))
+    W = torch.cat([torch.ones(1, N, dtype=torch.float64), counts])    # row 0: the test set itself
+    ng = W @ y.double()
+    out = {}
+    fa = _f1s(W @ (pred_a & y).double(), W @ pred_a.double(), ng)
+    fb = _f1s(W @ (pred_b & y).double(), W @ pred_b.double(), ng)
+    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)
+    for k in ("CF1", "OF1"):
+        d = (fa[k] - fb[k]) * 100
+        lo, hi = torch.quantile(d[1:], q).tolist()
+        out[k] = (float(d[0]), lo, hi)
+    return out
+
+
+def object_size_hits(pred: torch.Tensor, boxes, image_sizes) -> tuple[torch.Tensor, torch.Tensor]:
+    """One entry per (image, label) with a box: (relative size = sqrt(box area / image area)
+    of its largest box, whether the label was predicted)."""
+    sizes, hits = [], []
+    for i, bs in enumerate(boxes):
+        W, H = image_sizes[i]
+        largest: dict[int, float] = {}
+        for b in bs:
+            largest[b.label] = max(largest.get(b.label, 0.0), math.sqrt(max(b.w * b.h, 0.0) / (W * H)))
+        for lab, s in largest.items():
+            sizes.append(s)
+            hits.append(bool(pred[i, lab]))
+    return torch.tensor(sizes), torch.tensor(hits)
+
+
+def size_buckets(sizes: torch.Tensor, n: int = 3) -> tuple[torch.Tensor, list[float]]:
+    """Equal-count buckets of relative object size (0 = smallest); returns (bucket ids, edges)."""
+    edges = torch.quantile(sizes.double(), torch.linspace(0, 1, n + 1, dtype=torch.float64)[1:-1]).tolist()
+    return torch.bucketize(sizes.double(), torch.tensor(edges, dtype=torch.float64)), edges
+
+
+def bootstrap_recall_gain(hits_a: torch.Tensor, hits_b: torch.Tensor, bucket: torch.Tensor, *,
+                          n_boot: int = 1000, level: float = 0.9, seed: int = 0) -> dict:
+    """Recall gain (a - b, points) per size bucket, and the small-minus-large gain with a bootstrap
+    interval (resampling objects). Returns {"gain": [per bucket], "small_minus_large": (d, lo, hi)}."""
+    g = torch.Generator().manual_seed(seed)
+    d = (hits_a.double() - hits_b.double()) * 100
+    nb = int(bucket.max()) + 1
+    gains = [float(d[bucket == k].mean()) for k in range(nb)]
+    small, large = d[bucket == 0], d[bucket == nb - 1]
+    bs = lambda x: x[torch.randint(len(x), (n_boot, len(x)), generator=g)].mean(1)  # noqa: E731
+    diff = bs(small) - bs(large)
+    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)
+    lo, hi = torch.quantile(diff, q).tolist()
+    return {"gain": gains, "small_minus_large": (gains[0] - gains[-1], lo, hi)}
+
+
+def verdict_from_interval(lo: float, hi: float):
+    """True (the interval is above 0), False (below 0), None (it contains 0: not resolved here)."""
+    return True if lo > 0 else False if hi < 0 else None
+
+
+# --- Fig. 3: predictions with one attention map per emitted label ----------------------------------
+
+def pick_examples(pred: torch.Tensor, labels: torch.Tensor, n: int = 2) -> tuple[list[int], list[int]]:
+    """(correct, incorrect) test indices: exact label-set matches vs images with at least one
+    wrongly predicted label, images with more labels first (then by index), ``n`` of each."""
+    y = labels > 0.5
+    count = y.sum(1)
+    exact = (pred == y).all(1) & (count >= 2)
+    wrong = (pred & ~y).any(1) & (count >= 2)
+    order = sorted(range(len(y)), key=lambda i: (-int(count[i]), i))
+    return [i for i in order if exact[i]][:n], [i for i in order if wrong[i]][:n]
+
+
+def attention_figure(model: OrderFreeRNN, maps: torch.Tensor, sequences: torch.Tensor, data,
+                     rows: list[tuple[int, str]], top_k: int | None = 3):
+    """One row per (test index, tag): the image with its true labels, then the attention map
+    (Eq. 4, upsampled over the image) of each emitted label in prediction order;
+    wrong labels in red."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..data.base import open_rgb
+
+    idx = [i for i, _ in rows]
+    seqs = sequences[idx] if top_k is None else sequences[idx, :top_k]
+    alphas = model.replay(maps[idx].float(), seqs)                  # [R, T, m]
+    h, w = maps.shape[2:]
+    T = max(int((seqs >= 0).sum(1).max()), 1)
+    fig, axes = plt.subplots(len(rows), T + 1, figsize=(1.9 * (T + 1), 2.6 * len(rows)), squeeze=False)
+    for r, (i, tag) in enumerate(rows):
+        image = np.asarray(open_rgb(data.image_paths[i]))
+        H, W = image.shape[:2]
+        truth = [data.classes[c] for c in torch.nonzero(data.labels[i] > 0.5).flatten().tolist()]
+        ax = axes[r, 0]
+        ax.imshow(image)
+        ax.set_title(tag, fontsize=8)
+        ax.set_xlabel("\n".join([", ".join(truth[j:j + 3]) for j in range(0, len(truth), 3)]), fontsize=7)
+        for t in range(T):
+            ax = axes[r, t + 1]
+            lab = int(seqs[r, t])
+            if lab < 0:
+                ax.axis("off")
+                continue
+            a = alphas[r, t].view(1, 1, h, w)
+            a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)[0, 0].numpy()
+            ax.imshow(image)
+            ax.imshow(a / max(a.max(), 1e-12), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ok = bool(data.labels[i, lab] > 0.5)
+            ax.set_title(f"{t + 1}. {data.classes[lab]}", fontsize=8, color="black" if ok else "red")
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,285 @@
+"""Order-Free RNN chapter: models, decoding, losses and the threshold protocol."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mlbook import decoding
+from mlbook.losses import softmax_normalised_loss, warp_loss, warp_rank_weight
+from mlbook.models import baselines, order_free_rnn as ofr
+
+C, D = 4, 8
+
+
+def tiny_model(order="learned", attention=True, seed=0, classes=C):
+    torch.manual_seed(seed)
+    return ofr.OrderFreeRNN(ofr.OrderFreeConfig(classes, D, hidden=16, att_dim=8, pred_hidden=16,
+                                                attention=attention, order=order)).eval()
+
+
+def batch(n=6, classes=C, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.randn(n, D, 3, 3, generator=g)
+    y = (torch.rand(n, classes, generator=g) < 0.5).float()
+    y[:, 0] = 1.0
+    return maps, y
+
+
+# --- shapes and gradients -----------------------------------------------------------------
+
+@pytest.mark.parametrize("order", ofr.ORDERS)
+@pytest.mark.parametrize("attention", [True, False])
+def test_order_free_rnn_shapes_and_gradients(order, attention):
+    model = tiny_model(order, attention).train()
+    maps, y = batch()
+    seq = ofr.fixed_order_sequences(y, ofr.label_rank(y, "frequency" if order == "learned" else order))
+    context, state, prob_logits = model.begin(maps)
+    assert prob_logits.shape == (6, C) and context[0].shape == (6, 9, D)
+    p, state, alpha = model.step(context, state, torch.zeros(6, C, dtype=torch.bool))
+    assert p.shape == (6, C) and state[0].shape == (6, 16)
+    assert (alpha is None) == (not attention)
+    if attention:
+        assert alpha.shape == (6, 9) and torch.allclose(alpha.sum(1), torch.ones(6))
+    loss = model.loss(maps, y, seq)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert (model.matt is None) == (not attention)
+
+
+def test_baseline_shapes_and_gradients():
+    maps, y = batch()
+    head = baselines.LinearHead(D, C)
+    for loss in baselines.HEAD_LOSSES.values():
+        head.zero_grad()
+        scores = head(maps)
+        assert scores.shape == (6, C)
+        loss(scores, y).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    torch.manual_seed(0)
+    rnn = baselines.CNNRNN(D, C, embed=8, hidden=16)
+    seq = ofr.fixed_order_sequences(y, ofr.label_rank(y, "frequency"))
+    rnn.loss(maps, seq).backward()
+    for name, param in rnn.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    out = rnn.eval().decode(maps, beam=2, max_len=3)
+    assert out.shape == (6, 3)
+    scores = baselines.knn_scores(torch.randn(10, D), (torch.rand(10, C) < 0.5).float(), torch.randn(3, D), k=4)
+    assert scores.shape == (3, C) and scores.max() <= 4.01
+
+
+# --- candidate pool ---------------------------------------------------------------------------
+
+def _no_repeats(seqs):
+    for row in seqs.tolist():
+        labels = [l for l in row if l >= 0]
+        assert len(labels) == len(set(labels)), row
+        assert row == labels + [-1] * (len(row) - len(labels)), row   # padding only at the end
+
+
+def test_candidate_pool_never_repeats_a_label():
+    model = tiny_model(classes=6)
+    with torch.no_grad():                     # make label 2 overwhelmingly likely at every step
+        model.mpred.f_pred[-1].bias[2] = 20.0
+    maps, _ = batch(classes=6)
+    for beam in (1, 3, 8):
+        seqs = model.decode(maps, beam=beam, max_len=6, threshold=0.0)
+        _no_repeats(seqs)
+        assert (seqs >= 0).all()              # threshold 0: every label once, none twice
+    rnn = baselines.CNNRNN(D, 6, embed=8, hidden=16).eval()
+    _no_repeats(rnn.decode(maps, beam=3, max_len=6))
+
+
+# --- beam search against brute force -----------------------------------------------------------
+
+def exhaustive(step_fn, context, state, num_labels, max_len, threshold=0.0, end_index=None):
+    """Every label sequence of one image (batch of 1), scored by Eq. 11."""
+    log_tau = math.log(threshold) if threshold > 0 else -math.inf
+    paths = []
+
+    def walk(labels, score, st):
+        emitted = torch.zeros(1, num_labels, dtype=torch.bool)
+        emitted[0, labels] = True
+        prev = torch.tensor([labels[-1] if labels else -1])
+        if len(labels) == max_len:
+            paths.append((labels, score))
+            return
+        logp, new_st = step_fn(context, st, emitted, prev)
+        logp = logp[0].tolist()
+        if end_index is not None:
+            paths.append((labels, score + logp[end_index]))
+        else:
+            paths.append((labels, score))
+        for c in range(num_labels):
+            if c not in labels and score + logp[c] >= log_tau:
+                walk(labels + [c], score + logp[c], new_st)
+
+    walk([], 0.0, state)
+    if end_index is None:      # the longest length reached, then the most probable path of that length
+        longest = max(len(p[0]) for p in paths)
+        paths = [p for p in paths if len(p[0]) == longest]
+    return max(paths, key=lambda p: p[1])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05, 0.2, 0.6])
+@pytest.mark.parametrize("order", ["learned", "rare"])
+def test_beam_search_equals_exhaustive_search(threshold, order):
+    model = tiny_model(order, seed=3)
+    maps, _ = batch(n=5, seed=4)
+    context, state = model.decode_inputs(maps)
+    wide = C * (C - 1) * (C - 2)               # beam wide enough to keep every path of length 3
+    seqs, scores = decoding.beam_search(model.step_fn, context, state, C, beam=wide, max_len=3,
+                                        threshold=threshold)
+    for b in range(5):
+        ctx = tuple(c[b:b + 1] for c in context)
+        st = tuple(s[b:b + 1] for s in state)
+        labels, score = exhaustive(model.step_fn, ctx, st, C, 3, threshold)
+        assert [l for l in seqs[b].tolist() if l >= 0] == labels
+        assert scores[b].item() == pytest.approx(score, abs=1e-5)
+
+
+def test_end_token_beam_search_equals_exhaustive_search():
+    torch.manual_seed(5)
+    rnn = baselines.CNNRNN(D, C, embed=8, hidden=16).eval()
+    with torch.no_grad():
+        rnn.labels.weight.mul_(3.0)           # sharper distributions: some paths end early
+    maps, _ = batch(n=6, seed=6)
+    context, state = rnn.begin(maps)
+    seqs, scores = decoding.beam_search(rnn.step_fn, context, state, C, beam=24, max_len=3, end_index=C)
+    for b in range(6):
+        ctx = tuple(c[b:b + 1] for c in context)
+        st = tuple(s[b:b + 1] for s in state)
+        labels, score = exhaustive(rnn.step_fn, ctx, st, C, 3, end_index=C)
+        assert [l for l in seqs[b].tolist() if l >= 0] == labels
+        assert scores[b].item() == pytest.approx(score, abs=1e-5)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.3])
+def test_greedy_equals_beam_width_one(threshold):
+    model = tiny_model(seed=7, classes=6)
+    maps, _ = batch(n=12, classes=6, seed=8)
+    context, state = model.decode_inputs(maps)
+    g, gs = decoding.greedy_decode(model.step_fn, context, state, 6, max_len=4, threshold=threshold)
+    b, bs = decoding.beam_search(model.step_fn, context, state, 6, beam=1, max_len=4, threshold=threshold)
+    assert torch.equal(g, b)
+    assert torch.allclose(gs, bs, atol=1e-6)
+    assert torch.equal(model.decode(maps, beam=1, max_len=4, threshold=threshold), g)
+
+
+@pytest.mark.parametrize("end", [False, True])
+def test_batched_beam_search_equals_per_image_reference(end):
+    if end:
+        torch.manual_seed(9)
+        model = baselines.CNNRNN(D, 6, embed=8, hidden=16).eval()
+        context, state = model.begin(batch(n=7, classes=6)[0])
+        kw = dict(end_index=6)
+    else:
+        model = tiny_model(seed=9, classes=6)
+        context, state = model.decode_inputs(batch(n=7, classes=6)[0])
+        kw = dict(threshold=0.02)
+    a, sa = decoding.beam_search(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
+    r, sr = decoding.beam_search_reference(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
+    assert torch.equal(a, r)
+    assert torch.allclose(sa, sr, atol=1e-5)
+
+
+def test_sequences_to_sets_keeps_emission_order():
+    seqs = torch.tensor([[2, 0, 3, -1], [-1, -1, -1, -1]])
+    s = decoding.sequences_to_sets(seqs, 4)
+    assert s[0, 2] > s[0, 0] > s[0, 3] > 0 and s[0, 1] == 0 and (s[1] == 0).all()
+    assert (decoding.sequences_to_sets(seqs, 4, k=2)[0] > 0).tolist() == [True, False, True, False]
+
+
+def test_set_metrics_by_hand():
+    y = torch.tensor([[1., 1, 0, 0], [0, 0, 1, 0]])
+    seqs = torch.tensor([[0, 2, 1, -1], [2, -1, -1, -1]])
+    m = ofr.set_metrics(seqs, y, top_k=2)     # predicted {0, 2}, {2}
+    assert m["OP"] == pytest.approx(2 / 3) and m["OR"] == pytest.approx(2 / 3)
+    m = ofr.set_metrics(seqs, y, top_k=None)  # predicted {0, 1, 2}, {2}
+    assert m["OP"] == pytest.approx(3 / 4) and m["OR"] == pytest.approx(1.0)
+
+
+# --- fixed orders --------------------------------------------------------------------------------
+
+def test_fixed_orders():
+    y = torch.tensor([[1., 1, 0, 1], [0, 1, 0, 0], [0, 1, 1, 0]])   # frequencies 1, 3, 1, 1
+    rank = ofr.label_rank(y, "frequency")
+    assert rank[1] == 0
+    assert ofr.fixed_order_sequences(y, rank).tolist() == [[1, 0, 3], [1, -1, -1], [1, 2, -1]]
+    rare = ofr.label_rank(y, "rare")
+    assert ofr.fixed_order_sequences(y, rare)[0, -1] == 1
+
+
+# --- the threshold never sees the test split ----------------------------------------------------
+
+def test_threshold_chosen_on_training_holdout_only(monkeypatch):
+    from mlbook import stages
+    from mlbook.profiles import get_profile
+
+    torch.manual_seed(0)
+    n_train, n_test, classes = 40, 12, 5
+    feats = {"train": torch.randn(n_train, D, 3, 3).half(), "test": torch.full((n_test, D, 3, 3), float("nan")).half()}
+    labels = (torch.rand(n_train, classes) < 0.4).float()
+    labels[:, 0] = 1
+
+    class Split:
+        def __init__(self, y):
+            self.labels, self.num_classes = y, classes
+
+    seen = []
+    real_select = ofr.select_threshold
+
+    def spy(decode_fn, val_maps, val_labels, *args, **kw):
+        seen.append((val_maps.clone(), val_labels.clone()))
+        return real_select(decode_fn, val_maps, val_labels, *args, **kw)
+
+    monkeypatch.setattr(ofr, "select_threshold", spy)
+    monkeypatch.setattr(stages, "backbone_features", lambda *a, **k: feats)
+    monkeypatch.setattr(stages, "splits", lambda *a, **k: stages.Splits(Split(labels), Split(torch.zeros(n_test, classes))))
+    monkeypatch.setenv("MLBOOK_RUNS", str(__import__("tempfile").mkdtemp()))
+    result = ofr.run_row("Ours", "nuswide", get_profile("smoke"), device="cpu")
+
+    _, val_idx = stages.holdout_split(n_train, ofr.settings_for(get_profile("smoke")).holdout, 0)
+    (val_maps, val_labels), = seen
+    assert torch.equal(val_maps, feats["train"][val_idx].float())       # exactly the held-out training rows
+    assert torch.equal(val_labels, labels[val_idx])
+    assert not torch.isnan(val_maps).any()                              # the NaN test maps never reached it
+    assert math.isfinite(result["threshold"]) and result["threshold"] > 0
+    assert result["sequences"].shape[0] == n_test
+
+
+# --- losses by hand ------------------------------------------------------------------------------
+
+def test_softmax_normalised_loss_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0), 0.0]])      # softmax = (0.2, 0.6, 0.2)
+    y = torch.tensor([[1.0, 1.0, 0.0]])                     # normalised: (0.5, 0.5, 0)
+    expected = -(0.5 * math.log(0.2) + 0.5 * math.log(0.6))
+    assert softmax_normalised_loss(logits, y).item() == pytest.approx(expected, rel=1e-6)
+    # an image without labels contributes nothing
+    both = softmax_normalised_loss(torch.cat([logits, logits]), torch.cat([y, torch.zeros(1, 3)]))
+    assert both.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_warp_loss_by_hand():
+    assert warp_rank_weight(torch.tensor([0, 1, 2, 3])).tolist() == pytest.approx([0, 1, 1.5, 1 + 1 / 2 + 1 / 3])
+    s = torch.tensor([[2.0, 0.5, 1.0, -1.0]])
+    y = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    # positive 0 (2.0): margins 1-2+1=0, 1-2-1<0 -> rank 0, nothing.
+    # positive 1 (0.5): vs 1.0 -> 1.5, vs -1.0 -> -0.5 -> rank 1, L(1) = 1 -> 1.5
+    assert warp_loss(s, y).item() == pytest.approx(1.5)
+    s2 = torch.tensor([[0.0, 0.5, 1.0, 0.2]])               # positive 0 beaten by all three negatives
+    y2 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    # violations 1.5, 2.0, 1.2 (sum 4.7), rank 3, L(3) = 11/6
+    assert warp_loss(s2, y2).item() == pytest.approx(11 / 6 * 4.7)
+    assert warp_loss(torch.cat([s, s2]), torch.cat([y, y2])).item() == pytest.approx((1.5 + 11 / 6 * 4.7) / 2)
+    # sampled rank: the first violator is found at the first draw -> r = floor(3 / 1) = 3
+    g = torch.Generator().manual_seed(0)
+    assert warp_loss(s2, y2, rank="sampled", generator=g).item() == pytest.approx(11 / 6 * 4.7)
+
+
+def test_bench_decode_runs_and_agrees():
+    r = decoding.bench_decode(n_images=8, num_labels=6, feat_dim=8, grid=3, hidden=16, print_result=False)
+    assert r["same_sequences"] == 1.0 and r["max_abs_score_diff"] < 1e-4
