@@ -317,3 +317,17 @@ def test_transforms_match(gen):
 def test_nuswide_windows_paths():
     assert nuswide.image_relpath("actor\\0001_2124494179.jpg") == Path("Flickr/actor/0001_2124494179.jpg")
     assert nuswide.image_relpath("C:\\ImageData\\Flickr\\sky\\0002_1.jpg ") == Path("Flickr/sky/0002_1.jpg")
+
+
+def test_prepare_regenerates_stale_generated_data(tmp_path, monkeypatch):
+    """A generated folder written by another generator version (or other sizes) is written again."""
+    monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
+    root = data.prepare("nuswide", "smoke", seed=2)
+    meta = json.loads((root / "generated.json").read_text())
+    assert meta["args"] == synthetic.generation_args("smoke", 2)
+    meta["args"]["generator_version"] -= 1
+    (root / "generated.json").write_text(json.dumps(meta))
+    (root / "Flickr" / "stale.txt").write_text("from an older generator")
+    assert data.prepare("nuswide", "smoke", seed=2) == root
+    assert not (root / "Flickr" / "stale.txt").exists()
+    assert json.loads((root / "generated.json").read_text())["args"]["generator_version"] == synthetic.GENERATOR_VERSION

@@ -9,6 +9,7 @@ full one.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -58,8 +59,9 @@ def prepare(dataset: str, profile: str | Profile, seed: int = 0, root: str | Pat
         raise DataFormatError(f"the {prof.name} profile reads real data: pass the {dataset} root "
                               f"(--{dataset}-root / {dataset}_root)")
     target = data_dir() / "generated" / f"{prof.name}-s{seed}" / dataset
-    if (target / COMPLETE_MARKER).exists():
-        return target
+    wanted = synthetic.generation_args(prof, seed)
+    if (target / COMPLETE_MARKER).exists() and _generated_args(target) == wanted:
+        return target   # written by this generator version with these sizes; else written again
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", dir=target.parent))
     try:
@@ -72,6 +74,14 @@ def prepare(dataset: str, profile: str | Profile, seed: int = 0, root: str | Pat
         if tmp.exists():
             shutil.rmtree(tmp)
     return target
+
+
+def _generated_args(root: Path) -> dict | None:
+    """The generator version and arguments a generated folder was written with (None if unreadable)."""
+    try:
+        return json.loads((root / "generated.json").read_text())["args"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def load_splits(dataset: str, profile: str | Profile, root: str | Path | None = None,
