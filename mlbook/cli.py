@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
             result = summarize(args.dataset, args.root)
             print(json.dumps(result, indent=2) if args.json else format_summary(result))
+            if all("error" in s for s in result["splits"].values()):
+                return 1   # nothing readable: a script checking a copy must see the failure
         else:
             from .data.synthetic import generate_for_profile
 

@@ -130,3 +130,13 @@ def run(
 
 def is_cached(method: str, config: dict) -> bool:
     return (run_dir(method, config) / "result.pt").exists()
+
+
+def cli_method(run_one: Callable[..., dict], name: str) -> Callable[..., dict]:
+    """A ``python -m mlbook train --method`` entry: ``run_one(name, dataset, profile, ...)``
+    with the test metrics also at the top level of the result."""
+    def train(dataset, profile, root=None, seed=0, device="auto", **kw) -> dict:
+        result = run_one(name, dataset, profile, root, seed, device, **kw)
+        return {**result, **result["metrics"]}
+    train.__name__ = train.__qualname__ = f"train_{name}"
+    return train

@@ -255,11 +255,9 @@ def run_baseline(method: str, dataset: str, profile, root: str | None = None, se
 
 
 def _method(name: str):
-    def train(dataset, profile, root=None, seed=0, device="auto", **kw) -> dict:
-        result = run_baseline(name, dataset, profile, root, seed, device, **kw)
-        return {**result, **result["metrics"]}          # the test metrics also at the top level (CLI)
-    train.__name__ = train.__qualname__ = f"train_{name}"
-    return train
+    from ..experiments import cli_method
+
+    return cli_method(run_baseline, name)
 
 
 #: table method name -> train-and-evaluate function (used by ``python -m mlbook train --method``)

@@ -399,11 +399,9 @@ def load_model(result: dict) -> OrderFreeRNN:
 
 
 def _method(name: str):
-    def train(dataset, profile, root=None, seed=0, device="auto", **kw) -> dict:
-        result = run_row(name, dataset, profile, root, seed, device, **kw)
-        return {**result, **result["metrics"]}          # the test metrics also at the top level (CLI)
-    train.__name__ = train.__qualname__ = f"train_{name}"
-    return train
+    from ..experiments import cli_method
+
+    return cli_method(run_row, name)
 
 
 #: table method name -> train-and-evaluate function (used by ``python -m mlbook train --method``)
