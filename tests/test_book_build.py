@@ -17,4 +17,8 @@ def test_book_builds(tmp_path):
     for py in sorted((ROOT / "book").glob("[0-9][0-9]_*.py")):
         page = html / f"{py.stem}.html"
         assert page.exists(), f"{page} was not built"
-        assert "Traceback" not in page.read_text(), f"{page.name} shows a traceback"
+        text = page.read_text()
+        assert "Traceback" not in text, f"{page.name} shows a traceback"
+        # tables shown by report.save_table are Markdown: they must render as tables, not as a
+        # paragraph of pipes (what CommonMark, myst-nb's default for outputs, makes of them)
+        assert "<p>| " not in text, f"{page.name} shows a Markdown table as raw text"
