@@ -331,3 +331,12 @@ def test_prepare_regenerates_stale_generated_data(tmp_path, monkeypatch):
     assert data.prepare("nuswide", "smoke", seed=2) == root
     assert not (root / "Flickr" / "stale.txt").exists()
     assert json.loads((root / "generated.json").read_text())["args"]["generator_version"] == synthetic.GENERATOR_VERSION
+
+
+def test_generated_coco_cmyk_test_image(gen):
+    """The generated COCO test split carries one CMYK JPEG, as circulating COCO copies do."""
+    te = load("coco", gen["coco"], "test")
+    modes = [Image.open(p).mode for p in te.image_paths]
+    assert modes.count("CMYK") == 1
+    cmyk = te.image_paths[modes.index("CMYK")]
+    assert data.open_rgb(cmyk).mode == "RGB" and data.open_rgb(cmyk).size == (40, 40)
