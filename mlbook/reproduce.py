@@ -42,9 +42,14 @@ def select(all_chapters: list[Path], wanted: str | None) -> list[Path]:
 
 
 def strip_injected(nb) -> int:
-    """Remove papermill's injected-parameters cells; return how many were removed."""
+    """Remove papermill's injected-parameters cells and its per-cell run metadata (timings,
+    status), which would otherwise travel into the .py on the next ``jupytext --sync`` and
+    change the committed notebook on every run; return how many cells were removed."""
     before = len(nb.cells)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    for c in nb.cells:
+        c.get("metadata", {}).pop("papermill", None)
+        c.get("metadata", {}).pop("execution", None)
     return before - len(nb.cells)
 
 

@@ -38,6 +38,8 @@ def test_kernelspec_parameters_and_no_injected_cell(py):
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert sum("parameters" in t for t in tags) == 1, "exactly one cell tagged 'parameters'"
     assert not any("injected-parameters" in t for t in tags), "a papermill injected cell was committed"
+    # per-cell run metadata would be copied into the .py by jupytext --sync
+    assert not any("papermill" in c.metadata or "execution" in c.metadata for c in nb.cells)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert 'os.environ.get("MLBOOK_PROFILE", "demo")' in params.source
 
