@@ -181,8 +181,6 @@ def _sort_rows_of_t(x: torch.Tensor) -> torch.Tensor:
     than torch's CPU sort; a sort of values has a unique result, so the two
     agree exactly.  On other devices it is ``torch.sort``."""
     if x.device.type == "cpu":
-        import numpy as np
-
         a = x.detach().t().contiguous().numpy()  # torch's blocked transpose
         a.sort(axis=1)  # in place, C order kept
         return torch.from_numpy(a)
@@ -639,6 +637,16 @@ def _bench_problem(n: int, c: int, seed: int):
     scores = torch.sigmoid(logits)
     scores = torch.round(scores * 1000) / 1000  # 3 decimals: many tied scores
     return scores.float(), targets
+
+
+def bootstrap_weights(n_resamples: int, n_items: int, seed: int = 0) -> torch.Tensor:
+    """[n_resamples, n_items] float64: how often each item is drawn in each bootstrap resample
+    (drawing n_items with replacement). A metric weighted by a row equals the metric on that
+    resample, so paired comparisons of two models use the same rows for both."""
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n_items, (n_resamples, n_items), generator=g)
+    ones = torch.ones(n_resamples, n_items, dtype=torch.float64)
+    return torch.zeros(n_resamples, n_items, dtype=torch.float64).scatter_add_(1, draws, ones)
 
 
 def bench(n: int = 40504, c: int = 80, seed: int = 0, repeats: int = 3,

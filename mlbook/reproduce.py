@@ -60,6 +60,8 @@ def execute_chapter(py: Path, out: Path, parameters: dict, log_output: bool = Fa
     import papermill as pm
 
     nb = jupytext.read(py)
+    for i, cell in enumerate(nb.cells):   # jupytext draws random ids: fixed ones keep reruns diff-free
+        cell.id = f"cell-{i:03d}"
     if "kernelspec" not in nb.metadata:
         raise SystemExit(f"{py}: no kernelspec in the jupytext header (run: jupytext --set-kernel python3 {py})")
     with tempfile.TemporaryDirectory() as tmp:

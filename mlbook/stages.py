@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -168,3 +169,31 @@ def backbone_features(dataset: str, profile: Profile, root: str | None = None, s
         return out
 
     return experiments.run("backbone_features", config, compute)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None = 1):
+    """Run small sequential models with ``n`` intra-op threads on CPU, then restore.
+
+    These heads are tiny (a few hundred kB); with two or more OpenMP threads on a CPU
+    shared with other processes, each small op waits for descheduled spinning threads
+    and a run can become 10-100x slower. ``n=None`` leaves the setting alone.
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def head_on_frozen_features(compute, dataset: str, profile: Profile, root: str | None = None, seed: int = 0,
+                            device: str = "auto", weights: str | None = None):
+    """Wrap a head's ``compute(folder)``: the frozen features are computed (or loaded) first with
+    every thread, then the small head trains and decodes on one CPU thread (see ``cpu_threads``)."""
+    def wrapped(folder: Path) -> dict:
+        backbone_features(dataset, profile, root, seed, device, weights)
+        with cpu_threads(1 if pick_device(device) == "cpu" else None):
+            return compute(folder)
+    return wrapped

@@ -80,7 +80,7 @@ def _split_labels(root: Path, split: str, entries: list[str], concepts: list[str
                               f"Labels_<concept>_{{Train,Test}}.txt or Labels_<concept>.txt")
     all_list = require_file(root / "ImageList" / "Imagelist.txt", "every image of the release, one a line "
                             "(needed to align Groundtruth/AllLabels with the split lists)")
-    all_entries = [line for line in read_lines(all_list)]
+    all_entries = read_lines(all_list)
     position = {image_relpath(e): i for i, e in enumerate(all_entries)}
     rows = []
     for n, e in enumerate(entries):
@@ -100,7 +100,7 @@ def load(root: str | Path, split: str, check_images: bool = True) -> MultiLabelD
     concepts = read_concepts(root)
     list_file = require_file(root / "ImageList" / f"{SPLIT_NAMES[split]}Imagelist.txt",
                              "the split's images as Windows paths, one a line")
-    entries = [e for e in read_lines(list_file)]
+    entries = read_lines(list_file)
     for n, e in enumerate(entries):
         if not e.strip():
             raise DataFormatError(f"{list_file}, line {n + 1}: empty line inside the list")

@@ -390,6 +390,7 @@ def _write_voc(root: Path, sampler: _Sampler, seed: int, n: dict) -> None:
     from .voc import VOC_CLASSES
 
     rng = _rng(seed, "voc", "train")
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
     total = n["train"] + n["test"]
     is_test = np.zeros(total, dtype=bool)
     is_test[rng.choice(total, size=n["test"], replace=False)] = True   # ids of the two splits interleave
@@ -403,7 +404,6 @@ def _write_voc(root: Path, sampler: _Sampler, seed: int, n: dict) -> None:
             small = ob["w"] < 0.12 * sampler.size
             ob["difficult"] = j > 0 and rng.random() < (0.25 if small else 0.03)
         _save_jpeg(img, root / "JPEGImages" / f"{image_id}.jpg")
-        (root / "Annotations").mkdir(exist_ok=True)
         (root / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(image_id, sampler.size, objects,
                                                                        sampler.classes))
         row = {}

@@ -196,8 +196,8 @@ def run_baseline(method: str, dataset: str, profile, root: str | None = None, se
     """
     from .. import experiments, stages
     from ..metrics import summary
-    from ..profiles import get_profile, pick_device
-    from .order_free_rnn import cpu_threads, fixed_order_sequences, label_rank
+    from ..profiles import get_profile
+    from .order_free_rnn import fixed_order_sequences, label_rank
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if profile.backbone != "small_cnn":
@@ -246,11 +246,7 @@ def run_baseline(method: str, dataset: str, profile, root: str | None = None, se
             out["metrics"] = {**set_metrics(out["sequences"], y_test, s.top_k), "mAP": out["metrics"]["mAP"]}
         return out
 
-    def compute(folder: Path) -> dict:
-        stages.backbone_features(dataset, profile, root, seed, device, weights)   # cached; full threads if not
-        with cpu_threads(1 if pick_device(device) == "cpu" else None):
-            return _compute(folder)
-
+    compute = stages.head_on_frozen_features(_compute, dataset, profile, root, seed, device, weights)
     return experiments.run("baseline", config, compute, force=force)
 
 

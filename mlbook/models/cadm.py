@@ -306,14 +306,11 @@ def bootstrap_map_delta(scores_a: torch.Tensor, scores_b: torch.Tensor, targets:
                         ignore: torch.Tensor | None = None, n: int = 200, seed: int = 0) -> dict:
     """mAP(b) - mAP(a) on the test set and a 95% percentile interval from ``n`` paired bootstrap
     resamples of the test images (the same resample for both models), vectorised."""
-    from ..metrics import mean_average_precision
+    from ..metrics import bootstrap_weights, mean_average_precision
 
     targets = targets > 0.5
     valid = torch.ones_like(targets) if ignore is None else ~ignore.bool()
-    g = torch.Generator().manual_seed(seed)
-    N = len(targets)
-    draws = torch.randint(0, N, (n, N), generator=g)
-    weights = torch.zeros(n, N, dtype=torch.float64).scatter_add_(1, draws, torch.ones(n, N, dtype=torch.float64))
+    weights = bootstrap_weights(n, len(targets), seed)
     d = _resampled_map(scores_b, targets, valid, weights) - _resampled_map(scores_a, targets, valid, weights)
     d = d[~torch.isnan(d)]
     lo, hi = (torch.quantile(d, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()

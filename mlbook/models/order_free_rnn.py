@@ -21,7 +21,6 @@ method names to it.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from pathlib import Path
@@ -33,23 +32,6 @@ from torch import nn
 from ..decoding import beam_search, greedy_decode, sequences_to_sets
 
 ORDERS = ("learned", "frequency", "rare")
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None = 1):
-    """Run small sequential models with ``n`` intra-op threads on CPU, then restore.
-
-    These heads are tiny (a few hundred kB); with two or more OpenMP threads on a CPU
-    shared with other processes, each small op waits for descheduled spinning threads
-    and a run can become 10-100x slower. ``n=None`` leaves the setting alone.
-    """
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,7 +335,7 @@ def run_row(method: str, dataset: str, profile, root: str | None = None, seed: i
     "history", "max_len", "state_dict", "config"}.
     """
     from .. import experiments, stages
-    from ..profiles import get_profile, pick_device
+    from ..profiles import get_profile
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if profile.backbone != "small_cnn":
@@ -384,11 +366,7 @@ def run_row(method: str, dataset: str, profile, root: str | None = None, seed: i
                 "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "config": dataclasses.asdict(cfg)}
 
-    def compute(folder: Path) -> dict:
-        stages.backbone_features(dataset, profile, root, seed, device, weights)   # cached; full threads if not
-        with cpu_threads(1 if pick_device(device) == "cpu" else None):
-            return _compute(folder)
-
+    compute = stages.head_on_frozen_features(_compute, dataset, profile, root, seed, device, weights)
     return experiments.run("order_free_rnn", config, compute, force=force)
 
 
@@ -435,12 +413,11 @@ def bootstrap_f1_diff(pred_a: torch.Tensor, pred_b: torch.Tensor, labels: torch.
 
     Returns {"CF1": (diff, lo, hi), "OF1": (...)} in percentage points.
     """
-    g = torch.Generator().manual_seed(seed)
+    from ..metrics import bootstrap_weights
+
     N = labels.shape[0]
     y = labels > 0.5
-    idx = torch.randint(N, (n_boot, N), generator=g)
-    counts = torch.zeros(n_boot, N, dtype=torch.float64).scatter_add_(1, idx, torch.ones(n_boot, N, dtype=torch.float64))
-    W = torch.cat([torch.ones(1, N, dtype=torch.float64), counts])    # row 0: the test set itself
+    W = torch.cat([torch.ones(1, N, dtype=torch.float64), bootstrap_weights(n_boot, N, seed)])  # row 0: the test set
     ng = W @ y.double()
     out = {}
     fa = _f1s(W @ (pred_a & y).double(), W @ pred_a.double(), ng)
