@@ -34,6 +34,9 @@
 # 3. **Numbers copied between papers.** KNN, Softmax, WARP, CNN-RNN and the
 #    Order-Free RNN are reported by several papers on the same data and protocol:
 #    do the copies agree?
+# 4. **The text against the tables.** When a paper's text quotes a number from its own
+#    tables ("improvements … by 4.1% in C-F1", "3.2% mAP lower"), is it the number
+#    the table gives? The chapters repeat such sentences, so we check them here.
 #
 # Everything here is a deterministic function of the transcribed tables; the test
 # suite checks these cells' outputs exactly.
@@ -113,6 +116,74 @@ save_table(maps, CHAPTER, "map_audit", "mAP against the mean of the printed per-
 print(maps[["method", "mAP printed", "mean of APs", "gap", "finding"]].to_markdown(index=False))
 
 # %% [markdown]
+# ## 4. Text against tables
+#
+# Every sentence of the four papers that states a number the paper's own tables also
+# give is transcribed in `mlbook/reference/text_claims.csv`: the exact words, which
+# table, and either a *value* (one cell: "It achieves the 87.3% mAP") or a
+# *difference* of two rows in one column ("The gap between the Multi-CNN and our RLSD
+# (4.3%)" is RLSD minus Multi-CNN). Where the text leaves the reading open (which
+# metric, which "previous state of the art") the `note` column says which reading we
+# took. We recompute each number from the transcribed table.
+#
+# Both sides are rounded, so each number stands for an interval: a printed table value
+# is ±0.05, a difference of two printed values ±0.1, and the text's number is ± half a
+# unit of its own last digit (±0.05 for "4.1", ±0.5 for "2%"). A claim **agrees** when
+# the two intervals meet, that is when |stated − table| is at most the sum of the two
+# roundings (the `tolerance` column); otherwise it **disagrees**. It is **not
+# checkable** when the table lacks the row, the column or the cell, or when the number
+# is about something outside the table's cells.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+text = audit.audit_text_claims()
+short_paper = {"order": "Order-Free RNN", "rlsd": "RLSD", "ranking": "Ranking", "cadm": "CADM"}
+text["paper (short)"] = text["table"].str.split("_").str[0].map(short_paper)
+
+
+def _num(x, fmt=".1f"):
+    return "–" if pd.isna(x) else format(x, fmt)
+
+
+shown = pd.DataFrame({
+    "paper": text["paper (short)"], "table": text["table label"], "quote": text["quote"],
+    "computed from the table": text["reading"], "stated": text["stated as printed"],
+    "table gives": text["from table"].map(_num), "stated − table": text["discrepancy"].map(_num),
+    "tolerance": text["tolerance"].map(lambda x: _num(x, ".2f")), "finding": text["finding"]})
+save_table(text.drop(columns=["paper (short)"]), CHAPTER, "text_vs_table",
+           "Numbers stated in the papers' texts against the papers' own tables", show=False)
+print(text.groupby(["paper (short)", "finding"]).size().unstack(fill_value=0).to_markdown())
+print()
+print(shown.to_markdown(index=False))
+
+# %% [markdown]
+# The claims that do not hold, each with the number the table gives, how far beyond
+# the rounding tolerance it lies, and the reading we took:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for _, r in text[text["finding"] == "disagrees"].iterrows():
+    print(f"- {r['paper (short)']}, {r['section']}: \"{r['quote']}\"\n"
+          f"  stated {r['stated as printed']}, {r['table label']} gives {r['from table']:.1f} "
+          f"({r['reading']}); {r['beyond tolerance']:.2f} beyond the tolerance of {r['tolerance']:.2f}\n"
+          f"  note: {r['note'] or '–'}")
+for _, r in text[text["finding"] == "not checkable"].iterrows():
+    print(f"- not checkable: {r['paper (short)']}, \"{r['quote']}\": {r['why']} ({r['note']})")
+
+# %% [markdown]
+# What to look for in the list above:
+#
+# - **A disagreement far beyond its tolerance** is a sentence that does not describe the
+#   table it cites: no rounding of the printed numbers produces it. A chapter that
+#   repeats such a sentence should quote the table's number instead, and say so.
+# - **A disagreement just beyond its tolerance**, with a whole-number claim, is more
+#   likely loose wording (a number truncated rather than rounded) than a wrong table.
+# - **The notes** record every reading we had to choose. A claim that agrees only under
+#   one reading of an ambiguous sentence is weaker evidence than one that agrees under all.
+# - **Not checkable** claims are about numbers the transcribed tables do not hold (for
+#   example image counts printed in a caption), not about errors.
+
+# %% [markdown]
 # ## The findings at a glance
 #
 # Each dot is one (table, method, protocol) row: the printed F1 minus 2PR/(P+R)
@@ -173,6 +244,8 @@ plt.show()
 # - **Copies agree, with one exception.** Every other number that two papers report
 #   for the same method, data set and protocol is identical, which also shows that
 #   the later papers copied rather than re-ran the baselines.
+# - **The texts do not always match their own tables.** Section 4 prints the sentences
+#   whose numbers the tables contradict, with counts per paper of those that agree.
 # - **Per-class APs add up.** All twelve mAP values of RLSD's VOC table equal the
 #   mean of their twenty printed APs within rounding.
 #

@@ -64,7 +64,7 @@ import pandas as pd
 import torch
 
 from mlbook import metrics as M
-from mlbook import stages
+from mlbook.experiments import shared as stages
 from mlbook.data import DATASETS, load_splits, open_rgb
 from mlbook.data.summary import split_summary
 from mlbook.profiles import get_profile
@@ -75,7 +75,8 @@ P = get_profile(profile)
 ROOTS = {"coco": coco_root, "nuswide": nuswide_root, "voc": voc_root}
 DATA = {name: load_splits(name, P, ROOTS[name], seed) for name in DATASETS}
 for name, (train, test) in DATA.items():
-    print(f"{name:8s} {'generated' if ROOTS[name] is None else 'real'} data at {train.root}")
+    where = "generated (data/generated/…)" if ROOTS[name] is None else f"real, read from the root passed as {name}_root"
+    print(f"{name:8s} {where}: {len(train)} train / {len(test)} test images")
 
 # %% [markdown]
 # ## Split sizes and what the loaders dropped

@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from mlbook import stages
+from mlbook.experiments import shared as stages
 from mlbook.metrics import average_precision
 from mlbook.models.backbones import SmallCNN
 from mlbook.profiles import get_profile

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset", choices=("coco", "nuswide", "voc"), required=True)
     q.add_argument("--root", required=True, metavar="PATH")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--strict", action="store_true", help="reject every label value outside the format "
+                   "(by default NUS-WIDE's known defect, a negative integer, is read as 0 and reported)")
     q = dsub.add_parser("generate", help="write the generated default data set in a real format")
     q.add_argument("--dataset", choices=("coco", "nuswide", "voc"), required=True)
     q.add_argument("--profile", choices=("smoke", "demo"), default="demo")
@@ -61,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("coco", "nuswide", "voc"), default="coco")
     p.add_argument("--root", default=None, metavar="PATH", help="real data root (default: generated)")
     _add_common(p)
+    p.add_argument("--train-seeds", default="0", metavar="S[,S...]",
+                   help="training seeds, comma-separated (data and backbone stay fixed by --seed)")
+    p.add_argument("--epochs", type=int, default=None, help="epoch budget (early stopping may end sooner; "
+                   "default: the profile's head_epochs / finetune_epochs)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without a lower hold-out loss before stopping (default: the profile's)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the profile's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+    p.add_argument("--lam", type=float, default=None, help="CADM: weight of L_lce in Eq. 5 (default 0.5)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="ImageNet weights of the full profile's backbone (a torchvision state dict)")
+    p.add_argument("--download-weights", action="store_true",
+                   help="allow torchvision to download ImageNet weights (needs network; off by default)")
+    p.add_argument("--force", action="store_true", help="recompute even if a cached result exists")
 
     p = sub.add_parser("bench", help="speed ratios measured in one run")
     bsub = p.add_subparsers(dest="bench_command", required=True)
@@ -69,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--c", type=int, default=80)
     q = bsub.add_parser("decode", help="batched beam search vs a per-image loop")
     q.add_argument("--device", default="auto")
+    q.add_argument("--merge-sets", action="store_true", help="beam search with set-merged paths")
     q = bsub.add_parser("train", help="training throughput (img/s) on synthetic tensors")
     q.add_argument("--model", default="cadm")
     q.add_argument("--profile", choices=PROFILES, default="demo")
@@ -82,13 +99,64 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _methods() -> dict:
-    """Every trainable method, by name, from the model files."""
-    from .models import baselines, cadm, order_free_rnn
+    """Every trainable method: name -> (runner, row or variant)."""
+    from .experiments import baselines, cadm, order_free_rnn
 
-    methods = {}
-    for module in (baselines, order_free_rnn, cadm):
-        methods.update(getattr(module, "METHODS", {}))
-    return methods
+    return {
+        "knn": (baselines.run_baseline, "KNN"), "softmax": (baselines.run_baseline, "Softmax"),
+        "warp": (baselines.run_baseline, "WARP"), "resnet_baseline": (baselines.run_baseline, "Resnet-baseline"),
+        "cnn_rnn": (baselines.run_baseline, "CNN-RNN"),
+        "order_free_rnn": (order_free_rnn.run_row, "Ours"),
+        "order_free_rnn_no_attention": (order_free_rnn.run_row, "Ours (w/o atten)"),
+        "order_free_rnn_frequency_first": (order_free_rnn.run_row, "Frequency-first (w/ atten)"),
+        "order_free_rnn_rare_first": (order_free_rnn.run_row, "Rare-first (w/ atten)"),
+        "cadm_baseline": (cadm.run_variant, "baseline"), "cadm_lambda0": (cadm.run_variant, "lambda0"),
+        "cadm": (cadm.run_variant, "lambda0.5"), "cadm_embed_only": (cadm.run_variant, "lambda0.5_embed_only"),
+    }
+
+
+def _train(args) -> int:
+    """``python -m mlbook train``: one method, one or several training seeds, every knob a flag."""
+    import dataclasses
+
+    from .profiles import get_profile
+
+    methods = _methods()
+    if args.method == "list" or args.method not in methods:
+        if args.method != "list":
+            print(f"unknown method {args.method!r}", file=sys.stderr)
+        print("methods: " + ", ".join(sorted(methods)))
+        return 0 if args.method == "list" else 2
+    prof = get_profile(args.profile)
+    changes = {k: v for k, v in (("patience", args.patience), ("batch_size", args.batch_size)) if v is not None}
+    if args.epochs is not None:
+        changes.update(head_epochs=args.epochs, finetune_epochs=args.epochs)
+    prof = prof.replace(**changes)
+    runner, row = methods[args.method]
+    kw = {"force": args.force}
+    if args.method.startswith("cadm"):
+        from .experiments.cadm import recipe_for
+        from .models.cadm import CADMOptions
+
+        recipe = recipe_for(prof)
+        kw["recipe"] = dataclasses.replace(recipe, lr=args.lr) if args.lr is not None else recipe
+        if args.lam is not None:
+            kw["options"] = CADMOptions(lam=args.lam)
+    else:
+        kw["weights"] = args.weights
+        if args.lr is not None:
+            kw["settings"] = {"lr": args.lr}
+    if args.weights or args.download_weights:
+        from .models.backbones import build_backbone
+
+        if prof.backbone != "small_cnn":   # fail early, with the message, if the weights are not there
+            build_backbone(prof.backbone, weights=args.weights, download=args.download_weights)
+    for train_seed in [int(t) for t in args.train_seeds.split(",") if t.strip()]:
+        result = runner(row, args.dataset, prof, args.root, args.seed, args.device, train_seed=train_seed, **kw)
+        metrics = result.get("metrics", {})
+        print(json.dumps({"method": args.method, "train_seed": train_seed, "wall_s": result.get("wall_s"),
+                          **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "data":
         if args.data_command == "summary":
-            from .data.summary import format_summary, summarize
+            from .data.summary import format_summary, summarize, unreadable_splits
 
-            result = summarize(args.dataset, args.root)
+            result = summarize(args.dataset, args.root, strict=args.strict)
             print(json.dumps(result, indent=2) if args.json else format_summary(result))
-            if all("error" in s for s in result["splits"].values()):
-                return 1   # nothing readable: a script checking a copy must see the failure
+            if unreadable_splits(result):
+                return 1   # any split unreadable: a script checking a copy must see the failure
         else:
             from .data.synthetic import generate_for_profile
 
@@ -122,33 +190,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "train":
-        from .profiles import get_profile
-
-        methods = _methods()
-        if args.method == "list" or args.method not in methods:
-            if args.method != "list":
-                print(f"unknown method {args.method!r}", file=sys.stderr)
-            print("methods: " + ", ".join(sorted(methods)))
-            return 0 if args.method == "list" else 2
-        result = methods[args.method](dataset=args.dataset, profile=get_profile(args.profile),
-                                      root=args.root, seed=args.seed, device=args.device)
-        metrics = {k: v for k, v in result.items() if isinstance(v, (int, float, str))}
-        print(json.dumps(metrics, indent=2, default=str))
-        return 0
+        try:
+            return _train(args)
+        except FileNotFoundError as err:   # missing weights or data: the message, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     if args.command == "bench":
+        from . import bench
+
         if args.bench_command == "metrics":
-            from .metrics import bench
-
-            bench(n=args.n, c=args.c)
+            bench.bench_metrics(n=args.n, c=args.c)
         elif args.bench_command == "decode":
-            from .decoding import bench_decode
-
-            bench_decode(device=args.device)
+            bench.bench_decode(device=args.device, merge_sets=args.merge_sets)
         else:
-            from .models.cadm import bench_train
-
-            bench_train(model=args.model, profile=args.profile, image_size=args.image_size,
+            bench.bench_train(model=args.model, profile=args.profile, image_size=args.image_size,
                         batch_size=args.batch_size, steps=args.steps, device=args.device,
                         dtype=args.dtype, channels_last=args.channels_last)
         return 0

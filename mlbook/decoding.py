@@ -25,14 +25,12 @@ Two stopping rules, as the two papers use them:
   path wins (paths of ``max_len`` labels count as ended).
 
 ``beam_search`` is batched over images and beams (one model call per step);
-``beam_search_reference`` is the same search written plainly, one image and one
-path at a time, for tests and for ``bench_decode``.
+``mlbook.bench.beam_search_reference`` is the same search written plainly, one
+image and one path at a time, for the tests and the decode benchmark.
 """
 from __future__ import annotations
 
-import heapq
 import math
-import time
 from typing import Callable, Sequence
 
 import torch
@@ -61,14 +59,38 @@ def _step_live(step_fn, ctx, st, emitted, prev, live):
     return logp, tuple(x.index_copy(0, ix, n) for x, n in zip(st, ns))
 
 
+def set_codes(num_labels: int, device) -> torch.Tensor:
+    """A random 62-bit code per label: a label set's code is the sum of its labels' codes
+    (Zobrist hashing), so two paths holding the same set in another order share a code."""
+    g = torch.Generator().manual_seed(12345)
+    return torch.randint(0, 2 ** 62, (num_labels,), generator=g, dtype=torch.int64).to(device)
+
+
+def drop_repeated_sets(cand: torch.Tensor, codes: torch.Tensor, keep: int) -> torch.Tensor:
+    """``cand`` [B, M] scores, ``codes`` [B, M] set codes: -inf on every candidate whose set
+    already appears with a higher score among the best ``keep * keep`` (enough to leave
+    ``keep`` distinct sets: a set is reachable from at most ``keep`` parent paths)."""
+    m = min(cand.shape[1], keep * keep)
+    top, idx = cand.topk(m, dim=1)
+    c = codes.gather(1, idx)
+    same = (c[:, :, None] == c[:, None, :]) & torch.isfinite(top)[:, None, :]
+    earlier = torch.ones(m, m, dtype=torch.bool, device=cand.device).tril(-1)   # [j, i]: i < j
+    repeated = (same & earlier).any(2)
+    out = torch.full_like(cand, NEG_INF)
+    return out.scatter_(1, idx, top.masked_fill(repeated, NEG_INF))
+
+
 @torch.no_grad()
 def beam_search(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, *,
                 beam: int = 3, max_len: int = 5, threshold: float = 0.0,
-                end_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                end_index: int | None = None, merge_sets: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched beam search. Returns (sequences [B, max_len] long, -1 padded; log P_path [B]).
 
     At every step all K x C successors of the K paths of each image are scored
     (Eq. 11: log P_path + log P(l_t | ...)) and the best K kept (Sect. "Testing").
+    ``merge_sets=True`` (not in the paper): of several successors that hold the same
+    label set in different orders only the most probable is kept, so the K beams hold
+    K different sets instead of reorderings of one.
     """
     B = state[0].shape[0]
     K, C = beam, num_labels
@@ -84,6 +106,7 @@ def beam_search(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, 
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     log_tau = _log_threshold(threshold)
     base = torch.arange(B, device=dev)[:, None] * K
+    codes = set_codes(C, dev) if merge_sets else None
 
     for t in range(max_len):
         if end_index is not None:                               # a live path below the best ended one can't win
@@ -103,6 +126,9 @@ def beam_search(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, 
         cand = scores.view(B * K, 1) + lab
         cand = cand.masked_fill(cand < log_tau, NEG_INF).view(B, K * C)
         cand[done] = NEG_INF
+        if merge_sets:
+            path_code = (emitted.long() * codes).sum(1)                              # [B*K]
+            cand = drop_repeated_sets(cand, (path_code[:, None] + codes[None, :]).view(B, K * C), K)
         top, idx = cand.topk(K, dim=1)
         alive = torch.isfinite(top)
         extend = alive.any(1)
@@ -164,51 +190,6 @@ def greedy_decode(step_fn: StepFn, context: tuple, state: tuple, num_labels: int
     return out, score
 
 
-# --- the plain reference: one image, one path at a time ----------------------------
-
-@torch.no_grad()
-def beam_search_reference(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, *,
-                          beam: int = 3, max_len: int = 5, threshold: float = 0.0,
-                          end_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same search as ``beam_search`` as a per-image, per-path Python loop."""
-    B, C = state[0].shape[0], num_labels
-    log_tau = _log_threshold(threshold)
-    out = torch.full((B, max_len), -1, dtype=torch.long)
-    out_score = torch.zeros(B)
-    for b in range(B):
-        ctx = tuple(c[b:b + 1] for c in context)
-        paths = [(0.0, [], tuple(s[b:b + 1] for s in state))]     # (log P_path, labels, state)
-        best = (0.0, []) if end_index is None else (NEG_INF, [])
-        for _ in range(max_len):
-            if end_index is not None:
-                paths = [p for p in paths if p[0] > best[0]]
-            if not paths:
-                break
-            cands = []
-            for score, labels, st in paths:
-                emitted = torch.zeros(1, C, dtype=torch.bool)
-                emitted[0, labels] = True
-                prev = torch.tensor([labels[-1] if labels else -1])
-                logp, new_st = step_fn(ctx, st, emitted, prev)
-                logp = logp[0].tolist()
-                if end_index is not None and score + logp[end_index] > best[0]:
-                    best = (score + logp[end_index], labels)
-                for c in range(C):
-                    s = score + logp[c]
-                    if c not in labels and s >= log_tau and s > NEG_INF:
-                        cands.append((s, labels + [c], new_st))
-            if not cands:
-                break
-            paths = heapq.nlargest(beam, cands, key=lambda p: p[0])
-            if end_index is None:
-                best = (paths[0][0], paths[0][1])
-        if end_index is not None and paths and paths[0][0] > best[0] and len(paths[0][1]) == max_len:
-            best = (paths[0][0], paths[0][1])
-        out[b, :len(best[1])] = torch.tensor(best[1], dtype=torch.long)
-        out_score[b] = best[0]
-    return out, out_score
-
-
 def sequences_to_sets(seqs: torch.Tensor, num_labels: int, k: int | None = None) -> torch.Tensor:
     """[B, T] label sequences (-1 padded) -> [B, C] scores: emission order as a rank score.
 
@@ -221,56 +202,3 @@ def sequences_to_sets(seqs: torch.Tensor, num_labels: int, k: int | None = None)
     out = torch.zeros(B, num_labels + 1)
     out.scatter_(1, torch.where(s >= 0, s, num_labels).cpu(), rank_score.expand(B, -1).contiguous())
     return out[:, :num_labels]
-
-
-# --- benchmark ----------------------------------------------------------------------------
-
-def bench_decode(n_images: int = 200, num_labels: int = 24, beam: int = 3, max_len: int = 5,
-                 feat_dim: int = 128, grid: int = 6, hidden: int = 128, seed: int = 0,
-                 threshold: float = 0.05, device: str = "cpu", print_result: bool = True) -> dict:
-    """Batched beam search vs the per-image reference on one untrained-but-fixed model.
-
-    Same model, same inputs, one run; prints the time of each, the speed-up and
-    whether both return the same label sequences. The per-image reference runs on CPU;
-    ``device`` is where the batched search runs ("auto" = CUDA if present).
-    """
-    from .profiles import pick_device
-
-    device = pick_device(device)
-    from .models.order_free_rnn import OrderFreeConfig, OrderFreeRNN
-
-    torch.manual_seed(seed)
-    model = OrderFreeRNN(OrderFreeConfig(num_classes=num_labels, feat_dim=feat_dim, hidden=hidden,
-                                         att_dim=hidden // 2, pred_hidden=hidden)).eval()
-    maps = torch.randn(n_images, feat_dim, grid, grid)
-    context, state = model.decode_inputs(maps)
-    kw = dict(beam=beam, max_len=max_len, threshold=threshold)
-    on = lambda xs: tuple(x.to(device) for x in xs)  # noqa: E731
-    model.to(device)
-    beam_search(model.step_fn, on(context), on(state), num_labels, **kw)         # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    fast, fast_s = beam_search(model.step_fn, on(context), on(state), num_labels, **kw)
-    _sync(device)
-    t_fast = time.perf_counter() - t0
-    fast, fast_s = fast.cpu(), fast_s.cpu()
-    model.cpu()
-    t0 = time.perf_counter()
-    slow, slow_s = beam_search_reference(model.step_fn, context, state, num_labels, **kw)
-    t_slow = time.perf_counter() - t0
-    same = (fast == slow).all(1).float().mean().item()
-    result = {"images": n_images, "beam": beam, "max_len": max_len, "batched_s": t_fast,
-              "per_image_s": t_slow, "speedup": t_slow / t_fast, "same_sequences": same,
-              "max_abs_score_diff": (fast_s - slow_s).abs().max().item()}
-    if print_result:
-        print(f"beam search, {n_images} images, beam {beam}, up to {max_len} labels, C={num_labels}, "
-              f"batched on {device}")
-        print(f"  batched     {t_fast * 1e3:9.1f} ms")
-        print(f"  per image   {t_slow * 1e3:9.1f} ms")
-        print(f"  speed-up    {t_slow / t_fast:9.1f}x   same sequences: {same:.1%}")
-    return result
-
-
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()

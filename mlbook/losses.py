@@ -76,7 +76,7 @@ LCE_REDUCTIONS = ("per_class", "sum")
 def label_correlation_embedding_loss(vectors: torch.Tensor, targets: torch.Tensor,
                                      ignore: torch.Tensor | None = None, *, margin: float = 1.0,
                                      negatives: str = "per_label",
-                                     reduction: str = "per_class") -> torch.Tensor:
+                                     reduction: str = "per_class", terms: bool = False):
     """CADM label correlation embedding loss L_lce (Eq. 12).
 
     ``vectors`` [B, C, E]: the label vectors a_c of Eq. 8; ``targets`` [B, C] in {0, 1};
@@ -93,6 +93,7 @@ def label_correlation_embedding_loss(vectors: torch.Tensor, targets: torch.Tenso
     The result is averaged over the images with at least one positive label
     (a_bar is undefined without one; such images contribute nothing).
     Computed in float32 for half-precision inputs (autocast), else in the input dtype.
+    ``terms=True`` returns (L_lce, pull, push), each reduced the same way, for logging.
     """
     if negatives not in LCE_NEGATIVES:
         raise ValueError(f"negatives must be one of {LCE_NEGATIVES}, got {negatives!r}")
@@ -114,8 +115,9 @@ def label_correlation_embedding_loss(vectors: torch.Tensor, targets: torch.Tenso
         push = (F.relu(margin - dist2) * negf).sum(1)
     else:
         push = F.relu(margin - (dist2 * negf).sum(1))
-    per_image = pull + push
-    if reduction == "per_class":
-        per_image = per_image / scored.float().sum(1).clamp_min(1)
     valid = (n_pos > 0).float()
-    return (per_image * valid).sum() / valid.sum().clamp_min(1)
+    norm = scored.float().sum(1).clamp_min(1) if reduction == "per_class" else torch.ones_like(valid)
+    reduce = lambda x: (x / norm * valid).sum() / valid.sum().clamp_min(1)  # noqa: E731
+    if terms:
+        return reduce(pull + push), reduce(pull), reduce(push)
+    return reduce(pull + push)

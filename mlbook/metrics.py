@@ -51,7 +51,6 @@ Conventions (stated once, used everywhere)
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
@@ -70,7 +69,9 @@ __all__ = [
     "EMPTY_PRECISION_OPTIONS",
     "evaluate_all",
     "summary",
-    "bench",
+    "bootstrap_weights",
+    "prf_resampled",
+    "prf_of_predictions",
 ]
 
 CF1_OPTIONS = ("harmonic", "mean_f1", "geometric")
@@ -139,111 +140,65 @@ def _check(scores, targets, ignore=None, difficult: str = "ignore"):
 # ---------------------------------------------------------------------------
 
 
-def _ranked(scores, targets, valid, ties: str):
-    """Sort every column by decreasing score and accumulate counts.
+def _ranked(scores, targets, valid, ties: str, weights=None):
+    """The one AP path: sort every class by decreasing score and accumulate weighted counts.
 
-    Returns (sorted scores, sorted targets float64, cumulative TP, cumulative
-    FP, is-threshold mask) all [N, C]; ignored entries are sent to the end
-    with weight 0.  ``is-threshold`` marks the positions where a threshold sits:
-    the last item of each tie group ("sklearn") or every item ("stable").
+    ``weights`` [R, N] (or None = one resample of weight 1 per image) counts how
+    often each image is drawn, so R bootstrap resamples share one sort. Returns
+    (sorted scores [C, N], weighted targets [R, C, N], TP and FP at each item's
+    threshold [R, C, N], is-threshold mask [C, N]). An item's threshold is the
+    end of its tie group ("sklearn": tied scores are one threshold) or the item
+    itself ("stable": ties ranked by lower row index). Ignored entries sit at the
+    end with weight 0.
     """
     if ties not in ("sklearn", "stable"):
         raise ValueError(f"ties must be 'sklearn' or 'stable', got {ties!r}")
-    s = scores
-    if valid is not None:
-        s = s.masked_fill(~valid, float("-inf"))
-    # sort each class (column) as a contiguous row of a [C, N] matrix
-    st, order = torch.sort(s.t().contiguous(), dim=1, descending=True,
-                           stable=(ties == "stable"))
+    s = scores if valid is None else scores.masked_fill(~valid, float("-inf"))
+    st, order = torch.sort(s.t().contiguous(), dim=1, descending=True, stable=True)   # [C, N]
     t = torch.gather(targets.t().contiguous(), 1, order).double()
-    if valid is not None:
-        w = torch.gather(valid.t().contiguous(), 1, order).double()
-        tp = torch.cumsum(t * w, dim=1)
-        fp = torch.cumsum((1.0 - t) * w, dim=1)
-        t = t * w
-    else:
-        tp = torch.cumsum(t, dim=1)
-        # fp = rank - tp: no second cumsum
-        rank = torch.arange(1, st.shape[1] + 1, device=st.device, dtype=torch.float64)
-        fp = rank - tp
-    if ties == "stable":
-        is_thr = torch.ones_like(st, dtype=torch.bool)
-    else:
-        is_thr = torch.ones_like(st, dtype=torch.bool)
+    v = (torch.ones_like(t) if valid is None
+         else torch.gather(valid.t().contiguous(), 1, order).double())
+    w = (torch.ones(1, *order.shape, dtype=torch.float64, device=scores.device) if weights is None
+         else weights.to(scores.device).double()[:, order])                            # [R, C, N]
+    wt = w * (t * v)
+    tp, fp = torch.cumsum(wt, dim=2), torch.cumsum(w * (v - t * v), dim=2)
+    is_thr = torch.ones_like(st, dtype=torch.bool)
+    if ties == "sklearn":
         is_thr[:, :-1] = st[:, :-1] != st[:, 1:]
-    return st, t, tp, fp, is_thr
-
-
-def _sort_rows_of_t(x: torch.Tensor) -> torch.Tensor:
-    """Ascending sort of each column of ``x`` [N, C], values only, as [C, N].
-
-    On CPU this uses numpy's SIMD sort (x86-simd-sort), several times faster
-    than torch's CPU sort; a sort of values has a unique result, so the two
-    agree exactly.  On other devices it is ``torch.sort``."""
-    if x.device.type == "cpu":
-        a = x.detach().t().contiguous().numpy()  # torch's blocked transpose
-        a.sort(axis=1)  # in place, C order kept
-        return torch.from_numpy(a)
-    return torch.sort(x.t().contiguous(), dim=1).values
-
-
-def _ap_grouped_ties(scores, targets, valid):
-    """Per-class AP with tied scores as one threshold, without ranking all items.
-
-    For a positive of class c with score s: TP = #positives with score >= s and
-    FP = #negatives with score >= s (the counts at the end of s's tie group);
-    ``AP_c = mean over positives of TP / (TP + FP)``, which is the same sum as
-    ``sum_n (R_n - R_{n-1}) P_n`` (each positive adds 1/npos to the recall of
-    its threshold).  Only the negatives' values are sorted (no indices, no
-    gather); the positives are placed with a batched searchsorted.
-    """
-    pos_mask = targets if valid is None else targets & valid
-    drop = pos_mask if valid is None else pos_mask | ~valid
-    neg = torch.where(drop, float("-inf"), scores)  # positives/ignored -> -inf
-    neg_sorted = _sort_rows_of_t(neg)  # [C, N] ascending
-    C, N = neg_sorted.shape
-    img, cls = pos_mask.nonzero(as_tuple=True)  # image-major; regroup by class
-    cls_order = torch.sort(cls, stable=True).indices
-    img, cls = img[cls_order], cls[cls_order]
-    npos = torch.bincount(cls, minlength=C)
-    pmax = max(int(npos.max()), 1) if C else 1
-    start = torch.cumsum(npos, 0) - npos
-    slot = torch.arange(cls.numel(), device=scores.device) - start[cls]
-    pos = torch.full((C, pmax), float("inf"), dtype=scores.dtype, device=scores.device)
-    pos[cls, slot] = scores[img, cls]
-    pos = torch.sort(pos, dim=1).values  # [C, max #positives], ascending, +inf padded
-    fp = N - torch.searchsorted(neg_sorted, pos, right=False)
-    # TP = #positives >= value = npos - (index of the first positive of its tie group)
-    idx = torch.arange(pmax, device=scores.device).expand(C, pmax)
-    first = torch.ones_like(pos, dtype=torch.bool)
-    first[:, 1:] = pos[:, 1:] != pos[:, :-1]
-    first_idx = torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), dim=1).values
-    tp = npos[:, None] - first_idx
-    prec = tp.double() / (tp + fp).double().clamp_min(1.0)
-    real = torch.arange(pmax, device=scores.device)[None, :] < npos[:, None]
-    ap = torch.where(real, prec, torch.zeros_like(prec)).sum(1) / npos.double()
-    return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))
+        n = st.shape[1]
+        idx = torch.arange(n, device=st.device).expand_as(st)
+        end = torch.where(is_thr, idx, torch.full_like(idx, n - 1))
+        end = end.flip(1).cummin(1).values.flip(1)               # last index of each tie group
+        tp, fp = tp.gather(2, end.expand_as(tp)), fp.gather(2, end.expand_as(fp))
+    return st, wt, tp, fp, is_thr
 
 
 def average_precision(scores, targets, ignore=None, ties: str = "sklearn",
-                      difficult: str = "ignore") -> torch.Tensor:
+                      difficult: str = "ignore", weights=None) -> torch.Tensor:
     """Per-class average precision, Tensor[C] (float64, on the input's device).
 
     ``AP_c = sum_n (R_n - R_{n-1}) P_n`` over the distinct thresholds of class
-    c (scikit-learn's ``average_precision_score``; non-interpolated).  With
-    ``ties="sklearn"`` tied scores form one threshold; with ``"stable"`` each
-    item is its own threshold in (score desc, row index asc) order.  Classes
-    with no positive (after ``ignore``) are NaN.  See the module docstring for
-    ``ignore``/``difficult``.
+    c (scikit-learn's ``average_precision_score``; non-interpolated), i.e. the
+    mean over positives of the precision at their threshold. With ``ties="sklearn"``
+    tied scores form one threshold; with ``"stable"`` each item is its own
+    threshold in (score desc, row index asc) order. Classes with no positive
+    (after ``ignore``) are NaN. See the module docstring for ``ignore``/``difficult``.
+
+    ``weights`` [R, N]: image counts of R bootstrap resamples (an image drawn k
+    times is k tied copies); returns [R, C] then, one AP per resample and class.
     """
     scores, targets, valid = _check(scores, targets, ignore, difficult)
-    if ties == "sklearn":
-        return _ap_grouped_ties(scores, targets, valid)
-    st, t, tp, fp, is_thr = _ranked(scores, targets, valid, ties)
-    npos = tp[:, -1]
-    prec = tp / (tp + fp).clamp_min(1e-300)
-    ap = (t * prec).sum(dim=1) / npos
-    return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))
+    out = []
+    step = weights.shape[0] if weights is not None else 1
+    if weights is not None:   # bound memory: chunks of resamples of about 2e7 entries
+        step = max(1, int(2e7 // max(1, scores.numel())))
+    for w in ([None] if weights is None else weights.split(step)):
+        _, wt, tp, fp, _ = _ranked(scores, targets, valid, ties, w)
+        npos = wt.sum(2)
+        ap = (wt * tp / (tp + fp).clamp_min(1e-300)).sum(2) / npos
+        out.append(torch.where(npos > 0, ap, torch.full_like(ap, float("nan"))))
+    ap = torch.cat(out)
+    return ap[0] if weights is None else ap
 
 
 def mean_average_precision(scores, targets, ignore=None, ties: str = "sklearn",
@@ -322,7 +277,8 @@ def pr_curve(scores, targets, cls: int | None = None, ignore=None,
     Recall is NaN for a class with no positive.
     """
     scores, targets, valid = _check(scores, targets, ignore, difficult)
-    st, t, tp, fp, is_thr = _ranked(scores, targets, valid, "sklearn")
+    st, _, tp, fp, is_thr = _ranked(scores, targets, valid, "sklearn")
+    tp, fp = tp[0], fp[0]
     npos = tp[:, -1:]
     prec = tp / (tp + fp).clamp_min(1e-300)
     rec = tp / npos
@@ -398,43 +354,67 @@ def confusion_counts(pred, targets, valid=None):
     return nc, np_, ng
 
 
-def _f1(p: float, r: float) -> float:
-    if math.isnan(p) or math.isnan(r):
-        return float("nan")
-    return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
+def _f1(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """2PR/(P+R); 0 where P + R = 0; NaN where either is NaN."""
+    return torch.where(p + r > 0, 2 * p * r / (p + r).clamp_min(1e-300), torch.zeros_like(p))
 
 
 def _prf_from_counts(nc, np_, ng, cf1: str, empty_precision: str) -> dict:
+    """CP, CR, CF1, OP, OR, OF1 from per-class counts [C] (floats) or [R, C] (tensors [R]).
+
+    The one place the set metrics are computed: bootstrap resamples pass weighted
+    counts [R, C] and get one value per resample.
+    """
     if cf1 not in CF1_OPTIONS:
         raise ValueError(f"cf1 must be one of {CF1_OPTIONS}, got {cf1!r}")
     if empty_precision not in EMPTY_PRECISION_OPTIONS:
         raise ValueError(
             f"empty_precision must be one of {EMPTY_PRECISION_OPTIONS}, got {empty_precision!r}")
-    has_pred = np_ > 0
-    p_c = nc / np_.clamp_min(1.0)
-    if empty_precision == "zero":
-        cp_vals = torch.where(has_pred, p_c, torch.zeros_like(p_c))
-    elif empty_precision == "one":
-        cp_vals = torch.where(has_pred, p_c, torch.ones_like(p_c))
-    else:
-        cp_vals = p_c[has_pred]
-    cp = float(cp_vals.mean()) if cp_vals.numel() else float("nan")
-    has_gt = ng > 0
-    cr = float((nc[has_gt] / ng[has_gt]).mean()) if bool(has_gt.any()) else float("nan")
+    single = nc.ndim == 1
+    nc, np_, ng = (x.double().reshape(-1, x.shape[-1]) for x in (nc, np_, ng))
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=nc.device)
+    has_pred, has_gt = np_ > 0, ng > 0
+    p_c = nc / np_.clamp_min(1e-300)
+    fill = {"zero": 0.0, "one": 1.0, "skip": float("nan")}[empty_precision]
+    cp_vals = torch.where(has_pred, p_c, torch.full_like(p_c, fill))
+    cp = cp_vals.nanmean(1) if empty_precision == "skip" else cp_vals.mean(1)
+    r_c = torch.where(has_gt, nc / ng.clamp_min(1e-300), nan)
+    cr = r_c.nanmean(1)                                   # over classes with a ground-truth label
     if cf1 == "harmonic":
         cf = _f1(cp, cr)
     elif cf1 == "geometric":
-        cf = math.sqrt(cp * cr) if not (math.isnan(cp) or math.isnan(cr)) else float("nan")
+        cf = (cp * cr).sqrt()
     else:
-        f = 2.0 * nc[has_gt] / (np_[has_gt] + ng[has_gt])
-        cf = float(f.mean()) if f.numel() else float("nan")
-    snc, snp, sng = float(nc.sum()), float(np_.sum()), float(ng.sum())
-    if snp > 0:
-        op = snc / snp
-    else:
-        op = {"zero": 0.0, "one": 1.0, "skip": float("nan")}[empty_precision]
-    orr = snc / sng if sng > 0 else float("nan")
-    return {"CP": cp, "CR": cr, "CF1": cf, "OP": op, "OR": orr, "OF1": _f1(op, orr)}
+        cf = torch.where(has_gt, 2 * nc / (np_ + ng).clamp_min(1e-300), nan).nanmean(1)
+    snc, snp, sng = nc.sum(1), np_.sum(1), ng.sum(1)
+    op = torch.where(snp > 0, snc / snp.clamp_min(1e-300), torch.full_like(snp, fill))
+    orr = torch.where(sng > 0, snc / sng.clamp_min(1e-300), nan)
+    out = {"CP": cp, "CR": cr, "CF1": cf, "OP": op, "OR": orr, "OF1": _f1(op, orr)}
+    nan_if = lambda x, bad: torch.where(bad, nan, x)  # noqa: E731
+    out["CF1"] = nan_if(out["CF1"], cp.isnan() | cr.isnan()) if cf1 != "mean_f1" else out["CF1"]
+    out["OF1"] = nan_if(out["OF1"], op.isnan() | orr.isnan())
+    return {k: float(v[0]) for k, v in out.items()} if single else out
+
+
+def prf_of_predictions(pred, targets, ignore=None, cf1: str = "harmonic",
+                       empty_precision: str = "zero") -> dict:
+    """CP..OF1 (floats) of fixed binary predictions [N, C] (a set predictor's output)."""
+    n = torch.as_tensor(pred).shape[0]
+    out = prf_resampled(pred, targets, torch.ones(1, n, dtype=torch.float64), ignore, cf1, empty_precision)
+    return {k: float(v[0]) for k, v in out.items()}
+
+
+def prf_resampled(pred, targets, weights, ignore=None, cf1: str = "harmonic",
+                  empty_precision: str = "zero") -> dict:
+    """CP..OF1 of fixed predictions [N, C] on R bootstrap resamples of the images:
+    ``weights`` [R, N] image counts; returns {metric: Tensor[R]}."""
+    valid = None if ignore is None else ~torch.as_tensor(ignore, dtype=torch.bool)
+    pred, targets = torch.as_tensor(pred).bool(), torch.as_tensor(targets) > 0.5
+    if valid is not None:
+        pred, targets = pred & valid, targets & valid
+    w = weights.double()
+    counts = (w @ (pred & targets).double(), w @ pred.double(), w @ targets.double())
+    return _prf_from_counts(*counts, cf1, empty_precision)
 
 
 def prf(scores, targets, ignore=None, *, k: int | None = None,
@@ -624,19 +604,8 @@ def summary(scores, targets, ignore=None, protocol: str = "top3",
 
 
 # ---------------------------------------------------------------------------
-# benchmark
+# resampling
 # ---------------------------------------------------------------------------
-
-
-def _bench_problem(n: int, c: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    # long-tailed class frequencies around ~3% positives on average
-    freq = torch.linspace(0.06, 0.002, c)
-    targets = torch.rand(n, c, generator=g) < freq
-    logits = torch.randn(n, c, generator=g) + 2.0 * targets
-    scores = torch.sigmoid(logits)
-    scores = torch.round(scores * 1000) / 1000  # 3 decimals: many tied scores
-    return scores.float(), targets
 
 
 def bootstrap_weights(n_resamples: int, n_items: int, seed: int = 0) -> torch.Tensor:
@@ -647,73 +616,3 @@ def bootstrap_weights(n_resamples: int, n_items: int, seed: int = 0) -> torch.Te
     draws = torch.randint(0, n_items, (n_resamples, n_items), generator=g)
     ones = torch.ones(n_resamples, n_items, dtype=torch.float64)
     return torch.zeros(n_resamples, n_items, dtype=torch.float64).scatter_add_(1, draws, ones)
-
-
-def bench(n: int = 40504, c: int = 80, seed: int = 0, repeats: int = 3,
-          threads: int | None = 1) -> dict:
-    """Time this module vs a per-class scikit-learn loop on a COCO-sized problem.
-
-    Prints a table and returns ``{"n", "c", "positives", "threads", "rows":
-    [{"metric", "torch_s", "sklearn_s", "ratio", "max_abs_diff"}]}`` (best of
-    ``repeats`` wall times).  ``threads=1`` (default) runs torch on one thread
-    like the single-threaded scikit-learn loop (a per-core comparison; it also
-    keeps the timing stable on a shared machine, where a 2-thread torch stalls
-    whenever another process holds a core); ``None`` keeps torch's setting.
-    """
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return _bench(n, c, seed, repeats)
-    finally:
-        torch.set_num_threads(old_threads)
-
-
-def _bench(n: int, c: int, seed: int, repeats: int) -> dict:
-    import numpy as np
-    from sklearn.metrics import average_precision_score, precision_score, recall_score
-
-    scores, targets = _bench_problem(n, c, seed)
-    s_np, t_np = scores.numpy(), targets.numpy().astype(np.int64)
-
-    def best(fn):
-        times, res = [], None
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            res = fn()
-            times.append(time.perf_counter() - t0)
-        return min(times), res
-
-    def sk_ap():
-        return np.array([average_precision_score(t_np[:, j], s_np[:, j]) for j in range(c)])
-
-    def sk_top3():
-        # the classic per-class loop: binarise top-3 with argsort, then per class
-        idx = np.argsort(-s_np, axis=1, kind="stable")[:, :3]
-        pred = np.zeros_like(t_np)
-        np.put_along_axis(pred, idx, 1, axis=1)
-        p = np.array([precision_score(t_np[:, j], pred[:, j], zero_division=0) for j in range(c)])
-        r = np.array([recall_score(t_np[:, j], pred[:, j], zero_division=0) for j in range(c)])
-        return p, r
-
-    average_precision(scores[:100], targets[:100])  # warm-up
-    t_ap, ap = best(lambda: average_precision(scores, targets))
-    s_ap, ap_ref = best(sk_ap)
-    t_prf, res = best(lambda: prf(scores, targets, k=3))
-    s_prf, (p_ref, r_ref) = best(sk_top3)
-    rows = [
-        {"metric": "average_precision (per-class AP)", "torch_s": t_ap, "sklearn_s": s_ap,
-         "ratio": s_ap / t_ap, "max_abs_diff": float(np.max(np.abs(ap.numpy() - ap_ref)))},
-        {"metric": "prf top-3 (CP, CR)", "torch_s": t_prf, "sklearn_s": s_prf,
-         "ratio": s_prf / t_prf,
-         "max_abs_diff": max(abs(res["CP"] - p_ref.mean()), abs(res["CR"] - r_ref.mean()))},
-    ]
-    out = {"n": n, "c": c, "positives": float(t_np.mean()),
-           "threads": torch.get_num_threads(), "rows": rows}
-    print(f"metrics bench: {n} x {c} scores, {100 * out['positives']:.1f}% positives, "
-          f"3-decimal scores (ties), best of {repeats}, torch threads={out['threads']}")
-    print(f"{'metric':36s} {'mlbook s':>9s} {'sklearn s':>10s} {'ratio':>7s} {'max|diff|':>10s}")
-    for r in rows:
-        print(f"{r['metric']:36s} {r['torch_s']:9.4f} {r['sklearn_s']:10.4f} "
-              f"{r['ratio']:6.1f}x {r['max_abs_diff']:10.2e}")
-    return out

@@ -33,6 +33,9 @@ class Profile:
     batch_size: int
     num_workers: int
     in_memory: bool         # decode all images once into a uint8 tensor cache
+    train_seeds: int = 3    # training seeds of every row a claim compares (data and backbone held fixed)
+    patience: int = 3       # early stopping: epochs without a lower hold-out loss
+    holdout: float = 0.1    # part of the training set held out for early stopping and choices
     max_train: int | None = None  # cap on real training images (None = all)
 
     def replace(self, **changes) -> "Profile":
@@ -43,12 +46,12 @@ _PROFILES = {
     "smoke": Profile(
         name="smoke", gen_train=48, gen_test=24, gen_classes=10, gen_image_size=40,
         image_size=32, backbone="small_cnn", backbone_epochs=1, head_epochs=1,
-        finetune_epochs=1, batch_size=16, num_workers=0, in_memory=True,
+        finetune_epochs=2, batch_size=16, num_workers=0, in_memory=True, train_seeds=2, patience=1,
     ),
     "demo": Profile(
         name="demo", gen_train=1600, gen_test=600, gen_classes=24, gen_image_size=64,
-        image_size=48, backbone="small_cnn", backbone_epochs=12, head_epochs=8,
-        finetune_epochs=4, batch_size=64, num_workers=0, in_memory=True,
+        image_size=48, backbone="small_cnn", backbone_epochs=12, head_epochs=30,
+        finetune_epochs=20, batch_size=64, num_workers=0, in_memory=True, train_seeds=3, patience=3,
     ),
     "full": Profile(
         name="full", gen_train=0, gen_test=0, gen_classes=0, gen_image_size=0,
@@ -58,7 +61,10 @@ _PROFILES = {
 }
 
 
-def get_profile(name: str) -> Profile:
+def get_profile(name: "str | Profile") -> Profile:
+    """The profile of that name (a Profile passes through: one coercion for the package)."""
+    if isinstance(name, Profile):
+        return name
     if name not in _PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return _PROFILES[name]

@@ -1,9 +1,16 @@
-"""The one reporting module: published numbers, paper-vs-reproduced tables,
-figure saving and claims tables (DESIGN.md, "Reporting").
+"""The one reporting module: published numbers, paper-vs-reproduced tables and
+figure saving (DESIGN.md, "Reporting"); claims tables come from ``mlbook.claims``.
 
 Published tables are package data (``mlbook/reference/*.csv``, percentages as
 printed, an empty cell is a '-' in the paper). Reproduced numbers are passed
 in as percentages with the same column names.
+
+A table is shown to the reader as Markdown (cells like ``59.0 (78.3)``) and saved
+as ``table_<n>.md``; its CSV is tidy, one number per cell (``save_comparison``:
+table, data set, method, metric, reproduced, published, Δ), so every result of the
+book loads with one ``pandas.read_csv`` loop. Figures and tables go to
+``figures_dir()``: ``figures/`` for the published demo run, the run's own output
+folder otherwise (``mlbook reproduce`` sets ``MLBOOK_FIGURES``).
 """
 from __future__ import annotations
 
@@ -13,18 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .experiments import atomic_path, atomic_write_text
+from .cache import atomic_path, atomic_write_text
 from .profiles import figures_dir
-
-VERDICTS = ("holds", "does not hold", "not testable at this profile")
-
 
 # --- published numbers ---------------------------------------------------------
 
 def reference_files() -> list[str]:
     """Names (without .csv) of every published table shipped with the package."""
-    folder = resources.files("mlbook.reference")
-    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".csv") and p.name != "tables.csv")
+    return sorted(f[:-4] for f in reference_index()["file"])
 
 
 def reference_index() -> pd.DataFrame:
@@ -112,32 +115,36 @@ def save_table(df: pd.DataFrame, chapter: str, n: int | str, caption: str = "", 
         _display(df, caption)
 
 
+def tidy(reproduced: pd.DataFrame, published: pd.DataFrame | None, table: str, dataset: str) -> pd.DataFrame:
+    """One number per row: table, data set, method, metric, reproduced, published, Δ."""
+    rows = []
+    for method in reproduced.index:
+        for metric in reproduced.columns:
+            r = reproduced.loc[method, metric]
+            p = (published.loc[method, metric] if published is not None and method in published.index
+                 and metric in published.columns else float("nan"))
+            rows.append({"table": table, "data set": dataset, "method": method, "metric": metric,
+                         "reproduced": round(float(r), 2), "published": p,
+                         "delta": round(float(r) - float(p), 2) if pd.notna(p) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def save_comparison(reproduced: pd.DataFrame, published: pd.DataFrame, chapter: str, n: int | str,
+                    caption: str, dataset: str, show: bool = True) -> None:
+    """A reproduced-vs-published table: Markdown cells ``reproduced (paper)`` for the reader,
+    a tidy CSV (``tidy``) for machines."""
+    folder = chapter_dir(chapter)
+    shown = side_by_side(reproduced, published)
+    atomic_write_text(tidy(reproduced, published, f"table_{n}", dataset).to_csv(index=False),
+                      folder / f"table_{n}.csv")
+    atomic_write_text(f"{caption}\n\n{to_markdown(shown)}\n", folder / f"table_{n}.md")
+    if show:
+        _display(shown, caption)
+
+
 def save_figure(fig, chapter: str, n: int | str, name: str, dpi: int = 120) -> Path:
     """Save a matplotlib figure as figures/<chapter>/fig_<n>_<name>.png (atomically)."""
     path = chapter_dir(chapter) / f"fig_{n}_{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     return path
-
-
-# --- claims ---------------------------------------------------------------------
-
-def verdict(holds: bool | None) -> str:
-    """True -> 'holds', False -> 'does not hold', None -> 'not testable at this profile'."""
-    return VERDICTS[2] if holds is None else VERDICTS[0] if holds else VERDICTS[1]
-
-
-def claims_table(rows: list[dict]) -> pd.DataFrame:
-    """rows: dicts with 'claim', 'evidence' and 'verdict' (one of VERDICTS, or a bool/None)."""
-    table = []
-    for row in rows:
-        v = row["verdict"]
-        v = verdict(v) if v is None or isinstance(v, bool) else v
-        if v not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, not {v!r}")
-        table.append({"claim": row["claim"], "evidence": row["evidence"], "verdict": v})
-    return pd.DataFrame(table, columns=["claim", "evidence", "verdict"])
-
-
-def save_claims(df: pd.DataFrame, chapter: str, show: bool = True) -> None:
-    save_table(df.set_index("claim"), chapter, "claims", "Claims and verdicts", show=show)

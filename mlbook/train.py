@@ -3,15 +3,19 @@
 - device chosen automatically (CUDA if present), AMP (bf16 autocast) on CUDA;
 - DistributedDataParallel when launched by ``torchrun`` (NCCL on GPU, gloo on CPU);
 - a checkpoint after every epoch (atomic), resumed after an interruption;
+- early stopping on a held-out part of the training set: training stops when the
+  hold-out loss has not improved for ``patience`` epochs, and the weights of the
+  best epoch are restored (the test split is never seen here);
 - a progress bar over epochs; seeded and deterministic on CPU: the shuffle of
   epoch e depends only on (seed, e), so a resumed run sees the same batches.
 
-``loss_fn(model, batch) -> scalar tensor`` keeps the loop model-agnostic: each
-chapter says what a batch is and what its loss is, the loop does the rest.
+``loss_fn(model, batch)`` keeps the loop model-agnostic: each chapter says what a
+batch is and what its loss is, the loop does the rest. It returns a scalar
+tensor, or a dict ``{"loss": total, "<term>": tensor, ...}`` whose terms (e.g.
+CADM's L_cls, pull and push) are logged separately in the history.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -21,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from .experiments import atomic_torch_save
+from .cache import atomic_torch_save
 from .profiles import pick_device
 
 
@@ -71,15 +75,41 @@ class _EpochSampler(RandomSampler):
         return iter(torch.randperm(len(self.data_source), generator=g).tolist())
 
 
+def _terms(out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(total loss, {term: value}) from what a loss_fn returned."""
+    if isinstance(out, dict):
+        return out["loss"], {k: v for k, v in out.items() if k != "loss"}
+    return out, {}
+
+
+@torch.no_grad()
+def evaluate_loss(model, dataset: Dataset, loss_fn, *, batch_size: int, device: str) -> dict[str, float]:
+    """Mean loss (and its terms) of ``model`` in eval mode over ``dataset``."""
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = to_device(batch, device)
+        loss, terms = _terms(loss_fn(model, batch))
+        n = _batch_len(batch)
+        for k, v in {"loss": loss, **terms}.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+        count += n
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
 def fit(
     model: torch.nn.Module,
     dataset: Dataset,
-    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    loss_fn: Callable[[torch.nn.Module, Any], Any],
     *,
     epochs: int,
     batch_size: int,
     make_optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer],
     make_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    val_dataset: Dataset | None = None,
+    val_loss_fn: Callable[[torch.nn.Module, Any], Any] | None = None,
+    patience: int | None = None,
     device: str = "auto",
     checkpoint: str | os.PathLike | None = None,
     seed: int = 0,
@@ -90,12 +120,18 @@ def fit(
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict]:
-    """Train ``model`` in place; return the per-epoch history (loss, seconds, extras).
+    """Train ``model`` in place; return the per-epoch history.
 
-    ``make_scheduler`` gives a scheduler stepped once per epoch.
-    ``on_epoch_end(epoch, model)`` may return extra numbers (e.g. validation mAP)
-    that are stored in the history. A checkpoint at ``checkpoint`` is written
-    after every epoch and resumed from if present.
+    Each record has ``epoch``, ``loss`` (and the loss terms) on the training set,
+    ``val_loss`` (and ``val_<term>``) on ``val_dataset`` if given, ``seconds``
+    and ``images``. With ``val_dataset`` and ``patience``, training stops after
+    ``patience`` epochs without a lower hold-out loss and the best epoch's weights
+    are restored; the last record then has ``stopped_early`` and every record
+    ``best_epoch``. ``epochs`` is the budget. ``val_loss_fn`` defaults to ``loss_fn``
+    (called in eval mode, so dropout and augmentation that depend on
+    ``model.training`` are off). ``make_scheduler`` is stepped once per epoch;
+    ``on_epoch_end(epoch, model)`` may return extra numbers for the history.
+    A checkpoint at ``checkpoint`` is written after every epoch and resumed from.
     """
     from tqdm.auto import tqdm
 
@@ -114,6 +150,7 @@ def fit(
         )
     optimizer = make_optimizer(model)
     scheduler = make_scheduler(optimizer) if make_scheduler else None
+    val_loss_fn = val_loss_fn or loss_fn
 
     if world > 1:
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
@@ -127,19 +164,21 @@ def fit(
     use_amp = amp and device.startswith("cuda")
 
     history: list[dict] = []
-    start_epoch = 0
+    start_epoch, best_loss, best_epoch, best_state = 0, float("inf"), 0, None
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        history = state["history"]
-        start_epoch = state["epoch"] + 1
+        history, start_epoch = state["history"], state["epoch"] + 1
+        best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best_state"]
         if rank == 0 and progress:
             print(f"resuming {desc} from {ckpt.name} at epoch {start_epoch + 1}/{epochs}")
+    if history and history[-1].get("stopped_early"):
+        start_epoch = epochs   # an early-stopped run that was checkpointed is finished
 
     bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress or rank != 0,
                initial=start_epoch, total=epochs, leave=False)
@@ -147,11 +186,12 @@ def fit(
         sampler.set_epoch(epoch)
         train_model.train()
         t0 = time.perf_counter()
-        total, count = 0.0, 0
+        sums: dict[str, float] = {}
+        count = 0
         for batch in loader:
             batch = to_device(batch, device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(train_model, batch)
+                loss, terms = _terms(loss_fn(train_model, batch))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -160,16 +200,26 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             n = _batch_len(batch)
-            total += loss.item() * n
+            for k, v in {"loss": loss, **terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
             count += n
         if scheduler is not None:
             scheduler.step()
-        record = {"epoch": epoch + 1, "loss": total / max(count, 1),
+        record = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
                   "seconds": time.perf_counter() - t0, "images": count * world}
+        if val_dataset is not None:
+            val = evaluate_loss(model, val_dataset, val_loss_fn, batch_size=batch_size, device=device)
+            record.update({f"val_{k}": v for k, v in val.items()})
+            if val["loss"] < best_loss - 1e-6:
+                best_loss, best_epoch = val["loss"], epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if on_epoch_end is not None:
             model.eval()
             with torch.no_grad():
                 record.update(on_epoch_end(epoch, model) or {})
+        stop = (val_dataset is not None and patience is not None and epoch + 1 - best_epoch >= patience)
+        if stop:
+            record["stopped_early"] = True
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         if ckpt is not None and rank == 0:
@@ -177,8 +227,15 @@ def fit(
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "rng": torch.get_rng_state(), "epoch": epoch, "history": history,
+                "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state,
             }, ckpt)
+        if stop:
+            break
     bar.close()
+    if best_state is not None:   # the weights of the epoch with the lowest hold-out loss
+        model.load_state_dict(best_state)
+        for r in history:
+            r["best_epoch"] = best_epoch
     model.eval()
     return history
 
@@ -207,7 +264,3 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     outs = [fn(to_device(batch, device)).float().cpu() for batch in loader]
     return torch.cat(outs) if outs else torch.empty(0)
-
-
-def throughput(images: int, seconds: float) -> float:
-    return images / seconds if seconds > 0 else math.nan

@@ -4,8 +4,8 @@ import torch
 
 from mlbook.losses import label_correlation_embedding_loss as lce
 from mlbook.models.backbones import SmallCNN
-from mlbook.models.cadm import (CADMNet, CADMOptions, Recipe, activation_stats, class_aware_maps,
-                                feature_map_size, figure_indices, make_loss, make_model, make_optimizer)
+from mlbook.experiments.cadm import Recipe, activation_stats, figure_indices, make_optimizer
+from mlbook.models.cadm import CADMNet, CADMOptions, class_aware_maps, feature_map_size, make_loss, make_model
 
 
 # --- Eq. 7 ------------------------------------------------------------------------
@@ -47,13 +47,13 @@ def test_shapes_and_variants():
     assert feature_map_size(backbone, 48) == (6, 6)
     assert feature_map_size(backbone, 32) == (4, 4)
     x = torch.randn(2, 3, 48, 48)
-    base = make_model("baseline", SmallCNN(), 5, 48).eval()
+    base = make_model("baseline", SmallCNN(), 5, (6, 6)).eval()
     assert base.embed is None and base(x).shape == (2, 5)
     d = base(x, details=True)
     torch.testing.assert_close(d["logits"], d["fcls"])                                 # baseline: GMP + linear
-    lam0 = make_model("lambda0", SmallCNN(), 5, 48)
+    lam0 = make_model("lambda0", SmallCNN(), 5, (6, 6))
     assert lam0.embed is None
-    full = make_model("lambda0.5", SmallCNN(), 5, 48, CADMOptions(embed_hidden=32, embed_dim=7)).eval()
+    full = make_model("lambda0.5", SmallCNN(), 5, (6, 6), CADMOptions(embed_hidden=32, embed_dim=7)).eval()
     out = full(x, details=True)
     assert out["cadm"].shape == (2, 5, 6, 6)
     assert out["vectors"].shape == (2, 5, 7)
@@ -120,12 +120,15 @@ def test_lce_gradient_matches_finite_differences():
 
 def test_gradients_reach_backbone_and_embedding():
     torch.manual_seed(0)
-    net = make_model("lambda0.5", SmallCNN(), 4, 32, CADMOptions(embed_hidden=16, embed_dim=8)).train()
+    net = make_model("lambda0.5", SmallCNN(), 4, (4, 4), CADMOptions(embed_hidden=16, embed_dim=8)).train()
     images = torch.randn(4, 3, 32, 32)  # float batches pass through stages.as_input unchanged
     labels = torch.tensor([[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
     ignore = torch.zeros_like(labels, dtype=torch.bool)
-    loss = make_loss(0.5)(net, (images, labels, ignore))
-    loss.backward()
+    terms = make_loss(0.5)(net, (images, labels, ignore))
+    assert set(terms) == {"loss", "cls", "lce", "pull", "push"}
+    torch.testing.assert_close(terms["loss"], terms["cls"] + 0.5 * terms["lce"])
+    torch.testing.assert_close(terms["lce"], terms["pull"] + terms["push"])
+    terms["loss"].backward()
     for name in ("backbone.body.0.weight", "fc.weight", "embed.0.weight", "embed.2.weight"):
         grad = dict(net.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
@@ -136,11 +139,18 @@ def test_gradients_reach_backbone_and_embedding():
     assert net.backbone.body[0].weight.grad.abs().sum() > 0
     assert net.fc.weight.grad.abs().sum() > 0
     # lambda = 0: the loss is BCE on Eq. 3; the optimiser gives new layers their own lr
-    net0 = make_model("lambda0", SmallCNN(), 4, 32)
-    make_loss(0.0)(net0, (images, labels, ignore)).backward()
+    net0 = make_model("lambda0", SmallCNN(), 4, (4, 4))
+    make_loss(0.0)(net0, (images, labels, ignore))["loss"].backward()
     assert net0.backbone.body[0].weight.grad.abs().sum() > 0
     opt = make_optimizer(Recipe(epochs=1, lr=0.01, head_lr_mult=10))(net0)
     assert [g["lr"] for g in opt.param_groups] == [0.01, 0.1]
+    # the other reading of Eqs. 9/11: L_lce trains f_embed only (the CADMs enter it detached)
+    net.zero_grad()
+    opts = CADMOptions(embed_hidden=16, embed_dim=8, lce_grad="embed")
+    t = make_loss(0.5, opts)(net, (images, labels, ignore))
+    t["lce"].backward()
+    assert net.backbone.body[0].weight.grad is None or net.backbone.body[0].weight.grad.abs().sum() == 0
+    assert net.embed[0].weight.grad.abs().sum() > 0
 
 
 def test_activation_stats_and_figure_indices():
@@ -156,8 +166,7 @@ def test_activation_stats_and_figure_indices():
 
 
 def test_resampled_map_matches_metrics_on_explicit_resamples():
-    from mlbook.metrics import mean_average_precision
-    from mlbook.models.cadm import _resampled_map, bootstrap_map_delta
+    from mlbook.metrics import average_precision, mean_average_precision
 
     g = torch.Generator().manual_seed(1)
     N, C = 40, 5
@@ -166,14 +175,12 @@ def test_resampled_map_matches_metrics_on_explicit_resamples():
     ignore = torch.rand(N, C, generator=g) < 0.1
     draws = torch.randint(0, N, (3, N), generator=g)
     weights = torch.zeros(3, N, dtype=torch.float64).scatter_add_(1, draws, torch.ones(3, N, dtype=torch.float64))
-    fast = _resampled_map(scores, targets, ~ignore, weights)
+    fast = average_precision(scores, targets, ignore, weights=weights).nanmean(1)
     for r in range(3):
         i = draws[r]
         ref = mean_average_precision(scores[i], targets[i].float(), ignore[i])   # ties="sklearn"
         assert fast[r].item() == pytest.approx(ref, abs=1e-9)
-    # identity resample = the plain mAP; a model against itself has delta 0
+    # identity resample = the plain mAP
     ones = torch.ones(1, N, dtype=torch.float64)
-    assert _resampled_map(scores, targets, ~ignore, ones).item() == pytest.approx(
+    assert average_precision(scores, targets, ignore, weights=ones).nanmean(1).item() == pytest.approx(
         mean_average_precision(scores, targets.float(), ignore), abs=1e-9)
-    b = bootstrap_map_delta(scores, scores, targets.float(), ignore, n=20)
-    assert b["delta"] == 0 and b["low"] == 0 and b["high"] == 0

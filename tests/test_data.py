@@ -13,6 +13,7 @@ from PIL import Image
 
 import mlbook.data as data
 from mlbook.data import DataFormatError, coco, load, nuswide, synthetic, voc
+from mlbook.cli import main as cli_main
 from mlbook.data.summary import format_summary, summarize
 from mlbook.data.transforms import image_transform, normalize_uint8, random_hflip
 
@@ -117,7 +118,9 @@ def test_generate_for_profile_and_summary(tmp_path):
     assert s["splits"]["train"]["listed"] == 52 and s["splits"]["train"]["loaded"] == 48
     assert s["splits"]["test"]["skipped"] == {"missing_image": 2, "no_labels": 2}
     lpi = s["splits"]["train"]["labels_per_image"]
-    assert lpi["min"] >= 1 and lpi["max"] <= 5 and sum(lpi["histogram"].values()) == 48
+    # statistics come from the lists: the 50 labelled images, the 2 missing on disk included
+    assert s["splits"]["train"]["labelled"] == 50
+    assert lpi["min"] >= 1 and lpi["max"] <= 5 and sum(lpi["histogram"].values()) == 50
     text = format_summary(s)
     assert "sky" in text and "52 listed, 48 loaded" in text
     with pytest.raises(ValueError):
@@ -242,6 +245,117 @@ def test_nuswide_bad_value_and_line_count(gen, tmp_path):
     (root / "ConceptsList" / "Concepts81.txt").unlink()
     with pytest.raises(DataFormatError, match="Concepts81.txt: file not found"):
         nuswide.load(root, "train")
+
+
+KNOWN_DEFECT = "-1130179"   # the official release, Groundtruth/TrainTestLabels/Labels_lake_Train.txt
+
+
+def _nus_copy(gen, tmp_path, concept="water", split="Train", line=None, value=KNOWN_DEFECT):
+    """A copy of the generated NUS-WIDE with ``value`` on one line of Labels_<concept>_<split>.txt.
+
+    With ``line=None`` the first line holding 0 is used, so the labels read leniently
+    equal the clean copy's. Returns (root, label file, 1-based line).
+    """
+    root = tmp_path / "nus"
+    shutil.copytree(gen["nuswide"], root)
+    lab = root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{split}.txt"
+    lines = lab.read_bytes().split(b"\r\n" if b"\r\n" in lab.read_bytes() else b"\n")
+    n = line if line is not None else next(i for i, v in enumerate(lines) if v.strip() == b"0") + 1
+    lines[n - 1] = value.encode()
+    lab.write_bytes(b"\r\n".join(lines))
+    return root, lab, n
+
+
+def test_nuswide_known_defect_read_as_zero_and_reported(gen, tmp_path):
+    root, lab, n = _nus_copy(gen, tmp_path)
+    clean = nuswide.load(gen["nuswide"], "train")
+    d = nuswide.load(root, "train")
+    assert torch.equal(d.labels, clean.labels) and d.skipped == clean.skipped and d.listed == 52
+    assert nuswide.malformed_values(d) == [nuswide.MalformedValue(lab, n, KNOWN_DEFECT, 0)]
+    assert nuswide.malformed_values(clean) == [] and nuswide.malformed_values(load("voc", gen["voc"], "test")) == []
+    assert nuswide.malformed_values(nuswide.load(root, "test")) == []   # the test split is clean
+    with pytest.raises(DataFormatError, match=rf"Labels_water_Train\.txt, line {n}: expected 0 or 1, "
+                                              rf"found '{KNOWN_DEFECT}'.*known defect"):
+        nuswide.load(root, "train", strict=True)
+    # where the defect replaces a 1, the concept is read as absent
+    ones = [i for i, v in enumerate(lab.read_text().split()) if v == "1"]
+    root2, _, n2 = _nus_copy(gen, tmp_path / "b", line=ones[0] + 1)
+    image = (root2 / "ImageList" / "TrainImagelist.txt").read_text().splitlines()[n2 - 1].strip()
+    before = nuswide.load(gen["nuswide"], "train", check_images=False)
+    after = nuswide.load(root2, "train", check_images=False)
+    w = before.classes.index("water")
+    assert before.labels[before.image_ids.index(image), w] == 1
+    if image in after.image_ids:
+        assert after.labels[after.image_ids.index(image), w] == 0
+    else:  # water was its only concept
+        assert after.skipped["no_labels"] == before.skipped["no_labels"] + 1
+    # the AllLabels layout reads the same rule
+    alt = tmp_path / "alt"
+    shutil.copytree(gen["nuswide"], alt)
+    shutil.rmtree(alt / "Groundtruth" / "TrainTestLabels")
+    all_lab = alt / "Groundtruth" / "AllLabels" / "Labels_sky.txt"
+    vals = all_lab.read_text().split()
+    k = vals.index("0")
+    vals[k] = "-7"
+    all_lab.write_text("\n".join(vals) + "\n")
+    got = {(m.file.name, m.line, m.value) for split in ("train", "test")
+           for m in nuswide.malformed_values(nuswide.load(alt, split))}
+    assert got == {("Labels_sky.txt", k + 1, "-7")}
+
+
+@pytest.mark.parametrize("value", ["x", "0.5", "2", "", "- 1", "1e3"])
+def test_nuswide_other_bad_values_still_fail(gen, tmp_path, value):
+    root, lab, n = _nus_copy(gen, tmp_path, value=value)
+    for strict in (False, True):
+        with pytest.raises(DataFormatError, match=rf"Labels_water_Train\.txt, line {n}: expected 0 or 1"):
+            nuswide.load(root, "train", strict=strict)
+
+
+def test_data_summary_cli_known_defect(gen, tmp_path, capsys):
+    root, lab, n = _nus_copy(gen, tmp_path)
+    assert cli_main(["data", "summary", "--dataset", "nuswide", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"{lab}, line {n}: '{KNOWN_DEFECT}' read as 0" in out and "malformed label values: 1" in out
+    assert "test: 28 listed, 24 loaded" in out and "train: 52 listed, 48 loaded" in out
+    assert cli_main(["data", "summary", "--dataset", "nuswide", "--root", str(root), "--json"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    assert js["splits"]["train"]["malformed_values"] == [
+        {"file": str(lab), "line": n, "value": KNOWN_DEFECT, "read_as": 0}]
+    assert "malformed_values" not in js["splits"]["test"]
+    # --strict: the train split is unreadable -> non-zero, naming the file and line
+    assert cli_main(["data", "summary", "--dataset", "nuswide", "--root", str(root), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert f"train: not readable: {lab}, line {n}" in out and "test: 28 listed" in out
+    # a clean copy passes strict
+    assert cli_main(["data", "summary", "--dataset", "nuswide", "--root", str(gen["nuswide"]), "--strict"]) == 0
+    assert "malformed" not in capsys.readouterr().out
+
+
+def test_data_summary_cli_fails_on_other_bad_value_and_on_any_unreadable_split(gen, tmp_path, capsys):
+    root, lab, n = _nus_copy(gen, tmp_path, value="x")
+    assert cli_main(["data", "summary", "--dataset", "nuswide", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"train: not readable: {lab}, line {n}: expected 0 or 1, found 'x'" in out
+    # one split unreadable, the other fine: still a failure
+    root2 = tmp_path / "one"
+    shutil.copytree(gen["nuswide"], root2)
+    (root2 / "Groundtruth" / "TrainTestLabels" / "Labels_sky_Test.txt").unlink()
+    assert cli_main(["data", "summary", "--dataset", "nuswide", "--root", str(root2)]) == 1
+    out = capsys.readouterr().out
+    assert "train: 52 listed, 48 loaded" in out and "test: not readable:" in out and "Labels_sky_Test.txt" in out
+
+
+@pytest.mark.skipif(not VOC2007.is_dir(), reason="../shared/data/voc2007 absent")
+def test_voc2007_summary_official_positives(capsys):
+    """Positives as the official VOC 2007 statistics count them: label 1 only, from the lists."""
+    s = summarize("voc", VOC2007)
+    tv, te = s["splits"]["train"], s["splits"]["test"]
+    assert tv["positives"]["aeroplane"] == 238 and tv["difficult"]["aeroplane"] == 2
+    assert te["positives"]["aeroplane"] == 204 and tv["positives"]["person"] == 2008
+    assert (tv["listed"], tv["labelled"], tv["loaded"]) == (5011, 5011, 0)   # images absent on disk here
+    assert tv["skipped"] == {"missing_image": 5011} and te["loaded"] == 5
+    assert cli_main(["data", "summary", "--dataset", "voc", "--root", str(VOC2007)]) == 0
+    assert any(line.split() == ["aeroplane", "238", "(2)"] for line in capsys.readouterr().out.splitlines())
 
 
 def test_voc_malformed_line(gen, tmp_path):

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from mlbook import decoding
+from mlbook import bench, decoding, metrics
+from mlbook.experiments import order_free_rnn as ofr_exp
 from mlbook.losses import softmax_normalised_loss, warp_loss, warp_rank_weight
 from mlbook.models import baselines, order_free_rnn as ofr
 
@@ -181,7 +182,7 @@ def test_batched_beam_search_equals_per_image_reference(end):
         context, state = model.decode_inputs(batch(n=7, classes=6)[0])
         kw = dict(threshold=0.02)
     a, sa = decoding.beam_search(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
-    r, sr = decoding.beam_search_reference(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
+    r, sr = bench.beam_search_reference(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
     assert torch.equal(a, r)
     assert torch.allclose(sa, sr, atol=1e-5)
 
@@ -196,9 +197,9 @@ def test_sequences_to_sets_keeps_emission_order():
 def test_set_metrics_by_hand():
     y = torch.tensor([[1., 1, 0, 0], [0, 0, 1, 0]])
     seqs = torch.tensor([[0, 2, 1, -1], [2, -1, -1, -1]])
-    m = ofr.set_metrics(seqs, y, top_k=2)     # predicted {0, 2}, {2}
+    m = metrics.prf_of_predictions(ofr_exp.emitted(seqs, 4, 2), y)     # predicted {0, 2}, {2}
     assert m["OP"] == pytest.approx(2 / 3) and m["OR"] == pytest.approx(2 / 3)
-    m = ofr.set_metrics(seqs, y, top_k=None)  # predicted {0, 1, 2}, {2}
+    m = metrics.prf_of_predictions(ofr_exp.emitted(seqs, 4), y)        # predicted {0, 1, 2}, {2}
     assert m["OP"] == pytest.approx(3 / 4) and m["OR"] == pytest.approx(1.0)
 
 
@@ -216,7 +217,7 @@ def test_fixed_orders():
 # --- the threshold never sees the test split ----------------------------------------------------
 
 def test_threshold_chosen_on_training_holdout_only(monkeypatch):
-    from mlbook import stages
+    from mlbook.experiments import shared as stages
     from mlbook.profiles import get_profile
 
     torch.manual_seed(0)
@@ -230,19 +231,20 @@ def test_threshold_chosen_on_training_holdout_only(monkeypatch):
             self.labels, self.num_classes = y, classes
 
     seen = []
-    real_select = ofr.select_threshold
+    real_select = ofr_exp.select_threshold
 
     def spy(decode_fn, val_maps, val_labels, *args, **kw):
         seen.append((val_maps.clone(), val_labels.clone()))
         return real_select(decode_fn, val_maps, val_labels, *args, **kw)
 
-    monkeypatch.setattr(ofr, "select_threshold", spy)
+    monkeypatch.setattr(ofr_exp, "select_threshold", spy)
+    monkeypatch.setattr(stages, "data_fingerprint", lambda d: "test")
     monkeypatch.setattr(stages, "backbone_features", lambda *a, **k: feats)
     monkeypatch.setattr(stages, "splits", lambda *a, **k: stages.Splits(Split(labels), Split(torch.zeros(n_test, classes))))
     monkeypatch.setenv("MLBOOK_RUNS", str(__import__("tempfile").mkdtemp()))
-    result = ofr.run_row("Ours", "nuswide", get_profile("smoke"), device="cpu")
+    result = ofr_exp.run_row("Ours", "nuswide", get_profile("smoke"), device="cpu")
 
-    _, val_idx = stages.holdout_split(n_train, ofr.settings_for(get_profile("smoke")).holdout, 0)
+    _, val_idx = stages.holdout_split(n_train, ofr_exp.settings_for(get_profile("smoke")).holdout, 0)
     (val_maps, val_labels), = seen
     assert torch.equal(val_maps, feats["train"][val_idx].float())       # exactly the held-out training rows
     assert torch.equal(val_labels, labels[val_idx])
@@ -281,5 +283,22 @@ def test_warp_loss_by_hand():
 
 
 def test_bench_decode_runs_and_agrees():
-    r = decoding.bench_decode(n_images=8, num_labels=6, feat_dim=8, grid=3, hidden=16, print_result=False)
-    assert r["same_sequences"] == 1.0 and r["max_abs_score_diff"] < 1e-4
+    for merge in (False, True):
+        r = bench.bench_decode(n_images=8, num_labels=6, feat_dim=8, grid=3, hidden=16, print_result=False,
+                               merge_sets=merge)
+        assert r["same_sequences"] == 1.0 and r["max_abs_score_diff"] < 1e-4
+
+
+def test_set_merged_beams_hold_distinct_sets():
+    """With merge_sets the K beams of an image never hold one label set in two orders."""
+    torch.manual_seed(0)
+    model = ofr.OrderFreeRNN(ofr.OrderFreeConfig(num_classes=5, feat_dim=D, hidden=16, att_dim=8, pred_hidden=16)).eval()
+    context, state = model.decode_inputs(torch.randn(6, D, 3, 3))
+    from mlbook.decoding import drop_repeated_sets
+    cand = torch.tensor([[0.0, -0.1, -0.2, -0.3]])
+    codes = torch.tensor([[7, 7, 9, 7]])          # candidates 0, 1 and 3 hold the same set
+    kept = drop_repeated_sets(cand, codes, keep=2)
+    assert torch.isfinite(kept).tolist() == [[True, False, True, False]]
+    a, _ = decoding.beam_search(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
+    r, _ = bench.beam_search_reference(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
+    assert torch.equal(a, r)

@@ -42,22 +42,21 @@ def test_side_by_side_paren_and_delta():
     assert delta.loc["A", "CF1 Δ"] == pytest.approx(-1.0)
 
 
-def test_save_table_and_claims_write_csv_and_markdown(tmp_path, monkeypatch):
+def test_save_table_and_tidy_comparison_csv(tmp_path, monkeypatch):
     monkeypatch.setenv("MLBOOK_FIGURES", str(tmp_path))
     df = pd.DataFrame({"x": [1.0]}, index=["row"])
     report.save_table(df, "99_test", 1, "caption", show=False)
     assert (tmp_path / "99_test" / "table_1.csv").read_text().splitlines()[1] == "row,1.0"
     assert (tmp_path / "99_test" / "table_1.md").read_text().startswith("caption")
-    claims = report.claims_table([
-        {"claim": "a", "evidence": "1 > 0", "verdict": True},
-        {"claim": "b", "evidence": "1 < 0", "verdict": False},
-        {"claim": "c", "evidence": "n/a", "verdict": None},
-    ])
-    assert list(claims["verdict"]) == list(report.VERDICTS)
-    report.save_claims(claims, "99_test", show=False)
-    assert "does not hold" in (tmp_path / "99_test" / "table_claims.md").read_text()
-    with pytest.raises(ValueError):
-        report.claims_table([{"claim": "d", "evidence": "", "verdict": "maybe"}])
+    reproduced = pd.DataFrame({"CP": [50.0, 40.0]}, index=["A", "B"])
+    published = pd.DataFrame({"CP": [48.7, None]}, index=["A", "C"])
+    report.save_comparison(reproduced, published, "99_test", 2, "cap", dataset="coco (generated)", show=False)
+    tidy = pd.read_csv(tmp_path / "99_test" / "table_2.csv")
+    assert list(tidy.columns) == ["table", "data set", "method", "metric", "reproduced", "published", "delta"]
+    a = tidy.set_index("method").loc["A"]
+    assert a["reproduced"] == 50.0 and a["published"] == 48.7 and a["delta"] == pytest.approx(1.3)
+    assert pd.isna(tidy.set_index("method").loc["B", "published"])
+    assert "50.0 (48.7)" in (tmp_path / "99_test" / "table_2.md").read_text()
 
 
 def test_save_figure_writes_png(tmp_path, monkeypatch):

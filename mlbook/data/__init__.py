@@ -108,7 +108,7 @@ def image_tensor_cache(data: MultiLabelData, size: int) -> torch.Tensor:
     times), written atomically; ``transforms.normalize_uint8`` turns it into the
     tensors ``transforms.image_transform`` gives for the file.
     """
-    from ..experiments import atomic_torch_save
+    from ..cache import atomic_torch_save
 
     path = runs_dir() / "image_cache" / f"{data.dataset}-{data.split}-{size}-{_cache_key(data, size)}.pt"
     if path.exists():

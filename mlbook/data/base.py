@@ -49,6 +49,8 @@ class MultiLabelData:
     boxes: list[list[Box]] | None = None         # per image; None where the format has none
     image_sizes: list[tuple[int, int] | None] | None = None  # (width, height)
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> images dropped
+    # label values read leniently (NUS-WIDE's known defect): nuswide.MalformedValue(file, line, value, read_as)
+    malformed_values: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         n, c = len(self.image_ids), len(self.classes)
@@ -75,7 +77,8 @@ class MultiLabelData:
         return dataclasses.replace(
             self, image_ids=pick(self.image_ids), image_paths=pick(self.image_paths),
             labels=self.labels[idx], ignore=None if self.ignore is None else self.ignore[idx],
-            boxes=pick(self.boxes), image_sizes=pick(self.image_sizes), skipped=dict(self.skipped))
+            boxes=pick(self.boxes), image_sizes=pick(self.image_sizes), skipped=dict(self.skipped),
+            malformed_values=list(self.malformed_values))
 
 
 def open_rgb(path: str | Path) -> Image.Image:

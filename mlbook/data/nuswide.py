@@ -15,13 +15,24 @@ Official split: 161,789 train / 107,859 test. Two kinds of image are dropped and
 counted: images with none of the 81 concepts (``no_labels``; the papers drop
 them) and images listed but absent on disk (``missing_image``; every
 circulating copy misses some dead Flickr images). An image that is both is
-counted as ``no_labels``. A label value other than 0 or 1 is an error naming the
-file and line; so is a label file whose length disagrees with its image list.
+counted as ``no_labels``. A label file whose length disagrees with its image
+list is an error naming the file.
+
+Label values. ``0`` and ``1`` (surrounding blanks ignored) are the format. The
+official release has one known defect: ``-1130179`` on one line of
+``Groundtruth/TrainTestLabels/Labels_lake_Train.txt``. The rule for it: a value
+that is a negative integer (``-`` then digits, nothing else) is read as 0
+(the concept absent), and every such value is reported in
+``data.malformed_values`` (a list of :class:`MalformedValue`: file, 1-based
+line, the value as written, the value it was read as) so it is counted, never
+silent; ``strict=True`` rejects it instead. Any other value (``2``, ``x``,
+``0.5``, an empty line) is an error naming the file and line, strict or not.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -54,25 +65,59 @@ def read_concepts(root: Path) -> list[str]:
     return names
 
 
-def read_label_file(path: Path, expected: int, aligned_with: str) -> np.ndarray:
-    """One 0/1 value a line -> uint8 array; the line count must equal ``expected``."""
+class MalformedValue(NamedTuple):
+    """A label value outside the format that was read leniently (the release's known defect)."""
+
+    file: Path     # the label file
+    line: int      # 1-based line number
+    value: str     # the value as written (blanks stripped)
+    read_as: int   # what the loader used instead: always 0 (absent)
+
+
+# the known-defect class: a negative integer, e.g. -1130179 in Labels_lake_Train.txt
+_NEGATIVE_INT = re.compile(r"-[0-9]+")
+
+
+def read_label_file(path: Path, expected: int, aligned_with: str, strict: bool = False,
+                    malformed: list[MalformedValue] | None = None) -> np.ndarray:
+    """One 0/1 value a line -> uint8 array; the line count must equal ``expected``.
+
+    A negative integer is read as 0 and appended to ``malformed`` (unless ``strict``,
+    where it is an error like any other value that is not 0 or 1).
+    """
     lines = read_lines(require_file(path, f"one 0 or 1 a line, aligned with {aligned_with}"))
     values = [line.strip() for line in lines]
     if not set(values) <= {"0", "1"}:
-        n = next(i for i, v in enumerate(values) if v not in ("0", "1"))
-        raise DataFormatError(f"{path}, line {n + 1}: expected 0 or 1, found {lines[n]!r}")
+        for n, v in enumerate(values):
+            if v in ("0", "1"):
+                continue
+            if _NEGATIVE_INT.fullmatch(v) and not strict:
+                if malformed is not None:
+                    malformed.append(MalformedValue(path, n + 1, v, 0))
+                values[n] = "0"
+                continue
+            hint = (" (a negative integer: the known defect of the official release, read as 0 "
+                    "unless strict)" if _NEGATIVE_INT.fullmatch(v) else "")
+            raise DataFormatError(f"{path}, line {n + 1}: expected 0 or 1, found {lines[n]!r}{hint}")
     if len(values) != expected:
         raise DataFormatError(f"{path}: {len(values)} lines, expected {expected} (one per line of {aligned_with})")
     return np.frombuffer("".join(values).encode(), dtype=np.uint8) - ord("0")
 
 
-def _split_labels(root: Path, split: str, entries: list[str], concepts: list[str]) -> np.ndarray:
+def format_malformed(values: list[MalformedValue]) -> list[str]:
+    """One line per malformed value: ``<file>, line <n>: '<value>' read as 0``."""
+    return [f"{m.file}, line {m.line}: {m.value!r} read as {m.read_as}" for m in values]
+
+
+def _split_labels(root: Path, split: str, entries: list[str], concepts: list[str], strict: bool,
+                  malformed: list[MalformedValue]) -> np.ndarray:
     """[N, C] 0/1 labels of the split's entries, from TrainTestLabels/ or else AllLabels/."""
     tag = SPLIT_NAMES[split]
     list_name = f"ImageList/{tag}Imagelist.txt"
     per_split = root / "Groundtruth" / "TrainTestLabels"
     if per_split.is_dir():
-        cols = [read_label_file(per_split / f"Labels_{c}_{tag}.txt", len(entries), list_name) for c in concepts]
+        cols = [read_label_file(per_split / f"Labels_{c}_{tag}.txt", len(entries), list_name,
+                                strict, malformed) for c in concepts]
         return np.stack(cols, axis=1) if cols else np.zeros((len(entries), 0), np.uint8)
     all_dir = root / "Groundtruth" / "AllLabels"
     if not all_dir.is_dir():
@@ -88,12 +133,19 @@ def _split_labels(root: Path, split: str, entries: list[str], concepts: list[str
         if rel not in position:
             raise DataFormatError(f"{root / list_name}, line {n + 1}: {e.strip()!r} is not in {all_list}")
         rows.append(position[rel])
-    cols = [read_label_file(all_dir / f"Labels_{c}.txt", len(all_entries), "ImageList/Imagelist.txt")[rows]
+    cols = [read_label_file(all_dir / f"Labels_{c}.txt", len(all_entries), "ImageList/Imagelist.txt",
+                            strict, malformed)[rows]
             for c in concepts]
     return np.stack(cols, axis=1) if cols else np.zeros((len(entries), 0), np.uint8)
 
 
-def load(root: str | Path, split: str, check_images: bool = True) -> MultiLabelData:
+def load(root: str | Path, split: str, check_images: bool = True, strict: bool = False) -> MultiLabelData:
+    """One split of the official release.
+
+    ``strict=False`` (the default) reads the release's known defect (a negative
+    integer label value) as 0 and lists each occurrence in the returned data's
+    ``malformed_values``; ``strict=True`` raises DataFormatError on it instead.
+    """
     if split not in SPLIT_NAMES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     root = require_root(root, "NUS-WIDE", "ConceptsList/, ImageList/, Groundtruth/ and Flickr/")
@@ -104,7 +156,8 @@ def load(root: str | Path, split: str, check_images: bool = True) -> MultiLabelD
     for n, e in enumerate(entries):
         if not e.strip():
             raise DataFormatError(f"{list_file}, line {n + 1}: empty line inside the list")
-    labels = _split_labels(root, split, entries, concepts)
+    malformed: list[MalformedValue] = []
+    labels = _split_labels(root, split, entries, concepts, strict, malformed)
 
     keep, skipped = [], {}
     for i, e in enumerate(entries):
@@ -119,4 +172,12 @@ def load(root: str | Path, split: str, check_images: bool = True) -> MultiLabelD
     ids = [entries[i].strip() for i in keep]
     paths = [root / image_relpath(entries[i]) for i in keep]
     y = torch.from_numpy(labels[keep].astype(np.float32)) if keep else torch.zeros(0, len(concepts))
-    return MultiLabelData("nuswide", split, root, concepts, ids, paths, y, None, None, None, skipped)
+    data = MultiLabelData("nuswide", split, root, concepts, ids, paths, y, None, None, None, skipped)
+    # Not a "skipped" reason: no image is dropped for it (and ``listed`` sums ``skipped``).
+    data.malformed_values = malformed
+    return data
+
+
+def malformed_values(data: MultiLabelData) -> list[MalformedValue]:
+    """The label values of ``data`` that were read leniently (empty for a clean copy or another loader)."""
+    return list(getattr(data, "malformed_values", None) or [])

@@ -2,7 +2,19 @@
 
 Run it on a copy before a long training run: per split the images listed and
 loaded, the images skipped by reason, positives (and difficult labels) per
-class, labels per image, and boxes.
+class, labels per image, boxes, and any label value read leniently.
+
+Where the statistics come from: the split's lists and annotations, as the
+data sets' owners count them (VOC 2007's published statistics, NUS-WIDE's
+label files), whether or not each image is on disk. Images absent on disk are
+counted apart (``skipped["missing_image"]``) and ``loaded`` is what a training
+run would read (labelled and on disk). So a copy that holds only the lists
+(``../shared/data/voc2007``) still reports the released statistics.
+
+VOC: ``positives`` counts label 1 only (the official statistics); an image whose
+only objects of a class are "difficult" (label 0 in the class list) is counted
+apart, in ``difficult``, not as a positive. ``labels_per_image`` counts the
+loader's label vector (difficult included, as the loader sets it to 1).
 """
 from __future__ import annotations
 
@@ -16,7 +28,8 @@ def split_summary(data: MultiLabelData) -> dict:
     """A JSON-ready description of one loaded split."""
     per_image = data.labels.sum(1).long().tolist()
     hist = Counter(per_image)
-    positives = data.labels.sum(0).long().tolist()
+    scored = data.labels if data.ignore is None else data.labels * (~data.ignore)
+    positives = scored.sum(0).long().tolist()   # VOC: label 1 only; difficult (label 0) apart
     out = {
         "listed": data.listed, "loaded": len(data), "skipped": dict(sorted(data.skipped.items())),
         "classes": data.num_classes, "classes_present": int(sum(p > 0 for p in positives)),
@@ -34,20 +47,54 @@ def split_summary(data: MultiLabelData) -> dict:
     return out
 
 
-def summarize(dataset: str, root: str | Path) -> dict:
-    """Both splits of ``dataset`` at ``root``; a split that cannot be read reports its error."""
-    from . import load
+def _load(dataset: str, root: str | Path, split: str, strict: bool) -> MultiLabelData:
+    from . import load, nuswide
 
-    result = {"dataset": dataset, "root": str(root), "splits": {}}
+    if dataset == "nuswide":
+        return nuswide.load(root, split, check_images=False, strict=strict)
+    return load(dataset, root, split, check_images=False)
+
+
+def summarize(dataset: str, root: str | Path, strict: bool = False) -> dict:
+    """Both splits of ``dataset`` at ``root``; a split that cannot be read reports its error.
+
+    Statistics come from the lists (see the module docstring); images missing on
+    disk are counted in ``skipped["missing_image"]`` and left out of ``loaded``.
+    ``strict`` (NUS-WIDE) rejects the release's known malformed label value instead
+    of reading it as 0; without it each such value is listed in ``malformed_values``.
+    """
+    from .nuswide import malformed_values
+
+    result = {"dataset": dataset, "root": str(root), "strict": strict, "splits": {}}
     for split in ("train", "test"):
         try:
-            data = load(dataset, root, split)
+            data = _load(dataset, root, split, strict)
         except DataFormatError as e:
             result["splits"][split] = {"error": str(e)}
             continue
         result["classes"] = data.classes
-        result["splits"][split] = split_summary(data)
+        s = split_summary(data)
+        missing = sum(not Path(p).is_file() for p in data.image_paths)
+        s["labelled"] = len(data)   # the images the statistics below count
+        s["loaded"] = len(data) - missing
+        if missing:
+            s["skipped"] = dict(sorted({**s["skipped"], "missing_image": missing}.items()))
+        bad = malformed_values(data)
+        if bad:
+            s["malformed_values"] = [{"file": str(m.file), "line": m.line, "value": m.value,
+                                      "read_as": m.read_as} for m in bad]
+        result["splits"][split] = s
     return result
+
+
+def unreadable_splits(summary: dict) -> list[str]:
+    """The splits of a summary that could not be read (a check of a copy fails on any)."""
+    return [split for split, s in summary["splits"].items() if "error" in s]
+
+
+def malformed_count(summary: dict) -> int:
+    """Label values read leniently, over all splits."""
+    return sum(len(s.get("malformed_values", [])) for s in summary["splits"].values())
 
 
 def format_summary(summary: dict) -> str:
@@ -60,6 +107,14 @@ def format_summary(summary: dict) -> str:
         skipped = ", ".join(f"{n} {reason}" for reason, n in s["skipped"].items()) or "none"
         lpi = s["labels_per_image"]
         lines.append(f"  {split}: {s['listed']} listed, {s['loaded']} loaded (skipped: {skipped})")
+        if s.get("malformed_values"):
+            bad = s["malformed_values"]
+            lines.append(f"    malformed label values: {len(bad)}, each read as 0 (absent); "
+                         f"--strict rejects them:")
+            lines.extend(f"      {m['file']}, line {m['line']}: {m['value']!r} read as {m['read_as']}" for m in bad)
+        if "labelled" in s and s["labelled"] != s["loaded"]:
+            lines.append(f"    statistics below: the {s['labelled']} labelled images of the lists, "
+                         f"on disk or not")
         lines.append(f"    classes: {s['classes']} ({s['classes_present']} with a positive); labels per image "
                      f"min {lpi['min']}, mean {lpi['mean']}, max {lpi['max']}; histogram "
                      + " ".join(f"{k}:{v}" for k, v in lpi["histogram"].items()))
@@ -67,7 +122,8 @@ def format_summary(summary: dict) -> str:
             lines.append(f"    boxes: {s['boxes']} ({s['crowd_boxes']} crowd); "
                          f"images without boxes: {s['images_without_boxes']}")
         width = max((len(c) for c in s["positives"]), default=0)
-        lines.append("    positives per class" + (" (difficult)" if "difficult" in s else "") + ":")
+        lines.append("    positives per class" + (" (label 1; in brackets difficult-only, label 0)"
+                                                   if "difficult" in s else "") + ":")
         for c, n in sorted(s["positives"].items(), key=lambda kv: -kv[1]):
             extra = f" ({s['difficult'][c]})" if "difficult" in s else ""
             lines.append(f"      {c:<{width}} {n}{extra}")

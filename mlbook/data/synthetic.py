@@ -5,15 +5,21 @@ module, through the same loaders that read the real benchmarks. The data are
 built to contain what the four papers are about:
 
 - **co-occurrence through scenes**: each image draws a scene (street, kitchen,
-  farm, ...) with its own background; the scene decides which labels appear
-  together, as context does in photographs;
+  farm, ...) that decides which labels appear together, as context does in
+  photographs; the background is drawn independently of the scene (since
+  version 4), so the scene, and with it the co-occurring labels, can be inferred
+  only from the objects themselves, which is what the label-dependency models
+  of the four papers are for;
+- **objects in groups**: half of an image's later objects are placed near an
+  earlier one, so a region can hold several labels (RLSD's multi-label regions);
 - **a long tail**: label frequencies fall off as a Zipf law over the classes,
   listed most frequent first;
 - **objects from large to very small**: an object's side is drawn log-uniformly
   from 5% to 50% of the image side, so a few pixels at the demo's input size;
 - **a box for every object**, and **real class names** (a subset of COCO's
   80, NUS-WIDE's 81 concepts, VOC's 20), so label-name word vectors mean
-  something; each class is drawn as its own coloured shape;
+  something; each class is drawn as its own coloured shape (12 colours, 8 shapes:
+  two classes share a colour only with very different shapes);
 - the real data's warts, so the loaders meet them: an unlabelled image per COCO
   split, crowd regions, a grayscale and a CMYK JPEG; NUS-WIDE images listed but
   missing on disk, unlabelled images, Windows paths and CRLF line endings; VOC
@@ -29,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = 3  # bump on any change to what is written: caches key on it
+GENERATOR_VERSION = 4  # bump on any change to what is written: caches key on it
 
 # (id, name, supercategory) of the 80 COCO categories, ids as in instances_*.json
 COCO_CATEGORIES = [
@@ -111,9 +117,11 @@ SCENES = {
                 "lake": ("waves", 1), "mountain": ("slope", 1), "indoor": ("stripes", 1)},
     "voc": {"street": ("road", 2), "indoor": ("stripes", 3), "farm": ("grass", 1), "water": ("sky", 1)},
 }
-SHAPES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "hexagon")
+# ordered so that shapes i and i + 4 (the classes that share a colour) differ most
+SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "diamond")
 COLOURS = ((230, 40, 40), (250, 225, 40), (40, 80, 240), (40, 200, 60), (220, 60, 220), (60, 220, 230),
-           (250, 140, 20), (245, 245, 245))
+           (250, 140, 20), (245, 245, 245), (15, 15, 15), (130, 30, 200), (140, 80, 30), (255, 150, 190))
+GROUPED = 0.5               # chance that a later object is placed next to an earlier one
 LABELS_PER_IMAGE = np.array([0.45, 0.30, 0.14, 0.08, 0.03])  # P(1..5 labels)
 ZIPF_EXPONENT = 1.0
 OFF_SCENE_WEIGHT = 0.04     # a class outside its scenes still appears, rarely
@@ -132,8 +140,10 @@ def class_names(dataset: str, n_classes: int) -> list[str]:
 
 
 def class_style(rank: int) -> tuple[str, tuple[int, int, int]]:
-    """(shape, colour) of the class at frequency rank ``rank``; the first 8 differ in both."""
-    return SHAPES[rank % len(SHAPES)], COLOURS[(rank + 3 * (rank // len(SHAPES))) % len(COLOURS)]
+    """(shape, colour) of the class at frequency rank ``rank``: classes r and r + 12 share a
+    colour and have shapes 4 apart in ``SHAPES`` (circle/cross, square/ring, ...); the
+    first 12 classes all differ in colour."""
+    return SHAPES[rank % len(SHAPES)], COLOURS[rank % len(COLOURS)]
 
 
 # --- drawing -------------------------------------------------------------------------
@@ -263,6 +273,12 @@ class _Sampler:
                 side = int(round(self.size * np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE)))))
                 side = max(2, min(side, self.size))
                 x, y = (int(v) for v in rng.integers(0, self.size - side + 1, size=2))
+                if objects and rng.random() < GROUPED:   # next to an earlier object: a multi-label region
+                    near = objects[int(rng.integers(0, len(objects)))]
+                    cx = near["x"] + near["w"] / 2 + rng.uniform(-0.6, 0.6) * (near["w"] + side)
+                    cy = near["y"] + near["h"] / 2 + rng.uniform(-0.6, 0.6) * (near["h"] + side)
+                    x = int(np.clip(round(cx - side / 2), 0, self.size - side))
+                    y = int(np.clip(round(cy - side / 2), 0, self.size - side))
                 objects.append(dict(label=int(c), x=x, y=y, w=side, h=side, shape=shape, colour=colour,
                                     crowd=False, difficult=False))
         return objects
@@ -281,7 +297,8 @@ class _Sampler:
     def image(self, rng: np.random.Generator, labelled: bool = True,
               crowd: bool = False) -> tuple[Image.Image, list[dict], str]:
         scene = self.scenes[rng.choice(len(self.scenes), p=self.scene_p)]
-        background = _background(SCENES[self.dataset][scene][0], self.size, rng)
+        painters = sorted({kind for kind, _ in SCENES[self.dataset].values()})
+        background = _background(painters[int(rng.integers(0, len(painters)))], self.size, rng)  # not the scene's
         objects = []
         if labelled:
             objects = self.objects_of(rng, 1 + int(rng.choice(len(LABELS_PER_IMAGE), p=LABELS_PER_IMAGE)), scene)

@@ -11,7 +11,9 @@ Layout under ``<root>`` (the ``VOC2007`` folder of VOCdevkit):
 
 ``split="train"`` reads trainval (5,011 images), ``split="test"`` reads test
 (4,952). A 0 ("difficult") sets the label to 1 and the ignore mask to True: the
-VOC protocol neither rewards nor penalises it (metrics take ``ignore``).
+VOC protocol neither rewards nor penalises it (metrics take ``ignore``). The
+official statistics count label 1 only as a positive; ``data summary`` does the
+same and reports difficult-only images (label 0) apart.
 Images absent on disk are dropped and counted (``missing_image``) unless
 ``check_images=False``; an image without an xml keeps its labels, with no boxes.
 """

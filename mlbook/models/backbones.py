@@ -38,6 +38,33 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def _block_end(self, n: int) -> int:
+        """Index in ``body`` just after conv block ``n`` (its pooling included)."""
+        ends = [i + 1 for i, m in enumerate(self.body) if isinstance(m, (nn.MaxPool2d,))]
+        ends.append(len(self.body))
+        if not 0 <= n <= len(ends):
+            raise ValueError(f"SmallCNN has {len(ends)} blocks, not {n}")
+        return 0 if n == 0 else ends[n - 1]
+
+    def first_blocks(self, n: int) -> nn.Sequential:
+        """The first ``n`` conv blocks (shared weights): a frozen stem whose output can be cached."""
+        return self.body[:self._block_end(n)]
+
+    def last_blocks(self, n: int) -> "SmallCNNTop":
+        """The blocks after the first ``n`` (shared weights), as a backbone on cached stem maps."""
+        return SmallCNNTop(self.body[self._block_end(n):], self.out_channels)
+
+
+class SmallCNNTop(nn.Module):
+    """The top blocks of a SmallCNN, fine-tuned on the cached output of its frozen first blocks."""
+
+    def __init__(self, body: nn.Sequential, out_channels: int):
+        super().__init__()
+        self.body, self.out_channels = body, out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
 
 class ResNetTrunk(nn.Module):
     """A torchvision ResNet without its pooling and fc: conv5_x maps [B, 2048, S/32, S/32]."""

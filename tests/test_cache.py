@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from mlbook import experiments
+from mlbook import cache as experiments
 
 
 @pytest.fixture()

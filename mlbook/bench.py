@@ -1,0 +1,285 @@
+"""`python -m mlbook bench ...`: speed ratios measured in one run (never a timed test).
+
+- ``bench_metrics``: the vectorised metrics vs a per-class scikit-learn loop;
+- ``bench_decode``: batched beam search vs ``beam_search_reference``, the same
+  search written plainly (one image, one path at a time), also the tests' oracle;
+- ``bench_train``: training throughput (img/s) of the CADM variants.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+
+import torch
+
+from . import metrics as M
+from .decoding import NEG_INF, StepFn, _log_threshold, beam_search
+from .models.order_free_rnn import OrderFreeConfig, OrderFreeRNN
+from .profiles import get_profile, pick_device
+
+
+# --- metrics -------------------------------------------------------------------
+
+def _bench_problem(n: int, c: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    # long-tailed class frequencies around ~3% positives on average
+    freq = torch.linspace(0.06, 0.002, c)
+    targets = torch.rand(n, c, generator=g) < freq
+    logits = torch.randn(n, c, generator=g) + 2.0 * targets
+    scores = torch.sigmoid(logits)
+    scores = torch.round(scores * 1000) / 1000  # 3 decimals: many tied scores
+    return scores.float(), targets
+
+
+def bench_metrics(n: int = 40504, c: int = 80, seed: int = 0, repeats: int = 3,
+          threads: int | None = 1) -> dict:
+    """Time this module vs a per-class scikit-learn loop on a COCO-sized problem.
+
+    Prints a table and returns ``{"n", "c", "positives", "threads", "rows":
+    [{"metric", "torch_s", "sklearn_s", "ratio", "max_abs_diff"}]}`` (best of
+    ``repeats`` wall times).  ``threads=1`` (default) runs torch on one thread
+    like the single-threaded scikit-learn loop (a per-core comparison; it also
+    keeps the timing stable on a shared machine, where a 2-thread torch stalls
+    whenever another process holds a core); ``None`` keeps torch's setting.
+    """
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench_metrics(n, c, seed, repeats)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _bench_metrics(n: int, c: int, seed: int, repeats: int) -> dict:
+    import numpy as np
+    from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+    scores, targets = _bench_problem(n, c, seed)
+    s_np, t_np = scores.numpy(), targets.numpy().astype(np.int64)
+
+    def best(fn):
+        times, res = [], None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            res = fn()
+            times.append(time.perf_counter() - t0)
+        return min(times), res
+
+    def sk_ap():
+        return np.array([average_precision_score(t_np[:, j], s_np[:, j]) for j in range(c)])
+
+    def sk_top3():
+        # the classic per-class loop: binarise top-3 with argsort, then per class
+        idx = np.argsort(-s_np, axis=1, kind="stable")[:, :3]
+        pred = np.zeros_like(t_np)
+        np.put_along_axis(pred, idx, 1, axis=1)
+        p = np.array([precision_score(t_np[:, j], pred[:, j], zero_division=0) for j in range(c)])
+        r = np.array([recall_score(t_np[:, j], pred[:, j], zero_division=0) for j in range(c)])
+        return p, r
+
+    M.average_precision(scores[:100], targets[:100])  # warm-up
+    t_ap, ap = best(lambda: M.average_precision(scores, targets))
+    s_ap, ap_ref = best(sk_ap)
+    t_prf, res = best(lambda: M.prf(scores, targets, k=3))
+    s_prf, (p_ref, r_ref) = best(sk_top3)
+    rows = [
+        {"metric": "average_precision (per-class AP)", "torch_s": t_ap, "sklearn_s": s_ap,
+         "ratio": s_ap / t_ap, "max_abs_diff": float(np.max(np.abs(ap.numpy() - ap_ref)))},
+        {"metric": "prf top-3 (CP, CR)", "torch_s": t_prf, "sklearn_s": s_prf,
+         "ratio": s_prf / t_prf,
+         "max_abs_diff": max(abs(res["CP"] - p_ref.mean()), abs(res["CR"] - r_ref.mean()))},
+    ]
+    out = {"n": n, "c": c, "positives": float(t_np.mean()),
+           "threads": torch.get_num_threads(), "rows": rows}
+    print(f"metrics bench: {n} x {c} scores, {100 * out['positives']:.1f}% positives, "
+          f"3-decimal scores (ties), best of {repeats}, torch threads={out['threads']}")
+    print(f"{'metric':36s} {'mlbook s':>9s} {'sklearn s':>10s} {'ratio':>7s} {'max|diff|':>10s}")
+    for r in rows:
+        print(f"{r['metric']:36s} {r['torch_s']:9.4f} {r['sklearn_s']:10.4f} "
+              f"{r['ratio']:6.1f}x {r['max_abs_diff']:10.2e}")
+    return out
+
+
+# --- decoding -------------------------------------------------------------------
+
+@torch.no_grad()
+def beam_search_reference(step_fn: StepFn, context: tuple, state: tuple, num_labels: int, *,
+                          beam: int = 3, max_len: int = 5, threshold: float = 0.0,
+                          end_index: int | None = None, merge_sets: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same search as ``beam_search`` as a per-image, per-path Python loop."""
+    B, C = state[0].shape[0], num_labels
+    log_tau = _log_threshold(threshold)
+    out = torch.full((B, max_len), -1, dtype=torch.long)
+    out_score = torch.zeros(B)
+    for b in range(B):
+        ctx = tuple(c[b:b + 1] for c in context)
+        paths = [(0.0, [], tuple(s[b:b + 1] for s in state))]     # (log P_path, labels, state)
+        best = (0.0, []) if end_index is None else (NEG_INF, [])
+        for _ in range(max_len):
+            if end_index is not None:
+                paths = [p for p in paths if p[0] > best[0]]
+            if not paths:
+                break
+            cands = []
+            for score, labels, st in paths:
+                emitted = torch.zeros(1, C, dtype=torch.bool)
+                emitted[0, labels] = True
+                prev = torch.tensor([labels[-1] if labels else -1])
+                logp, new_st = step_fn(ctx, st, emitted, prev)
+                logp = logp[0].tolist()
+                if end_index is not None and score + logp[end_index] > best[0]:
+                    best = (score + logp[end_index], labels)
+                for c in range(C):
+                    s = score + logp[c]
+                    if c not in labels and s >= log_tau and s > NEG_INF:
+                        cands.append((s, labels + [c], new_st))
+            if not cands:
+                break
+            if merge_sets:   # keep the most probable path of each label set
+                best_of: dict = {}
+                for cand in sorted(cands, key=lambda p: -p[0]):
+                    best_of.setdefault(frozenset(cand[1]), cand)
+                cands = list(best_of.values())
+            paths = heapq.nlargest(beam, cands, key=lambda p: p[0])
+            if end_index is None:
+                best = (paths[0][0], paths[0][1])
+        if end_index is not None and paths and paths[0][0] > best[0] and len(paths[0][1]) == max_len:
+            best = (paths[0][0], paths[0][1])
+        out[b, :len(best[1])] = torch.tensor(best[1], dtype=torch.long)
+        out_score[b] = best[0]
+    return out, out_score
+
+
+def bench_decode(n_images: int = 200, num_labels: int = 24, beam: int = 3, max_len: int = 5,
+                 feat_dim: int = 128, grid: int = 6, hidden: int = 128, seed: int = 0,
+                 threshold: float = 0.05, device: str = "cpu", print_result: bool = True,
+                 merge_sets: bool = False) -> dict:
+    """Batched beam search vs the per-image reference on one untrained-but-fixed model.
+
+    Same model, same inputs, one run; prints the time of each, the speed-up and
+    whether both return the same label sequences. The per-image reference runs on CPU;
+    ``device`` is where the batched search runs ("auto" = CUDA if present).
+    """
+    device = pick_device(device)
+
+    torch.manual_seed(seed)
+    model = OrderFreeRNN(OrderFreeConfig(num_classes=num_labels, feat_dim=feat_dim, hidden=hidden,
+                                         att_dim=hidden // 2, pred_hidden=hidden)).eval()
+    maps = torch.randn(n_images, feat_dim, grid, grid)
+    context, state = model.decode_inputs(maps)
+    kw = dict(beam=beam, max_len=max_len, threshold=threshold, merge_sets=merge_sets)
+    on = lambda xs: tuple(x.to(device) for x in xs)  # noqa: E731
+    model.to(device)
+    beam_search(model.step_fn, on(context), on(state), num_labels, **kw)         # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    fast, fast_s = beam_search(model.step_fn, on(context), on(state), num_labels, **kw)
+    _sync(device)
+    t_fast = time.perf_counter() - t0
+    fast, fast_s = fast.cpu(), fast_s.cpu()
+    model.cpu()
+    t0 = time.perf_counter()
+    slow, slow_s = beam_search_reference(model.step_fn, context, state, num_labels, **kw)
+    t_slow = time.perf_counter() - t0
+    same = (fast == slow).all(1).float().mean().item()
+    result = {"images": n_images, "beam": beam, "max_len": max_len, "batched_s": t_fast,
+              "per_image_s": t_slow, "speedup": t_slow / t_fast, "same_sequences": same,
+              "max_abs_score_diff": (fast_s - slow_s).abs().max().item()}
+    if print_result:
+        print(f"beam search, {n_images} images, beam {beam}, up to {max_len} labels, C={num_labels}, "
+              f"batched on {device}")
+        print(f"  batched     {t_fast * 1e3:9.1f} ms")
+        print(f"  per image   {t_slow * 1e3:9.1f} ms")
+        print(f"  speed-up    {t_slow / t_fast:9.1f}x   same sequences: {same:.1%}")
+    return result
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# --- training -------------------------------------------------------------------
+
+_BENCH_MODELS = {"cadm": ("baseline", "lambda0.5"), "baseline": ("baseline",),
+                 "cadm_baseline": ("baseline",), "lambda0": ("lambda0",), "cadm_lambda0": ("lambda0",),
+                 "lambda0.5": ("lambda0.5",)}
+_DTYPES = {None: None, "float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def bench_train(model: str = "cadm", profile: str = "demo", image_size: int | None = None,
+                batch_size: int | None = None, steps: int = 10, device: str = "auto",
+                dtype: str | None = None, channels_last: bool = False, warmup: int = 2,
+                num_classes: int | None = None) -> dict:
+    """Training throughput (img/s) of the baseline and CADM lambda = 0.5 on synthetic tensors.
+
+    Sizes come from the profile (demo: SmallCNN at 48 px; full: ResNet-101 at 448 px,
+    randomly initialised since weights do not change the speed); ``image_size`` and
+    ``batch_size`` override. ``dtype`` "bfloat16"/"float16" trains under autocast
+    (float16 with a gradient scaler on CUDA); ``channels_last`` converts model and input.
+    One full SGD step (forward, Eq. 5 loss, backward, update) is timed per batch.
+    Prints one line per model and the CADM / baseline ratio; returns {variant: img/s}.
+    """
+    from .models.backbones import ResNetTrunk, SmallCNN
+    from .models.cadm import VARIANTS, feature_map_size, make_loss, make_model
+    from .experiments.cadm import Recipe, make_optimizer
+
+    prof = get_profile(profile)
+    size, bs = image_size or prof.image_size, batch_size or prof.batch_size
+    classes = num_classes or prof.gen_classes or 80
+    if model not in _BENCH_MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(_BENCH_MODELS)}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
+    amp_dtype = _DTYPES[dtype]
+    dev = torch.device(pick_device(device))
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(bs, 3, size, size, generator=g)  # stands for normalised images
+    y = (torch.rand(bs, classes, generator=g) < 0.15).float()
+    y[torch.arange(bs), torch.randint(0, classes, (bs,), generator=g)] = 1.0
+    batch = (x.to(dev).contiguous(memory_format=memory), y.to(dev), torch.zeros_like(y, dtype=torch.bool).to(dev))
+
+    results = {}
+    for variant in _BENCH_MODELS[model]:
+        torch.manual_seed(0)
+        if prof.backbone == "small_cnn":
+            backbone = SmallCNN()
+        else:
+            import torchvision
+
+            backbone = ResNetTrunk(getattr(torchvision.models, prof.backbone)(weights=None))
+        net = make_model(variant, backbone, classes, feature_map_size(backbone, size)).to(dev).to(memory_format=memory).train()
+        loss_fn = make_loss(VARIANTS[variant]["lam"])
+        opt = make_optimizer(Recipe(epochs=1))(net)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and dev.type == "cuda")
+
+        def step():
+            with torch.autocast(device_type=dev.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                loss = loss_fn(net, batch)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+        for _ in range(warmup):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - t0
+        results[variant] = bs * steps / seconds
+        print(f"train {variant:9s} {prof.backbone} {size}px batch {bs} C={classes} on {dev} "
+              f"dtype={dtype or 'float32'} channels_last={channels_last}: {results[variant]:8.1f} img/s")
+    if "baseline" in results and "lambda0.5" in results:
+        print(f"CADM (lambda=0.5) / baseline throughput ratio: {results['lambda0.5'] / results['baseline']:.2f}")
+    return results

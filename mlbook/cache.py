@@ -1,0 +1,185 @@
+"""The result cache: a frozen config in, a cached result out (DESIGN.md, "Experiments and caching").
+
+``run(method, config, compute, code=..., data=...)`` stores what ``compute``
+returns under ``runs/<method>/<config-hash>/`` and, on a second call with the
+same config, loads it instead of recomputing. A result is reused only if it was
+made by the same code and from the same data: each entry records a fingerprint
+of the source of the modules that produced it (``code``) and of the data it saw
+(``data``); when either differs, the entry is recomputed and one line says why.
+
+Results hold tensors, numbers, strings, lists and dicts only, and are loaded
+with ``torch.load(weights_only=True)``: no pickle in ``runs/`` runs code on load.
+Every write goes to a temporary file in the same folder and is then renamed, so
+a crash never leaves a half-written result or checkpoint behind. The run folder
+is handed to ``compute`` for its checkpoint, so an interrupted run resumes.
+
+Under ``torchrun`` every rank runs ``compute`` (training is data-parallel), rank 0
+alone writes the entry, and the other ranks wait for it and return rank 0's result.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .profiles import runs_dir
+
+RESULT, META = "result.pt", "result.json"
+
+
+# --- atomic writes ---------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+# --- keys and fingerprints -----------------------------------------------------
+
+def canonical(obj: Any) -> Any:
+    """A config as stable JSON values (dataclasses, paths and tuples included)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return canonical(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and obj != obj:  # NaN
+        return "nan"
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"config value {obj!r} of type {type(obj).__name__} cannot be hashed")
+
+
+def config_hash(config: dict) -> str:
+    text = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_dir(method: str, config: dict) -> Path:
+    return runs_dir() / method / config_hash(config)
+
+
+def code_fingerprint(modules: Iterable[ModuleType | str]) -> dict[str, str]:
+    """{module file (relative to the package's parent): sha256 of its source, 16 hex}."""
+    out = {}
+    for m in modules:
+        path = Path(inspect.getfile(m) if isinstance(m, ModuleType) else m).resolve()
+        try:
+            name = str(path.relative_to(Path(__file__).resolve().parent.parent))
+        except ValueError:
+            name = path.name
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return dict(sorted(out.items()))
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+# --- the runner --------------------------------------------------------------
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def load_result(folder: Path) -> dict:
+    return torch.load(folder / RESULT, map_location="cpu", weights_only=True)
+
+
+def run(method: str, config: dict, compute: Callable[[Path], dict], *,
+        code: Iterable[ModuleType | str] = (), data: dict | str | None = None,
+        force: bool = False, verbose: bool = True) -> dict:
+    """Return the cached result of ``compute`` for ``(method, config)``.
+
+    ``compute(folder)`` gets the run folder (for checkpoints) and returns a dict
+    of tensors, numbers, strings, lists and dicts; it is saved atomically to
+    ``result.pt`` with ``config.json`` and ``result.json`` (fingerprints, wall time).
+    ``code``: the modules whose source produced the result; ``data``: a fingerprint
+    of the data it saw. ``force=True`` (or ``MLBOOK_FORCE=1``) recomputes.
+    The result carries ``wall_s``: the seconds ``compute`` took when it ran.
+    """
+    folder = run_dir(method, config)
+    fingerprint = {"code": code_fingerprint(code), "data": canonical(data)}
+    force = force or os.environ.get("MLBOOK_FORCE", "") == "1"
+    rank, world = _rank_world()
+    if (folder / RESULT).exists() and (folder / META).exists() and not force:
+        meta = json.loads((folder / META).read_text())
+        changed = _changed(meta.get("code", {}), fingerprint["code"])
+        if not changed and meta.get("data") == fingerprint["data"]:
+            if verbose and rank == 0:
+                print(f"[cache] {method}/{folder.name}: loaded")
+            return load_result(folder)
+        if verbose and rank == 0:
+            why = f"code changed ({', '.join(changed)})" if changed else "data changed"
+            print(f"[cache] {method}/{folder.name}: {why}; recomputing")
+        force = True
+    if rank == 0:
+        if force and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(canonical(config), indent=2, sort_keys=True), folder / "config.json")
+    _barrier()
+    start = time.perf_counter()
+    result = compute(folder)
+    if not isinstance(result, dict):
+        raise TypeError(f"{method}: compute() must return a dict, got {type(result).__name__}")
+    result = dict(result)
+    result.setdefault("wall_s", time.perf_counter() - start)
+    if rank == 0:
+        atomic_torch_save(result, folder / RESULT)
+        atomic_write_text(json.dumps({**fingerprint, "wall_s": result["wall_s"]}, indent=2), folder / META)
+        if verbose:
+            print(f"[run] {method}/{folder.name}: computed in {result['wall_s']:.1f} s")
+    _barrier()
+    if world > 1 and rank != 0:   # every rank returns the one result rank 0 wrote
+        result = load_result(folder)
+    return result
+
+
+def is_cached(method: str, config: dict) -> bool:
+    return (run_dir(method, config) / RESULT).exists()
