@@ -148,3 +148,43 @@ def save_figure(fig, chapter: str, n: int | str, name: str, dpi: int = 120) -> P
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     return path
+
+
+def learning_curves(histories: dict[str, list[list[dict]]], terms: tuple[str, ...] = ("loss", "val_loss"),
+                    title: str = ""):
+    """Per-epoch curves of every run: ``histories[row] = [history of seed 0, seed 1, ...]``.
+
+    One panel per term (e.g. the training loss, the hold-out loss, a loss term such as
+    CADM's pull); one colour per row, one line per seed; the epoch whose weights were kept
+    (early stopping) is marked with a dot. Drawn with seaborn on a tidy frame.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = []
+    for name, runs in histories.items():
+        for seed, history in enumerate(runs):
+            for rec in history:
+                for term in terms:
+                    if term in rec:
+                        rows.append({"row": name, "seed": seed, "epoch": rec["epoch"], "term": term,
+                                     "value": rec[term], "kept": rec.get("best_epoch") == rec["epoch"]})
+    df = pd.DataFrame(rows)
+    present = [t for t in terms if t in set(df["term"])] if len(df) else []
+    order = list(histories)
+    palette = dict(zip(order, sns.color_palette("tab10", len(order))))   # one colour per row in every panel
+    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.6 * max(len(present), 1) + 2.2, 3.0),
+                             squeeze=False)
+    for ax, term in zip(axes[0], present):
+        part = df[df["term"] == term]
+        sns.lineplot(data=part, x="epoch", y="value", hue="row", hue_order=order, palette=palette, units="seed",
+                     estimator=None, lw=1.1, ax=ax, legend=False)
+        kept = part[part["kept"]]
+        sns.scatterplot(data=kept, x="epoch", y="value", hue="row", hue_order=order, palette=palette, ax=ax,
+                        legend=False, s=22, zorder=3)
+        ax.set(title=term, ylabel="")
+    handles = [plt.Line2D([], [], color=palette[r], lw=2, label=r) for r in order]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

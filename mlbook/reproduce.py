@@ -4,8 +4,11 @@ The chapter's jupytext .py is the source: it is read with jupytext, executed
 by papermill (parameters injected after the cell tagged ``parameters``), and
 the executed notebook is written back as the chapter's .ipynb with the
 injected cell removed again (the parameters stay recorded in the notebook's
-papermill metadata), so the pair stays in sync. Smoke runs go to
-``_build/smoke/`` instead, leaving the published notebooks alone.
+papermill metadata), so the pair stays in sync. Only the default run (demo
+profile, generated data, no other parameter) writes the published notebooks
+(``book/``) and figures (``figures/``); any other run writes both under
+``_build/<profile>/`` (``-custom`` when data roots or other parameters are
+given), so it never overwrites another profile's notebooks, tables or figures.
 """
 from __future__ import annotations
 
@@ -77,6 +80,8 @@ def execute_chapter(py: Path, out: Path, parameters: dict, log_output: bool = Fa
             seconds = time.perf_counter() - start
             executed = nbformat.read(src, as_version=4)
             strip_injected(executed)
+            meta = executed.metadata.get("papermill", {})
+            meta.update(input_path=py.name, output_path=out.name)   # not the temporary folder
             out.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(executed, out)
     return seconds
@@ -110,14 +115,23 @@ def build_book(root: Path) -> float:
     return time.perf_counter() - start
 
 
+def output_dir(root: Path, profile: str, parameters: dict) -> Path:
+    """book/ for the default run only; else _build/<profile>[-custom]/."""
+    if profile == "demo" and not parameters:
+        return root / "book"
+    custom = any(k != "profile" for k in parameters)
+    return root / "_build" / (profile + ("-custom" if custom else ""))
+
+
 def main(args) -> int:
     from tqdm import tqdm
 
     root = project_root()
     todo = select(chapters(root), args.chapters)
     parameters = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) != DEFAULTS[k]}
-    out_dir = Path(args.output_dir) if args.output_dir else (
-        root / "_build" / "smoke" if args.profile == "smoke" else root / "book")
+    out_dir = Path(args.output_dir) if args.output_dir else output_dir(root, args.profile, parameters)
+    if out_dir.resolve() != (root / "book").resolve():   # figures and tables go where the notebooks go
+        os.environ["MLBOOK_FIGURES"] = str(out_dir / "figures")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:jupyter_client")
     print(f"profile {args.profile}: {len(todo)} chapter(s) -> {out_dir}"
           + (f" with parameters {parameters}" if parameters else ""))

@@ -85,3 +85,58 @@ def test_compute_must_return_a_dict(runs):
         experiments.run("m", {"a": 1}, lambda f: 3, verbose=False)
     assert os.listdir(runs / "m")  # the folder exists, but no result.pt
     assert not experiments.is_cached("m", {"a": 1})
+
+
+# --- fingerprints (code and data), weights_only, torchrun ranks -----------------------
+
+def test_code_and_data_fingerprints_recompute_only_what_changed(runs, tmp_path, capsys):
+    model_a, model_b = tmp_path / "model_a.py", tmp_path / "model_b.py"
+    model_a.write_text("X = 1\n")
+    model_b.write_text("Y = 1\n")
+    calls = []
+    compute = lambda tag: (lambda folder: calls.append(tag) or {"n": len(calls)})  # noqa: E731
+    experiments.run("a", {"k": 1}, compute("a"), code=[model_a], data="d1")
+    experiments.run("b", {"k": 1}, compute("b"), code=[model_b], data="d1")
+    assert calls == ["a", "b"]
+    model_a.write_text("X = 2\n")            # edit one model file: only its rows recompute
+    experiments.run("a", {"k": 1}, compute("a"), code=[model_a], data="d1")
+    experiments.run("b", {"k": 1}, compute("b"), code=[model_b], data="d1")
+    assert calls == ["a", "b", "a"]
+    assert "code changed (model_a.py)" in capsys.readouterr().out
+    experiments.run("b", {"k": 1}, compute("b"), code=[model_b], data="d2")   # other data
+    assert calls == ["a", "b", "a", "b"]
+    assert "data changed" in capsys.readouterr().out
+
+
+class Custom:
+    """An object a pickle would rebuild by running code."""
+
+
+def test_results_load_without_running_pickled_code(runs):
+    folder = experiments.run_dir("m", {"x": 1})
+    experiments.run("m", {"x": 1}, lambda f: {"ok": torch.ones(2)}, verbose=False)
+    torch.save({"evil": Custom()}, folder / experiments.RESULT)        # a pickle with an object in runs/
+    with pytest.raises(Exception):
+        experiments.load_result(folder)                                 # weights_only=True refuses it
+
+
+def _rank_main(rank, world, init_file, runs_dir, out):
+    import torch.distributed as dist
+
+    os.environ["MLBOOK_RUNS"] = runs_dir
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    result = experiments.run("ddp", {"k": 1}, lambda folder: {"value": float(rank + 1)}, verbose=False)
+    torch.save(result["value"], os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_write_one_result_and_return_it(runs, tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mp.spawn(_rank_main, args=(2, str(tmp_path / "init"), str(runs), str(out)), nprocs=2, join=True)
+    values = [torch.load(out / f"rank{r}.pt") for r in range(2)]
+    assert values == [1.0, 1.0]                                          # every rank returns rank 0's result
+    folders = list((runs / "ddp").iterdir())
+    assert len(folders) == 1 and experiments.load_result(folders[0])["value"] == 1.0

@@ -2,7 +2,6 @@
 labels), Sec. 3.5 ranking, Sec. 4.4 committee voting and Jaccard, and the word vectors."""
 import gzip
 import itertools
-import math
 import warnings
 
 import pytest
@@ -74,7 +73,8 @@ def test_transformation_net_on_a_backbone_trains():
     W = torch.randn(5, 6)
     targets = torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 1]])
     hinge_rank_loss(label_norms(A, W), targets, margin=10.0).backward()
-    assert net.head.weight.grad.abs().sum() > 0 and net.backbone.body[0].weight.grad.abs().sum() > 0
+    assert net.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in net.backbone.parameters())
 
 
 # --- Sec. 3.5: norms and ranking ----------------------------------------------------------

@@ -85,7 +85,7 @@ CODE = (*shared.SHARED_CODE, B, losses, decoding, sys.modules[__name__])
 
 def run_baseline(method: str, dataset: str, profile, root: str | None = None, seed: int = 0,
                  device: str = "auto", weights: str | None = None, train_seed: int = 0,
-                 force: bool = False) -> dict:
+                 settings: dict | None = None, force: bool = False) -> dict:
     """Train and evaluate one baseline row on the frozen backbone features (cached).
 
     Returns {"scores" [N_test, C] (for the sequence model: emission-rank scores of its

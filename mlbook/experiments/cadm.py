@@ -55,7 +55,7 @@ def recipe_for(profile) -> Recipe:
     profile = get_profile(profile)
     if profile.backbone != "small_cnn":
         return Recipe(epochs=60, batch_size=profile.batch_size, patience=10)
-    return Recipe(epochs=profile.finetune_epochs, lr=0.01, step_epochs=10 ** 6, head_lr_mult=10.0,
+    return Recipe(epochs=profile.finetune_epochs, lr=0.03, step_epochs=10 ** 6, head_lr_mult=10.0,
                   batch_size=profile.batch_size, patience=profile.patience)
 
 

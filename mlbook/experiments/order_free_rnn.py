@@ -42,8 +42,7 @@ class TrainSettings:
     beam: int = 3
     patience: int = 3
     holdout: float = 0.1                # part of the training set for early stopping and the threshold
-    thresholds: tuple = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02,
-                         0.01, 0.005, 0.002, 0.001)
+    thresholds: tuple = (0.9, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.003, 0.001)
     select_by: str = "OF1+CF1"          # hold-out criterion for the threshold (the paper's rule)
     top_k: int = 3                      # the tables' top-3 protocol: the first 3 labels emitted
 

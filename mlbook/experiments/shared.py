@@ -226,3 +226,35 @@ def head_on_frozen_features(compute, dataset: str, profile: Profile, root: str |
         with cpu_threads(1 if pick_device(device) == "cpu" else None):
             return compute(folder)
     return wrapped
+
+
+def _run_quietly(fn, args, kwargs):
+    """One job in a worker process: one CPU thread, output discarded (the parent reports)."""
+    import io
+    import sys
+
+    sys.stdout = sys.stderr = io.StringIO()
+    torch.set_num_threads(1)
+    fn(*args, **kwargs)
+    return True
+
+
+def run_all(jobs: list[tuple], workers: int | None = None, device: str = "auto") -> list:
+    """Run cached experiments ``[(fn, args, kwargs), ...]`` and return their results in order.
+
+    On a CPU the runs that are not cached yet are computed first by ``workers`` processes
+    (default: one per core, each on one thread: small models train faster side by side than
+    one after the other on shared threads), which write them to the cache; then every result
+    is loaded here. With a GPU, or ``workers=1``, they run one after the other in this process.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    if workers > 1 and len(jobs) > 1 and pick_device(device) == "cpu":
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            for f in [pool.submit(_run_quietly, fn, a, k) for fn, a, k in jobs]:
+                f.result()   # re-raises a worker's error here
+    return [fn(*a, **k) for fn, a, k in jobs]

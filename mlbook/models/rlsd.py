@@ -181,7 +181,7 @@ def sample_training_regions(boxes: torch.Tensor, scores: torch.Tensor, M: int, i
     if N <= M:
         idx = scores.argsort(dim=-1, descending=True)
     else:
-        top = scores.topk(M // 2 + 1, dim=-1).indices                      # "positives"
+        top = scores.topk((M + 1) // 2, dim=-1).indices                      # "positives"
         low = scores.topk(M // 2, dim=-1, largest=False).indices              # "negatives"
         idx = torch.cat([top, low.flip(-1)], dim=-1)
     picked = boxes.gather(-2, idx[..., None].expand(*idx.shape, 4))
