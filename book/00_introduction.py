@@ -24,8 +24,8 @@
 # |---|---|---|
 # | [Order-Free RNN](04_order_free_rnn) | Chen et al., *Order-Free RNN with Visual Attention for Multi-Label Classification*, AAAI 2018 | an LSTM that emits labels in its own order of confidence, with soft attention over conv maps |
 # | [CADM + LCE](05_cadm) | *Class-aware map disentangling with label correlation embedding*, ICME 2019 | one map per class from the classifier weights, and an embedding loss that pulls co-occurring labels together |
-# | (planned) RLSD | Zhang et al., *Multi-label image classification with regional latent semantic dependencies* | region proposals + an LSTM over regional features |
-# | (planned) transformation ranking | *Image-dependent transformation ranking model* | label-name vectors and an image-dependent ranking |
+# | (next) RLSD | Zhang et al., *Multi-label image classification with regional latent semantic dependencies* | region proposals + an LSTM over regional features |
+# | (next) transformation ranking | *Image-dependent transformation ranking model* | label-name vectors and an image-dependent ranking |
 #
 # No public code exists for any of them; every model, loss and metric here is
 # written from the paper text, with the paper's equation numbers in the code.
@@ -126,6 +126,22 @@ print(pd.DataFrame(rows).set_index("name").T.to_markdown())
 # method beat its baselines here, by how much, and which of its claims survive a
 # change of data. With the `full` profile on real data, the same tables are
 # direct reproductions.
+
+# %% [markdown]
+# ## What the full profile costs on a GPU
+#
+# Before renting a GPU: every training run of the `full` profile, the FLOPs of one image
+# counted by `torch.utils.flop_counter` on the meta device (no weights, nothing typed in),
+# times the images and epoch budgets it sees, and the GPU hours at 40% of an H100's dense
+# bf16 peak (`python -m mlbook plan --profile full --gpu h100`; other GPUs and utilisations
+# are flags). Epochs are budgets (early stopping only shortens a run), and data loading is
+# not counted, so read it as an order of magnitude.
+
+# %%
+from mlbook.plan import plan
+
+cost = plan("h100", utilisation=0.4)
+cost
 
 # %%
 from mlbook.report import reference_index

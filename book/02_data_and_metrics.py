@@ -56,6 +56,7 @@ nuswide_root = None
 voc_root = None
 device = "auto"
 seed = 0
+weights = None      # full profile: {"resnet101": FILE} ImageNet weights (None: the torch hub cache)
 
 # %%
 import matplotlib.pyplot as plt
@@ -271,7 +272,7 @@ for paper, conv in M.PAPER_CONVENTIONS.items():
 
 # %%
 test = DATA["coco"][1]
-_, result = stages.shared_backbone("coco", P, coco_root, seed, device)
+_, result = stages.shared_backbone("coco", P, coco_root, seed, device, (weights or {}).get(P.backbone))
 
 
 def toy_scores(labels, strength=1.0, noise=0.6):

@@ -43,6 +43,7 @@ coco_root = None
 nuswide_root = None
 device = "auto"
 seed = 0
+weights = None      # full profile: {"resnet101": FILE} ImageNet weights (None: the torch hub cache)
 
 # %%
 import inspect
@@ -76,9 +77,9 @@ print(inspect.getsource(SmallCNN))
 # %% [markdown]
 # ## Training, once per data set
 #
-# `stages.shared_backbone` is an experiment: its result (weights, training curve,
+# `experiments.shared.shared_backbone` is an experiment: its result (weights, training curve,
 # test scores) is cached under `runs/shared_backbone/<config-hash>/`, so the
-# chapters after this one load it instead of retraining. `stages.backbone_features`
+# chapters after this one load it instead of retraining. `experiments.shared.backbone_features`
 # then stores the frozen conv maps of every image for the heads that keep the
 # backbone frozen.
 
@@ -86,8 +87,9 @@ print(inspect.getsource(SmallCNN))
 results, rows = {}, []
 for dataset, root in ROOTS.items():
     data = stages.splits(dataset, P, root, seed)
-    backbone, result = stages.shared_backbone(dataset, P, root, seed, device)
-    feats = stages.backbone_features(dataset, P, root, seed, device)
+    W = (weights or {}).get(P.backbone)
+    backbone, result = stages.shared_backbone(dataset, P, root, seed, device, W)
+    feats = stages.backbone_features(dataset, P, root, seed, device, W)
     results[dataset] = (data, result)
     hist = result["history"]
     seconds = sum(h["seconds"] for h in hist)

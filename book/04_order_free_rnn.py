@@ -52,6 +52,7 @@ nuswide_root = None
 coco_root = None
 device = "auto"
 seed = 0              # the data seed: which generated data set, which shared backbone
+weights = None        # full profile: {"resnet152": FILE} ImageNet weights (None: the torch hub cache)
 train_seeds = None    # training seeds of the rows the claims compare (None: the profile's count)
 
 # %%
@@ -98,7 +99,9 @@ def show(obj):
 
 # %%
 data = {d: shared.splits(d, prof, roots[d], seed) for d in TABLES}
-feats = {d: shared.backbone_features(d, prof, roots[d], seed, device) for d in TABLES}
+W = (weights or {}).get("resnet152")    # the paper's frozen backbone (full profile)
+feats = {d: shared.backbone_features(d, prof.replace(backbone="resnet152") if prof.backbone != "small_cnn" else prof,
+                                     roots[d], seed, device, W) for d in TABLES}
 kind = {d: shared.data_kind(roots[d]) for d in TABLES}
 overview = pd.DataFrame({
     TABLES[d][2]: {"data": kind[d], "train images": len(data[d].train), "test images": len(data[d].test),
@@ -220,7 +223,7 @@ for d, (n, ref_name, title) in TABLES.items():
         run = ofr.run_row if method in ofr.ROWS else baselines.run_baseline
         for s in (seeds if method in COMPARED else seeds[:1]):
             keys.append((d, method, s))
-            jobs.append((run, (method, d, prof, roots[d], seed, device), {"train_seed": s}))
+            jobs.append((run, (method, d, prof, roots[d], seed, device), {"train_seed": s, "weights": W}))
 results = dict(zip(keys, shared.run_all(jobs, device=device)))   # uncached runs: one per CPU core
 train_cost = sum(r["wall_s"] for r in results.values())
 glue("train_cost_min", train_cost / 60, display=False)
@@ -251,7 +254,8 @@ stops
 # %% [markdown]
 # Every curve flattens before its budget ends, or stops early: the rows are trained until
 # the hold-out loss stops improving, not for a fixed, short number of steps. The table gives
-# how many epochs each row ran and how many of its seeds stopped early.
+# how many epochs each row ran and how many of its seeds stopped early. (The fixed-order rows'
+# losses are softmax cross-entropies over the pool, on another scale than the BCE of the others.)
 #
 # ## Tables 1 and 2: reproduced (published)
 #

@@ -46,6 +46,7 @@ coco_root = None
 nuswide_root = None
 device = "auto"
 seed = 0              # the data seed: which generated data set, which shared backbone
+weights = None        # full profile: {"resnet101": FILE} ImageNet weights (None: the torch hub cache)
 train_seeds = None    # training seeds of every variant (None: the profile's count)
 
 # %%
@@ -97,7 +98,8 @@ print(options)
 data = {d: shared.splits(d, prof, roots[d], seed) for d in TABLES}
 for d, s in data.items():
     print(f"{d}: {kind[d]} data, {len(s.train)} train / {len(s.test)} test images, {s.train.num_classes} classes")
-start = {d: shared.shared_backbone(d, prof, roots[d], seed, device)[1]["test_mAP"] for d in TABLES}
+W = (weights or {}).get(prof.backbone)
+start = {d: shared.shared_backbone(d, prof, roots[d], seed, device, W)[1]["test_mAP"] for d in TABLES}
 
 # %% [markdown]
 # ## 2. Class-aware disentangled maps and stream 2 (Sec. 2.3, Eqs. 3, 6–7)
@@ -163,7 +165,7 @@ for neg in ("per_label", "summed"):
 
 # %%
 keys = [(d, v, s) for d in TABLES for v in VARIANTS for s in seeds]
-jobs = [(X.run_variant, (v, d, prof, roots[d], seed, device), {"train_seed": s}) for d, v, s in keys]
+jobs = [(X.run_variant, (v, d, prof, roots[d], seed, device), {"train_seed": s, "weights": W}) for d, v, s in keys]
 results = dict(zip(keys, shared.run_all(jobs, device=device)))   # uncached runs: one per CPU core
 train_cost = sum(r["wall_s"] for r in results.values())
 glue("train_cost_min", train_cost / 60, display=False)

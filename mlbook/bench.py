@@ -261,7 +261,7 @@ def bench_train(model: str = "cadm", profile: str = "demo", image_size: int | No
         def step():
             with torch.autocast(device_type=dev.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
-                loss = loss_fn(net, batch)
+                loss = loss_fn(net, batch)["loss"]
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None, help="where executed notebooks go "
                    "(default: book/, or _build/smoke for the smoke profile)")
     p.add_argument("--no-build", action="store_true", help="skip the Jupyter Book build")
+    p.add_argument("--weights", action="append", default=None, metavar="NAME=FILE",
+                   help="ImageNet weights of a full-profile backbone, e.g. resnet101=/w/resnet101.pth (repeatable)")
+    p.add_argument("--download-weights", action="store_true",
+                   help="allow torchvision to download ImageNet weights (needs network; off by default)")
     p.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
 
     p = sub.add_parser("data", help="inspect or generate data sets")
@@ -77,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download-weights", action="store_true",
                    help="allow torchvision to download ImageNet weights (needs network; off by default)")
     p.add_argument("--force", action="store_true", help="recompute even if a cached result exists")
+
+    p = sub.add_parser("plan", help="GPU hours of the full profile's training runs, FLOPs counted on the meta device")
+    p.add_argument("--profile", choices=("full",), default="full")
+    p.add_argument("--gpu", choices=("h100", "h200", "a100", "l4"), default="h100")
+    p.add_argument("--utilisation", type=float, default=0.4, help="share of the GPU's bf16 peak reached (default 0.4)")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per compared row (default 3)")
 
     p = sub.add_parser("bench", help="speed ratios measured in one run")
     bsub = p.add_subparsers(dest="bench_command", required=True)
@@ -140,6 +150,7 @@ def _train(args) -> int:
 
         recipe = recipe_for(prof)
         kw["recipe"] = dataclasses.replace(recipe, lr=args.lr) if args.lr is not None else recipe
+        kw["weights"] = args.weights
         if args.lam is not None:
             kw["options"] = CADMOptions(lam=args.lam)
     else:
@@ -195,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as err:   # missing weights or data: the message, no traceback
             print(f"error: {err}", file=sys.stderr)
             return 2
+
+    if args.command == "plan":
+        from .plan import plan
+
+        print(plan(args.gpu, args.utilisation, args.seeds).to_markdown(index=False))
+        return 0
 
     if args.command == "bench":
         from . import bench

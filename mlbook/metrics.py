@@ -512,7 +512,7 @@ PAPER_CONVENTIONS: dict[str, dict[str, Any]] = {
         "map": "mAP@10 (COCO 61.2 as quoted by RLSD Table III)",
         "map_at_k": {"k": 10, "per": "class", "normalize": "min"},
         "difficult": None,
-        "source": "not in /work/shared/papers; known through RLSD, which 'refer[s] to the "
+        "source": "not among the four papers; known through RLSD, which 'refer[s] to the "
                   "evaluation metrics used in [8], [6]' (WARP, CNN-RNN) and quotes CNN-RNN "
                   "at k = 3 with mAP@10; the formula of mAP@10 is unstated (per-class "
                   "reading assumed, per-image is map_at_k(per='image'))",

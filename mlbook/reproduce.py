@@ -22,7 +22,22 @@ from pathlib import Path
 from .profiles import project_root
 
 DEFAULTS = {"profile": "demo", "coco_root": None, "nuswide_root": None, "voc_root": None,
-            "device": "auto", "seed": 0}
+            "device": "auto", "seed": 0, "weights": None}
+
+
+def weights_parameter(pairs: list[str] | None) -> dict | None:
+    """``["resnet101=/w/r101.pth", ...]`` -> {"resnet101": "/w/r101.pth"}; a malformed pair is an error."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not {pair!r}")
+        if not Path(path).is_file():
+            raise SystemExit(f"--weights {name}: no such file {path}")
+        out[name] = str(Path(path).resolve())
+    return out
 
 
 def chapters(root: Path | None = None) -> list[Path]:
@@ -128,7 +143,10 @@ def main(args) -> int:
 
     root = project_root()
     todo = select(chapters(root), args.chapters)
-    parameters = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) != DEFAULTS[k]}
+    args.weights = weights_parameter(getattr(args, "weights", None))
+    if getattr(args, "download_weights", False):
+        os.environ["MLBOOK_DOWNLOAD_WEIGHTS"] = "1"   # the chapters' kernels inherit it
+    parameters = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, DEFAULTS[k]) != DEFAULTS[k]}
     out_dir = Path(args.output_dir) if args.output_dir else output_dir(root, args.profile, parameters)
     if out_dir.resolve() != (root / "book").resolve():   # figures and tables go where the notebooks go
         os.environ["MLBOOK_FIGURES"] = str(out_dir / "figures")

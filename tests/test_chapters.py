@@ -54,6 +54,15 @@ def test_committed_notebook_has_outputs_and_no_errors(py):
     assert "Agg" not in py.read_text(), "matplotlib.use('Agg') hides figures from the notebook"
 
 
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_notebook_holds_no_machine_path(py):
+    import re
+
+    text = py.with_suffix(".ipynb").read_text()
+    leaks = re.findall(r"(?:/work/|/tmp/|/root/|/home/|/Users/)[^\s\"']*", text)
+    assert not leaks, f"{py.stem}.ipynb holds machine paths: {sorted(set(leaks))[:3]}"
+
+
 def test_strip_injected_and_select():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),

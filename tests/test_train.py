@@ -98,3 +98,36 @@ def test_ddp_two_processes_on_cpu_stay_in_sync(tmp_path):
     assert r0["images"] == 64  # each rank saw half the data; the record counts the world
     single, _ = _train(3)
     assert not torch.equal(single[0].weight, r0["state"]["0.weight"])  # it really trained differently
+
+
+def test_early_stopping_restores_the_best_epoch_and_logs_terms(tmp_path):
+    """Hold-out loss that rises after epoch 2: training stops after `patience` more epochs and keeps epoch 2."""
+    from mlbook.train import fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    model = torch.nn.Linear(3, 1)
+    seen = []
+
+    def loss_fn(m, batch):
+        err = (m(batch[0]).squeeze(1) - batch[1]).pow(2).mean()
+        return {"loss": err, "mse": err, "zero": err * 0}
+
+    def val_loss(m, batch):   # a hold-out loss that is best after the second epoch, whatever the weights
+        seen.append(m.weight.detach().clone())
+        epoch = len(seen)
+        return {"loss": torch.tensor(abs(epoch - 2) + 1.0)}
+
+    data = torch.utils.data.TensorDataset(x, y)
+    hist = fit(model, data, loss_fn, epochs=10, batch_size=64, device="cpu", val_dataset=torch.utils.data.TensorDataset(x[:1], y[:1]),
+               val_loss_fn=val_loss, patience=2, make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+               checkpoint=tmp_path / "ckpt.pt", progress=False)
+    assert len(hist) == 4 and hist[-1]["stopped_early"] and all(h["best_epoch"] == 2 for h in hist)
+    assert {"loss", "mse", "zero", "val_loss"} <= set(hist[0])
+    assert torch.equal(model.weight.detach(), seen[1])          # the weights of epoch 2 were restored
+    # a resumed, finished run does not train again
+    again = fit(model, data, loss_fn, epochs=10, batch_size=64, device="cpu", val_dataset=data, val_loss_fn=val_loss,
+                patience=2, make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                checkpoint=tmp_path / "ckpt.pt", progress=False)
+    assert len(again) == 4

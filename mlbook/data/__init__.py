@@ -38,10 +38,6 @@ def load(dataset: str, root: str | Path, split: str, check_images: bool = True) 
     return LOADERS[dataset](root, split, check_images=check_images)
 
 
-def _profile(profile: str | Profile) -> Profile:
-    return get_profile(profile) if isinstance(profile, str) else profile
-
-
 def prepare(dataset: str, profile: str | Profile, seed: int = 0, root: str | Path | None = None) -> Path:
     """The root to read: ``root`` if given (checked), else the generated data set of the profile.
 
@@ -49,7 +45,7 @@ def prepare(dataset: str, profile: str | Profile, seed: int = 0, root: str | Pat
     into a temporary folder beside it and renamed when complete, so an
     interrupted generation never leaves a half data set that looks finished.
     """
-    prof = _profile(profile)
+    prof = get_profile(profile)
     if root is not None:
         root = Path(root)
         if not root.is_dir():

@@ -473,7 +473,7 @@ def generation_args(profile, seed: int = 0) -> dict:
     """What ``generate_for_profile`` records in generated.json for this profile and seed."""
     from ..profiles import get_profile
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile)
     return _args(prof.gen_train, prof.gen_test, prof.gen_classes, prof.gen_image_size, seed)
 
 
@@ -481,7 +481,7 @@ def generate_for_profile(dataset: str, profile, root: str | Path, seed: int = 0)
     """``generate`` with the sizes of a profile (a name or a Profile); the full profile has none."""
     from ..profiles import get_profile
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile)
     if prof.gen_train <= 0:
         raise ValueError(f"the {prof.name} profile reads real data; it has no generated data set")
     return generate(dataset, root, seed=seed, n_train=prof.gen_train, n_test=prof.gen_test,

@@ -84,13 +84,13 @@ class FlippedMaps(Dataset):
         return x.float(), self.labels[i], self.ignore[i]
 
 
-def inputs(dataset: str, prof, root, seed, device):
+def inputs(dataset: str, prof, root, seed, device, weights=None):
     """(backbone to fine-tune, train set, hold-out set, test set, CADM map size): stem maps of the
     frozen SmallCNN blocks (demo/smoke) or the images themselves (full)."""
     data = shared.splits(dataset, prof, root, seed)
     fit_idx, val_idx = shared.holdout_split(len(data.train), prof.holdout, seed)
     ig = lambda d: d.ignore if d.ignore is not None else torch.zeros_like(d.labels, dtype=torch.bool)  # noqa: E731
-    backbone, _ = shared.shared_backbone(dataset, prof, root, seed, device)
+    backbone, _ = shared.shared_backbone(dataset, prof, root, seed, device, weights)
     if prof.backbone == "small_cnn":
         stems = shared.backbone_features(dataset, prof, root, seed, device, upto=STEM_BLOCKS)
         y, i = data.train.labels, ig(data.train)
@@ -131,7 +131,7 @@ def test_outputs(model: M.CADMNet, dataset, device: str, batch_size: int = 128) 
 def run_variant(variant: str, dataset: str = "coco", profile="demo", root: str | None = None,
                 seed: int = 0, device: str = "auto", options: M.CADMOptions | None = None,
                 recipe: Recipe | None = None, n_figure: int = 6, train_seed: int = 0,
-                force: bool = False) -> dict:
+                weights: str | None = None, force: bool = False) -> dict:
     """Fine-tune one variant with one training seed and evaluate it on the test split (cached).
 
     The result holds ``history`` (per epoch: loss terms, hold-out BCE), ``test_outputs``
@@ -152,10 +152,10 @@ def run_variant(variant: str, dataset: str = "coco", profile="demo", root: str |
               "backbone": prof.backbone, "backbone_epochs": prof.backbone_epochs,
               "image_size": prof.image_size, "streams": spec["streams"], "stem_blocks": STEM_BLOCKS,
               "options": dataclasses.asdict(options), "recipe": dataclasses.asdict(recipe),
-              "train_seed": train_seed, "n_figure": n_figure}
+              "train_seed": train_seed, "n_figure": n_figure, "weights": weights}
 
     def compute(folder: Path) -> dict:
-        net, train_set, val_set, test_set, map_hw = inputs(dataset, prof, root, seed, device)
+        net, train_set, val_set, test_set, map_hw = inputs(dataset, prof, root, seed, device, weights)
         torch.manual_seed(train_seed)
         model = M.make_model(variant, net, data.train.num_classes, map_hw, options)
         bce = M.make_loss(0.0, options)

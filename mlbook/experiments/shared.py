@@ -195,6 +195,10 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
         if upto is not None:
             out["train_flipped"] = predict(lambda b: net(as_input(b[0], train=False).flip(-1)).half(),
                                            images["train"], device=dev, batch_size=profile.batch_size * 2).half()
+        for name, maps in out.items():
+            if not bool(torch.isfinite(maps).all()):
+                raise FloatingPointError(f"backbone_features: the {profile.backbone} maps of the {dataset} {name} "
+                                         "images are not finite in float16 (wrong or missing weights?)")
         return out
 
     return cache.run("backbone_features", config, compute, code=SHARED_CODE, data=data_fingerprint(data))

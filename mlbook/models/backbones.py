@@ -93,12 +93,13 @@ def imagenet_weights_file(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def resnet_backbone(name: str, weights: str | os.PathLike | None = None, *, download: bool = False) -> ResNetTrunk:
+def resnet_backbone(name: str, weights: str | os.PathLike | None = None, *, download: bool | None = None) -> ResNetTrunk:
     """A ResNet trunk with ImageNet weights.
 
     ``weights``: a state-dict file the user names; else the torch hub cache
-    (``imagenet_weights_file``); ``download=True`` lets torchvision fetch them.
-    Fails with a message saying where to put the file instead of downloading.
+    (``imagenet_weights_file``); ``download=True`` (or ``MLBOOK_DOWNLOAD_WEIGHTS=1``, which
+    ``--download-weights`` sets) lets torchvision fetch them. Fails with a message saying
+    where to put the file instead of downloading.
     """
     import torchvision
 
@@ -106,6 +107,8 @@ def resnet_backbone(name: str, weights: str | os.PathLike | None = None, *, down
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_RESNET_WEIGHTS)} or 'small_cnn'")
     model = getattr(torchvision.models, name)(weights=None)
     path = Path(weights) if weights else imagenet_weights_file(name)
+    if download is None:
+        download = os.environ.get("MLBOOK_DOWNLOAD_WEIGHTS", "") == "1"
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -114,9 +117,10 @@ def resnet_backbone(name: str, weights: str | os.PathLike | None = None, *, down
         model.load_state_dict(enum.get_state_dict(progress=True))
     else:
         raise FileNotFoundError(
-            f"ImageNet weights for {name} not found at {path}. Put the torchvision checkpoint there "
-            f"(or pass a file with --weights), or allow a download explicitly (download=True / --download-weights). "
-            f"Nothing is downloaded silently."
+            f"ImageNet weights for {name} not found at {path}. Put the torchvision checkpoint there, "
+            f"or name a file (python -m mlbook reproduce --weights {name}=FILE; train --weights FILE; "
+            f"a chapter's parameter weights={{'{name}': FILE}}), or allow a download explicitly "
+            f"(--download-weights, which needs network). Nothing is downloaded silently."
         )
     return ResNetTrunk(model)
 
