@@ -363,7 +363,7 @@ glue("coco_shift_ratio", float(shift_table.loc["MS-COCO", "ratio"]) * 100, displ
 shift_table
 
 # %% [markdown]
-# On MS-COCO the map moves between consecutive labels by {glue:text}`coco_shift_ratio:.0f}`%
+# On MS-COCO the map moves between consecutive labels by {glue:text}`coco_shift_ratio:.0f`%
 # of the distance between two images' maps. Where that share is small, the model mostly
 # attends to one salient region per image and reads several labels from there, rather than
 # one object per label as in the paper's Fig. 3; the figure above shows which.

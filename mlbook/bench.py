@@ -283,3 +283,65 @@ def bench_train(model: str = "cadm", profile: str = "demo", image_size: int | No
     if "baseline" in results and "lambda0.5" in results:
         print(f"CADM (lambda=0.5) / baseline throughput ratio: {results['lambda0.5'] / results['baseline']:.2f}")
     return results
+
+
+def bench_ranking(profile: str = "demo", batch_size: int | None = None, steps: int = 10, device: str = "auto",
+                  dtype: str | None = None, channels_last: bool = False, warmup: int = 2, num_labels: int = 81,
+                  k: int = 100) -> dict:
+    """Training throughput (img/s) of the transformation ranking model (forward, Eq. 3 hinge rank
+    loss over the label vectors, backward, Adam step) on synthetic tensors.
+
+    Demo/smoke: the head on frozen 128 x 6 x 6 conv maps (flatten, fc 512, A = k x 384 with MiniLM's
+    d); full: AlexNet with fc8 = k x 300 (Table 1) at 224 px, randomly initialised (weights do not
+    change the speed). Returns {"img/s": ...}.
+    """
+    import warnings
+
+    from .models import transformation_ranking as TR
+
+    prof = get_profile(profile)
+    dev = torch.device(pick_device(device))
+    amp_dtype = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    g = torch.Generator().manual_seed(0)
+    if prof.backbone == "small_cnn":
+        d, bs = 384, batch_size or prof.batch_size
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(128 * 36, 512), torch.nn.ReLU(),
+                                  TR.TransformationHead(512, k, d))
+        x = torch.randn(bs, 128, 6, 6, generator=g)
+        what = f"head on 128x6x6 maps, k={k}, d={d}"
+    else:
+        d, bs = TR.PAPER_D, batch_size or prof.batch_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            net = TR.alexnet_transformation_net(k, d)
+        x = torch.randn(bs, 3, 224, 224, generator=g)
+        what = f"AlexNet 224 px, k={k}, d={d}"
+    memory = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
+    net = net.to(dev).to(memory_format=memory).train()
+    x = x.to(dev).contiguous(memory_format=memory)
+    W = torch.nn.functional.normalize(torch.randn(num_labels, d, generator=g), dim=1).to(dev)
+    y = (torch.rand(bs, num_labels, generator=g) < 0.03).float().to(dev)
+    y[:, 0] = 1
+    opt = torch.optim.Adam(net.parameters(), lr=1e-6)
+
+    def step():
+        with torch.autocast(device_type=dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            A = net(x).float()
+        loss = TR.hinge_rank_loss(TR.label_norms(A, W), y, margin=1.0, n_negatives=40, generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    rate = bs * steps / (time.perf_counter() - t0)
+    print(f"train ranking ({what}) batch {bs} L={num_labels} on {dev} dtype={dtype or 'float32'} "
+          f"channels_last={channels_last}: {rate:8.1f} img/s")
+    return {"img/s": rate}

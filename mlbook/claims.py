@@ -148,20 +148,23 @@ def evaluate(claim: Claim, values: dict[str, tuple[torch.Tensor, torch.Tensor]],
                          f" ({r['seeds'][0]} vs {r['seeds'][1]} seeds{spread}{pub})")
         evidence = "; ".join(parts)
         if secondary:
-            evidence += " | shown, not voted: " + ", ".join(f"{k} {v:+.1f}" for k, v in secondary.items())
+            evidence += "; shown, not voted: " + ", ".join(f"{k} {v:+.1f}" for k, v in secondary.items())
     else:
         verdicts.append(VERDICTS[3])
         evidence = why_not or "the data cannot test it"
     words = f"“{claim.text}”" if claim.quoted else f"{claim.text} (the book's reading)"
     return {"data set": claim.dataset, "claim": words, "source": claim.source,
             "compared": f"{claim.better} vs {claim.worse}", "primary": ", ".join(claim.metrics),
-            "evidence": evidence + (f" | note: {claim.note}" if claim.note else ""),
+            "evidence": evidence + (f" (note: {claim.note})" if claim.note else ""),
             "verdict": combine(verdicts)}
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    """The claims table of a chapter (its verdicts checked against the four words)."""
+    """The claims table of a chapter (its verdicts checked against the four words; no cell holds a
+    '|', which would split a Markdown table's columns)."""
     df = pd.DataFrame(rows, columns=["data set", "claim", "source", "compared", "primary", "evidence", "verdict"])
+    if df.astype(str).apply(lambda col: col.str.contains("|", regex=False)).any().any():
+        raise ValueError("a claims cell contains '|', which breaks the Markdown table")
     bad = set(df["verdict"]) - set(VERDICTS)
     if bad:
         raise ValueError(f"verdicts must be among {VERDICTS}, not {sorted(bad)}")

@@ -80,7 +80,9 @@ def side_by_side(reproduced: pd.DataFrame, published: pd.DataFrame, *, style: st
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    return df.to_markdown()
+    """A pipe table; a '|' inside a cell is escaped so it cannot split the columns."""
+    escape = lambda v: v.replace("|", "\\|") if isinstance(v, str) else v  # noqa: E731
+    return df.map(escape).to_markdown()
 
 
 def chapter_dir(chapter: str) -> Path:

@@ -59,11 +59,11 @@ def test_evaluate_row_and_table():
                      note="a confound")
     row = claims.evaluate(c, values, published={"CF1": 8.7})
     assert row["verdict"] == "supported"
-    assert "paper's table +8.7" in row["evidence"] and "note: a confound" in row["evidence"]
+    assert "paper's table +8.7" in row["evidence"] and "(note: a confound)" in row["evidence"]
     flipped = claims.evaluate(claims.Claim("b beats a", "x", "B", "A", ("OF1",)), {"OF1": values["OF1"][::-1]})
     assert flipped["verdict"] == "contradicted"
     untestable = claims.evaluate(c, {}, testable=False, why_not="no boxes")
-    assert untestable["verdict"] == "not testable" and untestable["evidence"] == "no boxes | note: a confound"
+    assert untestable["verdict"] == "not testable" and untestable["evidence"] == "no boxes (note: a confound)"
     t = claims.table([row, flipped, untestable])
     assert list(t["verdict"]) == ["supported", "contradicted", "not testable"]
     with pytest.raises(ValueError):
