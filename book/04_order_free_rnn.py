@@ -118,7 +118,9 @@ overview
 # **M_map** (Eqs. 1–3). The frozen conv maps of an image are $m = h\cdot w$ vectors
 # $V_{feat} = [v_1, \dots, v_m]$, $v_i \in \mathbb{R}^k$, and a fully connected layer on
 # their mean gives the preliminary prediction
+#
 # $$v_{prob} = \sigma\big(W_R\,\tfrac{1}{m}\textstyle\sum_i v_i + b_R\big) \in [0,1]^C,$$
+#
 # trained with its own binary cross-entropy ($\theta_R$ of Algorithm 1). In the code,
 # `self.fc(v.mean(1))` is that line.
 
@@ -128,8 +130,10 @@ show(model_file.Mmap)
 # %% [markdown]
 # **M_att** (Eqs. 4–5), the soft attention of Xu et al.: a small MLP scores every position
 # from $v_i$ and the previous hidden state, and
+#
 # $$\alpha_{t,i} = \frac{\exp f_{att}(v_i, h_{t-1})}{\sum_j \exp f_{att}(v_j, h_{t-1})}, \qquad
 # z_t = \sum_i \alpha_{t,i}\, v_i .$$
+#
 # `e.softmax(dim=1)` is Eq. 4 and `torch.bmm(alpha[:, None], v)` Eq. 5.
 
 # %%
@@ -137,7 +141,9 @@ show(model_file.Matt)
 
 # %% [markdown]
 # **M_pred** (Eqs. 6–7), the *confidence-ranked LSTM*:
+#
 # $$h_t = f_{LSTM}(v_{pred}, z_t, \tilde y_{t-1}, h_{t-1}), \qquad p_t = f_{pred}(v_{pred}, z_t, \tilde y_{t-1}, h_t),$$
+#
 # where $v_{pred}$ is the previous soft confidence ($v_{prob}$ at $t = 1$, $\sigma(p_{t-1})$
 # after), $\tilde y_{t-1}$ the hard vector of the labels emitted so far, and $f_{pred}$ two
 # fully connected layers with dropout. Initial states come from the mean of $V_{feat}$, as in
@@ -151,10 +157,14 @@ show(model_file.OrderFreeRNN.step)
 # ### Training without a label order (Algorithm 1, Eqs. 8–10)
 #
 # At step $t$ the loss compares the confidences with the whole label vector $y$,
+#
 # $$L_t = \mathrm{BCE}\big(\sigma(p_t),\, y\big) \quad\text{(Eq. 8)},$$
+#
 # and the label fed back is the most confident one still in the candidate pool,
+#
 # $$l_t = \arg\max_{c \in \mathcal{C}_t} p_{t,c}, \qquad \mathcal{C}_{t+1} = \mathcal{C}_t \setminus \{l_t\}
 # \quad\text{(Eqs. 9–10)}.$$
+#
 # Image $i$ runs for $|y_i|$ steps. In `loss` below, `F.binary_cross_entropy_with_logits(p, labels)` is
 # Eq. 8, the `argmax` over the pool Eq. 9 and `emitted[rows, nxt] = True` Eq. 10. The ablations
 # of the tables change: `attention=False` replaces $z_t$ by the mean of $V_{feat}$; a fixed order
@@ -171,7 +181,9 @@ show(model_file.OrderFreeRNN.loss)
 # ### Testing: beam search (Eq. 11) with a validated stopping threshold
 #
 # A path's probability is the product of its step probabilities,
+#
 # $$P_{path} = P(l_1 \mid I)\, P(l_2 \mid I, l_1) \cdots P(l_t \mid I, l_1, \dots, l_{t-1}) \quad\text{(Eq. 11)}.$$
+#
 # The search keeps the $K$ best paths, extends each by every label in its pool, and stops for
 # an image when no extension keeps $P_{path}$ above the threshold, or at the largest label
 # count seen in training; all the labels of the best path are the prediction (**the paper's

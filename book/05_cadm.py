@@ -105,10 +105,14 @@ start = {d: shared.shared_backbone(d, prof, roots[d], seed, device, W)[1]["test_
 # ## 2. Class-aware disentangled maps and stream 2 (Sec. 2.3, Eqs. 3, 6–7)
 #
 # Row $c$ of the classifier is a filter for class $c$; applied at each position,
+#
 # $$A_c = \theta_{fcls}^{c\,\top} X \in \mathbb{R}^{h \times w} \ \text{(Eq. 6)}, \qquad A = \theta_{fcls}^\top X \in \mathbb{R}^{C \times h \times w} \ \text{(Eq. 7)},$$
+#
 # a class activation map for a max-pooled classifier (the bias is omitted, as in the paper).
 # Stream 2 is $\hat y_{scls,c} = \max_{ij} A_{c,ij}$ and the prediction
+#
 # $$\hat y = \tfrac{1}{2}\,(\hat y_{fcls} + \hat y_{scls}) \quad \text{(Eq. 3)},$$
+#
 # trained with BCE (Eq. 4). In `forward` below: `self.fc(maps.amax(dim=(2, 3)))` is Eq. 2,
 # `class_aware_maps` (an `einsum`) Eq. 7, `cadm.amax(dim=(2, 3))` stream 2 and
 # `0.5 * (fcls + scls)` Eq. 3.
@@ -124,8 +128,10 @@ print(inspect.getsource(cadm.CADMNet.forward))
 # two-layer fully connected network with ReLU" (Eq. 8; widths not given: 256 hidden, 64 out,
 # named options). The positives $S$ of an image should form a cluster around their mean
 # $\bar a$ (Eqs. 9–11) and the negatives lie beyond a unit margin:
+#
 # $$L_{lce} = \sum_{j \in S} \lVert a_j - \bar a \rVert^2 + \sum_{k \notin S} \big[\,1 - \lVert a_k - \bar a \rVert^2\,\big]_+ \quad \text{(Eq. 12)},
 # \qquad L = L_{cls} + \lambda L_{lce} \quad \text{(Eq. 5)}, \ \lambda = 0.5 .$$
+#
 # In `label_correlation_embedding_loss`, `pull` is the first sum and `push` the second; the
 # training loop logs both separately, with $L_{cls}$.
 #

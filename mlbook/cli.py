@@ -162,7 +162,8 @@ def _train(args) -> int:
         from .models.backbones import build_backbone
 
         if prof.backbone != "small_cnn":   # fail early, with the message, if the weights are not there
-            build_backbone(prof.backbone, weights=args.weights, download=args.download_weights)
+            name = prof.backbone if args.method.startswith("cadm") else "resnet152"   # frozen-feature rows: ResNet-152
+            build_backbone(name, weights=args.weights, download=args.download_weights)
     for train_seed in [int(t) for t in args.train_seeds.split(",") if t.strip()]:
         result = runner(row, args.dataset, prof, args.root, args.seed, args.device, train_seed=train_seed, **kw)
         metrics = result.get("metrics", {})

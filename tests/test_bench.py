@@ -2,10 +2,9 @@
 from mlbook import bench
 
 
-def test_bench_ranking_runs_at_demo_and_full_sizes():
-    for profile in ("demo", "full"):
-        r = bench.bench_ranking(profile=profile, batch_size=2, steps=1, warmup=0, device="cpu")
-        assert r["img/s"] > 0
+def test_bench_ranking_runs():
+    r = bench.bench_ranking(profile="demo", batch_size=2, steps=1, warmup=0, device="cpu")
+    assert r["img/s"] > 0
 
 
 def test_bench_metrics_agrees_with_sklearn():
