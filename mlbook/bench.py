@@ -291,9 +291,9 @@ def bench_ranking(profile: str = "demo", batch_size: int | None = None, steps: i
     """Training throughput (img/s) of the transformation ranking model (forward, Eq. 3 hinge rank
     loss over the label vectors, backward, Adam step) on synthetic tensors.
 
-    Demo/smoke: the head on frozen 128 x 6 x 6 conv maps (flatten, fc 512, A = k x 384 with MiniLM's
-    d); full: AlexNet with fc8 = k x 300 (Table 1) at 224 px, randomly initialised (weights do not
-    change the speed). Returns {"img/s": ...}.
+    Demo/smoke: the chapter's head on frozen 128 x 6 x 6 conv maps (``FrozenMapsRanker``, A = k x 384
+    with MiniLM's d); full: AlexNet with fc8 = k x 300 (Table 1) at 224 px, randomly initialised
+    (weights do not change the speed). Returns {"img/s": ...}.
     """
     import warnings
 
@@ -304,11 +304,13 @@ def bench_ranking(profile: str = "demo", batch_size: int | None = None, steps: i
     amp_dtype = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     g = torch.Generator().manual_seed(0)
     if prof.backbone == "small_cnn":
-        d, bs = 384, batch_size or prof.batch_size
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(128 * 36, 512), torch.nn.ReLU(),
-                                  TR.TransformationHead(512, k, d))
+        from .experiments.transformation_ranking import FrozenMapsRanker, settings_for
+
+        st = settings_for(prof)
+        d, bs = 384, batch_size or st.batch_size
+        net = FrozenMapsRanker(128 * 36, st.hidden, k, d, st.dropout)     # the chapter's demo head
         x = torch.randn(bs, 128, 6, 6, generator=g)
-        what = f"head on 128x6x6 maps, k={k}, d={d}"
+        what = f"head on 128x6x6 maps (hidden {st.hidden}), k={k}, d={d}"
     else:
         d, bs = TR.PAPER_D, batch_size or prof.batch_size
         with warnings.catch_warnings():

@@ -26,9 +26,10 @@ def _settings(**kw):
 
 
 @pytest.mark.parametrize("batch", [4, 20])   # fewer images than labels (A formed) and more (factorised)
-def test_fast_norms_equal_the_paper_norms(batch):
+@pytest.mark.parametrize("pool", [False, True])
+def test_fast_norms_equal_the_paper_norms(batch, pool):
     torch.manual_seed(0)
-    model = tr.FrozenMapsRanker(12, 9, k=4, d=5).eval()
+    model = tr.FrozenMapsRanker(3 if pool else 12, 9, k=4, d=5, pool=pool).eval()
     maps = torch.randn(batch, 3, 2, 2)
     W = torch.randn(10, 5)
     ref = M.label_norms(model(maps), W)

@@ -48,6 +48,7 @@ class RankSettings:
     lr: float = 1e-6                    # the paper: Adam, 1e-6, fine-tuning a pretrained AlexNet
     hidden: int = 4096                  # fc6/fc7 width of AlexNet
     dropout: float = 0.5
+    pool: bool = False                  # True: average-pool the conv maps first (a variant, not AlexNet's fc6)
     k: int = M.PAPER_K                  # Sec. 3.6: k = 100
     negatives: int = M.PAPER_NEGATIVES  # Sec. 3.3: 40 negatives per image
     margins: tuple = (0.3, 1.0, 3.0)    # grid for m, chosen on the hold-out part
@@ -63,13 +64,14 @@ class RankSettings:
 def settings_for(profile) -> RankSettings:
     """Paper sizes for the full profile; a small head and Adam 1e-3 on the demo's frozen maps
     (hidden 128, batch 256: with k = 100, d = 384 the head alone has 128 x 38,400 weights, and
-    the demo's CPU budget allows no more)."""
+    the demo's CPU budget allows no more; a two-value margin grid, m = 0.3 having lost to both
+    in a first demo run)."""
     profile = get_profile(profile)
     if profile.name == "smoke":
         return RankSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=8,
                             margins=(0.3, 1.0), patience=profile.patience, holdout=profile.holdout, k_sweep=(2, 8))
     if profile.backbone == "small_cnn":
-        return RankSettings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128,
+        return RankSettings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128, margins=(1.0, 3.0),
                             patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
     return RankSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
                         holdout=profile.holdout)
@@ -79,16 +81,22 @@ def settings_for(profile) -> RankSettings:
 
 class FrozenMapsRanker(nn.Module):
     """Conv maps [B, D, h, w] -> A [B, k, d]: flatten, Linear(D*h*w, hidden), ReLU, Dropout,
-    ``TransformationHead(hidden, k, d)`` (Eq. 1 with a one-hidden-layer stand-in for fc6-fc7)."""
+    ``TransformationHead(hidden, k, d)`` (Eq. 1 with a one-hidden-layer stand-in for fc6-fc7,
+    which read AlexNet's flattened 6 x 6 pool5 maps). ``pool=True``: average-pool the maps
+    first (``in_features`` = D), the input the book's linear baselines (WARP) read."""
 
-    def __init__(self, in_features: int, hidden: int, k: int, d: int, dropout: float = 0.5):
+    def __init__(self, in_features: int, hidden: int, k: int, d: int, dropout: float = 0.5, pool: bool = False):
         super().__init__()
+        self.pool = bool(pool)
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.head = M.TransformationHead(hidden, k, d)
         self.k, self.d = int(k), int(d)
 
+    def features(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.body(maps.mean(dim=(2, 3)) if self.pool else maps)
+
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(maps))
+        return self.head(self.features(maps))
 
     def norms(self, maps: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
         """||A w_l||_2 [B, L], the same numbers as ``label_norms(self(maps), W)``.
@@ -98,7 +106,7 @@ class FrozenMapsRanker(nn.Module):
         head's weight viewed as [k, d, hidden] and B its bias viewed as [k, d]; A itself is
         never formed. Otherwise A is formed (Eq. 1) and ``label_norms`` applied (Sec. 3.5).
         """
-        h = self.body(maps)
+        h = self.features(maps)
         if W.shape[0] >= h.shape[0]:
             return M.label_norms(self.head(h), W)
         W = W.to(h.dtype)
@@ -176,7 +184,8 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
     best, curve = None, []
     for margin in (margins or s.margins):
         torch.manual_seed(train_seed)
-        model = FrozenMapsRanker(train_maps[0].numel(), s.hidden, s.k, W.shape[1], s.dropout)
+        in_features = train_maps.shape[1] if s.pool else train_maps[0].numel()
+        model = FrozenMapsRanker(in_features, s.hidden, s.k, W.shape[1], s.dropout, s.pool)
         ckpt = None if folder is None else folder / f"checkpoint_m{margin:g}.pt"
         history = fit(model, part(fit_idx), lambda m, b: ranking_loss(m, b, W, margin, s, known),
                       val_loss_fn=lambda m, b: ranking_loss(m, b, W, margin, s, known, all_negatives=True),
