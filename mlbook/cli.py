@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--merge-sets", action="store_true", help="beam search with set-merged paths")
     q = bsub.add_parser("train", help="training throughput (img/s) on synthetic tensors")
     q.add_argument("--model", default="cadm", help="cadm (baseline and lambda=0.5), baseline, lambda0, lambda0.5, "
-                   "or ranking (the transformation ranking model)")
+                   "rlsd (RLSD, scaling with the regions M) or ranking (the transformation ranking model)")
     q.add_argument("--profile", choices=PROFILES, default="demo")
     q.add_argument("--image-size", type=int, default=None)
     q.add_argument("--batch-size", type=int, default=None)
@@ -222,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             bench.bench_metrics(n=args.n, c=args.c)
         elif args.bench_command == "decode":
             bench.bench_decode(device=args.device, merge_sets=args.merge_sets)
+        elif args.model == "rlsd":
+            from .experiments.rlsd import bench_rlsd
+
+            bench_rlsd(profile=args.profile, steps=args.steps, device=args.device, dtype=args.dtype,
+                       channels_last=args.channels_last)
         elif args.model == "ranking":
             bench.bench_ranking(profile=args.profile, batch_size=args.batch_size, steps=args.steps,
                                 device=args.device, dtype=args.dtype, channels_last=args.channels_last)
