@@ -378,8 +378,8 @@ table5 = pd.DataFrame(rows5).T
 save_comparison(table5, ref5, CHAPTER, 5,
                 f"Table 5: NUS-WIDE, voting over the k = {K} row classifiers, top-3, reproduced on {kind} data "
                 f"({prof.name} profile) (paper)", dataset=f"nuswide ({kind})")
-glue("vote3_OP", table5.loc["Voting (top 3)", "OP"], display=False)
-glue("full_OP", table5.loc["Full", "OP"], display=False)
+glue("vote3_OP", float(table5.loc["Voting (top 3)", "OP"]), display=False)
+glue("full_OP", float(table5.loc["Full", "OP"]), display=False)
 
 # %% [markdown]
 # The vote of the rows' top-3 lists reaches an O-P of {glue:text}`vote3_OP:.1f` against

@@ -202,6 +202,20 @@ def _sync(device: str) -> None:
 
 # --- training -------------------------------------------------------------------
 
+def timed_steps(step, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds that ``steps`` calls of ``step()`` take after ``warmup`` untimed ones (CUDA synchronised)."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
 _BENCH_MODELS = {"cadm": ("baseline", "lambda0.5"), "baseline": ("baseline",),
                  "cadm_baseline": ("baseline",), "lambda0": ("lambda0",), "cadm_lambda0": ("lambda0",),
                  "lambda0.5": ("lambda0.5",)}
@@ -267,17 +281,7 @@ def bench_train(model: str = "cadm", profile: str = "demo", image_size: int | No
             scaler.step(opt)
             scaler.update()
 
-        for _ in range(warmup):
-            step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        seconds = time.perf_counter() - t0
-        results[variant] = bs * steps / seconds
+        results[variant] = bs * steps / timed_steps(step, steps, warmup, dev)
         print(f"train {variant:9s} {prof.backbone} {size}px batch {bs} C={classes} on {dev} "
               f"dtype={dtype or 'float32'} channels_last={channels_last}: {results[variant]:8.1f} img/s")
     if "baseline" in results and "lambda0.5" in results:
@@ -334,16 +338,7 @@ def bench_ranking(profile: str = "demo", batch_size: int | None = None, steps: i
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    rate = bs * steps / (time.perf_counter() - t0)
+    rate = bs * steps / timed_steps(step, steps, warmup, dev)
     print(f"train ranking ({what}) batch {bs} L={num_labels} on {dev} dtype={dtype or 'float32'} "
           f"channels_last={channels_last}: {rate:8.1f} img/s")
     return {"img/s": rate}
