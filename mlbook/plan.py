@@ -84,7 +84,52 @@ def full_book_runs(seeds: int = 3) -> list[RunCost]:
         f = count_flops(build, ((1, 3, S, S),), train=True)
         runs.append(RunCost("05", f"CADM fine-tuning ({len(VARIANTS)} variants)", d, f, n_train, 60,
                             len(VARIANTS) * seeds))
+    runs += _rlsd_runs(seeds, S, r101 := count_flops(trunk("resnet101"), ((1, 3, S, S),), train=False))
+    runs += _ranking_runs(seeds, S)
     return runs
+
+
+def _rlsd_runs(seeds: int, S: int, r101: float) -> list[RunCost]:
+    """Chapter 06 on frozen ResNet-101 maps: features once, then the CNN+LSTM (global) row and the
+    three region rows (RLSD, SS-CNN+LSTM, RLSD+ft-RPN; the last on VOC and COCO) per seed."""
+    from .experiments.rlsd import settings_for
+    from .models.rlsd import RLSD, RLSDConfig
+    from .profiles import get_profile
+
+    s = settings_for(get_profile("full"))
+    h = S // 32
+
+    class Rows(torch.nn.Module):
+        def __init__(self, mode, C):
+            super().__init__()
+            self.m = RLSD(RLSDConfig(in_channels=2048, num_labels=C, mode=mode, grid=s.grid, fc_dim=s.fc_dim,
+                                     embed=s.embed, hidden=s.hidden, max_steps=s.max_steps,
+                                     train_regions=s.train_regions))
+
+        def forward(self, maps, boxes):
+            return self.m(maps, S, boxes=boxes)
+
+    runs = []
+    for d, C in (("voc", 20), ("coco", 80), ("nuswide", 81)):
+        n_train, n_test = SPLITS[d]
+        runs.append(RunCost("06", "ResNet-101 features (frozen, forward)", d, r101, n_train + n_test, 1, 1))
+        for mode, name, rows in (("global", "CNN+LSTM (global)", 1), ("rlsd", "region rows", 3 if d != "nuswide" else 2)):
+            f = count_flops(lambda: Rows(mode, C), ((1, 2048, h, h), (1, s.train_regions, 4)), train=True)
+            runs.append(RunCost("06", f"{name} ({rows} row(s))", d, f, n_train, s.epochs, rows * seeds))
+    return runs
+
+
+def _ranking_runs(seeds: int, S: int) -> list[RunCost]:
+    """Chapter 07: the transformation head on pooled frozen ResNet-101 maps (NUS-WIDE): MiniLM and
+    random vectors per seed, the k sweep and the two zero-shot rows."""
+    from .experiments.transformation_ranking import FrozenMapsRanker, settings_for
+    from .profiles import get_profile
+
+    s = settings_for(get_profile("full"))
+    f = count_flops(lambda: FrozenMapsRanker(2048, s.hidden, s.k, 384, s.dropout, pool=True),
+                    ((1, 2048, S // 32, S // 32),), train=True)
+    n = 2 * seeds + len(s.k_sweep) + 2
+    return [RunCost("07", f"transformation ranking rows ({n} runs)", "nuswide", f, SPLITS["nuswide"][0], s.epochs, n)]
 
 
 class _StepLoss(torch.nn.Module):

@@ -73,8 +73,9 @@ def settings_for(profile) -> RankSettings:
     if profile.backbone == "small_cnn":
         return RankSettings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128, margins=(1.0, 3.0),
                             patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
+    # full: the ResNet maps (2048 x 14 x 14) are average-pooled first; flattened they would give fc6 1.6e9 weights
     return RankSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
-                        holdout=profile.holdout)
+                        holdout=profile.holdout, pool=True)
 
 
 # --- the head on frozen conv maps (demo stand-in for fc6-fc8) ------------------------------------
