@@ -41,6 +41,7 @@ import os
 profile = os.environ.get("MLBOOK_PROFILE", "demo")
 coco_root = None
 nuswide_root = None
+voc_root = None
 device = "auto"
 seed = 0
 weights = None      # full profile: {"resnet101": FILE} ImageNet weights (None: the torch hub cache)
@@ -60,7 +61,7 @@ from mlbook.report import save_figure, save_table
 
 CHAPTER = "03_shared_backbone"
 P = get_profile(profile)
-ROOTS = {"coco": coco_root, "nuswide": nuswide_root}
+ROOTS = {"coco": coco_root, "nuswide": nuswide_root, "voc": voc_root}   # VOC: for RLSD (chapter 06)
 print(f"profile {P.name}: backbone {P.backbone}, {P.image_size} px, {P.backbone_epochs} epochs, "
       f"batch {P.batch_size}")
 
