@@ -140,17 +140,12 @@ def _check(scores, targets, ignore=None, difficult: str = "ignore"):
 # ---------------------------------------------------------------------------
 
 
-def _ranked(scores, targets, valid, ties: str, weights=None):
-    """The one AP path: sort every class by decreasing score and accumulate weighted counts.
-
-    ``weights`` [R, N] (or None = one resample of weight 1 per image) counts how
-    often each image is drawn, so R bootstrap resamples share one sort. Returns
-    (sorted scores [C, N], weighted targets [R, C, N], TP and FP at each item's
-    threshold [R, C, N], is-threshold mask [C, N]). An item's threshold is the
-    end of its tie group ("sklearn": tied scores are one threshold) or the item
-    itself ("stable": ties ranked by lower row index). Ignored entries sit at the
-    end with weight 0.
-    """
+def _sort_classes(scores, targets, valid, ties: str):
+    """Sort every class by decreasing score, once: (sorted scores [C, N], order [C, N],
+    targets [C, N] and validity [C, N] in that order as float64, and the index of the
+    threshold each item belongs to [C, N]: the end of its tie group ("sklearn": tied
+    scores are one threshold) or the item itself ("stable": ties ranked by lower row
+    index)). Ignored entries sit at the end with validity 0."""
     if ties not in ("sklearn", "stable"):
         raise ValueError(f"ties must be 'sklearn' or 'stable', got {ties!r}")
     s = (scores if valid is None else scores.masked_fill(~valid, float("-inf"))).t().contiguous()
@@ -166,19 +161,31 @@ def _ranked(scores, targets, valid, ties: str, weights=None):
     t = torch.gather(targets.t().contiguous(), 1, order).double()
     v = (torch.ones_like(t) if valid is None
          else torch.gather(valid.t().contiguous(), 1, order).double())
-    w = (torch.ones(1, *order.shape, dtype=torch.float64, device=scores.device) if weights is None
-         else weights.to(scores.device).double()[:, order])                            # [R, C, N]
-    wt = w * (t * v)
-    tp, fp = torch.cumsum(wt, dim=2), torch.cumsum(w * (v - t * v), dim=2)
-    is_thr = torch.ones_like(st, dtype=torch.bool)
+    n = st.shape[1]
+    idx = torch.arange(n, device=st.device).expand_as(st)
     if ties == "sklearn":
-        is_thr[:, :-1] = st[:, :-1] != st[:, 1:]
-        n = st.shape[1]
-        idx = torch.arange(n, device=st.device).expand_as(st)
-        end = torch.where(is_thr, idx, torch.full_like(idx, n - 1))
-        end = end.flip(1).cummin(1).values.flip(1)               # last index of each tie group
-        tp, fp = tp.gather(2, end.expand_as(tp)), fp.gather(2, end.expand_as(fp))
-    return st, wt, tp, fp, is_thr
+        is_end = torch.ones_like(st, dtype=torch.bool)
+        is_end[:, :-1] = st[:, :-1] != st[:, 1:]
+        end = torch.where(is_end, idx, torch.full_like(idx, n - 1)).flip(1).cummin(1).values.flip(1)
+    else:
+        end = idx
+    return st, order, t * v, v, end
+
+
+def _ranked(sorted_classes, weights=None):
+    """The one AP path: weighted counts at each item's threshold, for R resamples at once.
+
+    ``sorted_classes``: what ``_sort_classes`` returned (one sort, shared by every chunk of
+    resamples); ``weights`` [R, N] counts how often each image is drawn (None = one resample
+    of weight 1 per image). Returns (weighted targets, TP, FP), each [R, C, N].
+    """
+    st, order, t, v, end = sorted_classes
+    w = (torch.ones(1, *order.shape, dtype=torch.float64, device=st.device) if weights is None
+         else weights.to(st.device).double()[:, order])                               # [R, C, N]
+    wt = w * t
+    tp, fp = torch.cumsum(wt, dim=2), torch.cumsum(w * (v - t), dim=2)
+    e = end.expand_as(tp)
+    return wt, tp.gather(2, e), fp.gather(2, e)
 
 
 def average_precision(scores, targets, ignore=None, ties: str = "sklearn",
@@ -194,14 +201,14 @@ def average_precision(scores, targets, ignore=None, ties: str = "sklearn",
 
     ``weights`` [R, N]: image counts of R bootstrap resamples (an image drawn k
     times is k tied copies); returns [R, C] then, one AP per resample and class.
+    The classes are sorted once; resamples are accumulated in chunks of about 2e7 entries.
     """
     scores, targets, valid = _check(scores, targets, ignore, difficult)
+    sorted_classes = _sort_classes(scores, targets, valid, ties)
+    chunks = [None] if weights is None else weights.split(max(1, int(2e7 // max(1, scores.numel()))))
     out = []
-    step = weights.shape[0] if weights is not None else 1
-    if weights is not None:   # bound memory: chunks of resamples of about 2e7 entries
-        step = max(1, int(2e7 // max(1, scores.numel())))
-    for w in ([None] if weights is None else weights.split(step)):
-        _, wt, tp, fp, _ = _ranked(scores, targets, valid, ties, w)
+    for w in chunks:
+        wt, tp, fp = _ranked(sorted_classes, w)
         npos = wt.sum(2)
         ap = (wt * tp / (tp + fp).clamp_min(1e-300)).sum(2) / npos
         out.append(torch.where(npos > 0, ap, torch.full_like(ap, float("nan"))))
@@ -285,8 +292,11 @@ def pr_curve(scores, targets, cls: int | None = None, ignore=None,
     Recall is NaN for a class with no positive.
     """
     scores, targets, valid = _check(scores, targets, ignore, difficult)
-    st, _, tp, fp, is_thr = _ranked(scores, targets, valid, "sklearn")
+    sorted_classes = _sort_classes(scores, targets, valid, "sklearn")
+    st, end = sorted_classes[0], sorted_classes[4]
+    _, tp, fp = _ranked(sorted_classes)
     tp, fp = tp[0], fp[0]
+    is_thr = end == torch.arange(st.shape[1], device=st.device)   # the last item of each tie group
     npos = tp[:, -1:]
     prec = tp / (tp + fp).clamp_min(1e-300)
     rec = tp / npos

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, TensorDataset
 from .. import cache, train as train_module
 from ..models import backbones
 from ..profiles import Profile, get_profile, pick_device
-from ..train import fit, predict
+from ..train import fit, predict   # the training loop's two entry points
 
 
 @dataclasses.dataclass
