@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce test install clean
+.PHONY: reproduce test test-fast install clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ reproduce: $(STAMP)
 ## the whole test suite: unit tests, every chapter under nbval (smoke), the book build
 test: $(STAMP)
 	$(PY) -m pytest
+
+## the unit tests only (no chapter runs, book builds, real-data or JupyterLab tests): seconds, for development
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 clean:
 	rm -rf _build runs data .pytest_cache

@@ -13,3 +13,16 @@ for _var, _sub in (("MLBOOK_RUNS", "runs"), ("MLBOOK_FIGURES", "figures"), ("MLB
 # ipykernel's harmless "running over TCP without encryption" notice
 os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
 collect_ignore_glob = ["_build/*", "book/_build/*"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs chapters, builds the book, or trains real networks "
+                                       "(make test runs them, make test-fast leaves them out)")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):   # a chapter under nbval
+            item.add_marker(pytest.mark.slow)

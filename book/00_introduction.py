@@ -24,8 +24,8 @@
 # |---|---|---|
 # | [Order-Free RNN](04_order_free_rnn) | Chen et al., *Order-Free RNN with Visual Attention for Multi-Label Classification*, AAAI 2018 | an LSTM that emits labels in its own order of confidence, with soft attention over conv maps |
 # | [CADM + LCE](05_cadm) | *Class-aware map disentangling with label correlation embedding*, ICME 2019 | one map per class from the classifier weights, and an embedding loss that pulls co-occurring labels together |
-# | (next) RLSD | Zhang et al., *Multi-label image classification with regional latent semantic dependencies* | region proposals + an LSTM over regional features |
-# | (next) transformation ranking | *Image-dependent transformation ranking model* | label-name vectors and an image-dependent ranking |
+# | [RLSD](06_rlsd) | Zhang et al., *Multilabel image classification with regional latent semantic dependencies*, IEEE TMM 2018 | a localization layer proposes multi-object regions; an LSTM reads each region's labels, max-pooled over regions |
+# | [Transformation ranking](07_transformation_ranking) | *Multi-label image classification by an image-dependent ranking of label word vectors* | the image maps every label's word vector through a k × d matrix; the shortest transformed vectors are its labels |
 #
 # No public code exists for any of them; every model, loss and metric here is
 # written from the paper text, with the paper's equation numbers in the code.
@@ -39,6 +39,61 @@
 # other? [Data and evaluation](02_data_and_metrics) shows the data sets and how much
 # each metric convention moves the numbers, and [The shared backbone](03_shared_backbone)
 # trains the small CNN that stands in for ImageNet pretraining in the demo.
+#
+# ## The reproduction scorecard
+#
+# Every comparative sentence of the four papers is a row of its chapter's claims table,
+# tested the book's one way (`mlbook.claims`: several training seeds, an interval whose
+# false-verdict rate is measured, one of four verdicts). Per paper, how many of its claims
+# this run supports, contradicts, cannot resolve, or cannot test; each paper links to its
+# chapter, whose claims table gives the evidence of every row. The counts are read from the
+# chapters' claims files of this run (`figures/<chapter>/table_claims.csv`), never typed.
+# Real-data columns appear when a run on real data exists (`real_figures`, the figures folder
+# of such a run).
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("MLBOOK_PROFILE", "demo")
+real_figures = None   # the figures folder of a real-data run (e.g. _build/full-custom/figures), if one exists
+
+# %%
+import dataclasses
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from myst_nb import glue
+
+from mlbook.figures import book
+from mlbook.plan import plan
+from mlbook.profiles import PROFILES, figures_dir, get_profile
+from mlbook.report import reference_index, save_figure, save_table
+
+CHAPTER = "00_introduction"
+card = book.scorecard(figures_dir(), label=profile)
+if real_figures:
+    card = card.join(book.scorecard(Path(real_figures), label="real data").iloc[:, :4])
+save_table(card, CHAPTER, "scorecard", f"Reproduction scorecard: claims per paper and verdict ({profile} run)")
+totals = card.iloc[:, :4].sum()
+for word, n in zip(("supported", "contradicted", "not_resolved", "not_testable"), totals):
+    glue(f"total_{word}", int(n), display=False)
+glue("total_claims", int(card["claims"].sum()), display=False)
+
+# %%
+fig = book.scorecard_figure(figures_dir())
+save_figure(fig, CHAPTER, 1, "scorecard")
+plt.show()
+
+# %% [markdown]
+# Of the {glue:text}`total_claims` claims, {glue:text}`total_supported` are supported,
+# {glue:text}`total_contradicted` contradicted, {glue:text}`total_not_resolved` not resolved
+# and {glue:text}`total_not_testable` not testable on this run. In the figure every dot is a
+# claim's measured difference between the two rows it compares (better − worse, in points of
+# its primary metric), the bar its interval, the colour its verdict; a cross marks the
+# difference the paper's own table gives for the same two rows. On generated data the
+# absolute numbers are not the papers' (below), so the question the figure answers is the
+# sign and the size of each effect, not its value.
 
 # %% [markdown]
 # ## How to run it
@@ -80,21 +135,11 @@
 # %% [markdown]
 # ## Profiles
 #
-# One code path, three sizes. A chapter's parameters cell holds the profile; the
-# profile sets every size, and nothing else in a chapter branches on it.
-
-# %% tags=["parameters"]
-import os
-
-profile = os.environ.get("MLBOOK_PROFILE", "demo")
+# One code path, three sizes. A chapter's parameters cell (this chapter's is above the
+# scorecard) holds the profile; the profile sets every size, and nothing else in a chapter
+# branches on it.
 
 # %%
-import dataclasses
-
-import pandas as pd
-
-from mlbook.profiles import PROFILES, get_profile
-
 rows = [dataclasses.asdict(get_profile(p)) for p in PROFILES]
 print(pd.DataFrame(rows).set_index("name").T.to_markdown())
 
@@ -138,14 +183,10 @@ print(pd.DataFrame(rows).set_index("name").T.to_markdown())
 # not counted, so read it as an order of magnitude.
 
 # %%
-from mlbook.plan import plan
-
 cost = plan("h100", utilisation=0.4)
 cost
 
 # %%
-from mlbook.report import reference_index
-
 index = reference_index()
 print(f"{len(index)} published tables from {index['paper'].nunique()} papers are audited "
       "in the next chapter and reproduced in the paper chapters.")

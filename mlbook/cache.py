@@ -25,10 +25,11 @@ import inspect
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any, Callable, Iterable
 
 import torch
@@ -93,16 +94,84 @@ def run_dir(method: str, config: dict) -> Path:
     return runs_dir() / method / config_hash(config)
 
 
-def code_fingerprint(modules: Iterable[ModuleType | str]) -> dict[str, str]:
-    """{module file (relative to the package's parent): sha256 of its source, 16 hex}."""
-    out = {}
-    for m in modules:
+def _digest(text: str | bytes) -> str:
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode()).hexdigest()[:16]
+
+
+def _in_package(obj: Any) -> bool:
+    name = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
+    return name == "mlbook" or name.startswith("mlbook.")
+
+
+def _names(obj: Any) -> set[str]:
+    """Every global or attribute name the code of a function or class refers to (nested
+    functions, lambdas and methods included)."""
+    codes = []
+    if inspect.isclass(obj):
+        for v in vars(obj).values():
+            v = getattr(v, "__func__", v)
+            if inspect.isfunction(v):
+                codes.append(v.__code__)
+    elif hasattr(obj, "__code__"):
+        codes.append(obj.__code__)
+    names: set[str] = set()
+    while codes:
+        c = codes.pop()
+        names.update(c.co_names)
+        codes += [k for k in c.co_consts if isinstance(k, CodeType)]
+    return names
+
+
+def _closure(obj: Any, out: dict[str, str]) -> None:
+    """Add ``obj`` (a function or class of the package) and, transitively, what it refers to:
+    the package's functions and classes it names (directly or as attributes of a package
+    module), whole model files (``mlbook.models.*``, the papers' code) and the values of
+    simple constants it reads."""
+    obj = inspect.unwrap(obj)
+    key = f"{obj.__module__}.{obj.__qualname__}"
+    if key in out:
+        return
+    out[key] = _digest(inspect.getsource(obj))
+    scope = vars(sys.modules[obj.__module__])
+    names = _names(obj)
+    for name in sorted(names):
+        value = scope.get(name)
+        if isinstance(value, ModuleType):
+            if not _in_package(value):
+                continue
+            if value.__name__.startswith("mlbook.models"):
+                out.update(code_fingerprint([value]))
+                continue
+            for attr in sorted(names):
+                member = getattr(value, attr, None)
+                if (inspect.isfunction(member) or inspect.isclass(member)) and member.__module__ == value.__name__:
+                    _closure(member, out)
+        elif (inspect.isfunction(value) or inspect.isclass(value)) and _in_package(value):
+            _closure(value, out)
+        elif isinstance(value, (bool, int, float, str, tuple, frozenset)) or (
+                isinstance(value, dict) and len(repr(value)) < 10_000):
+            out[f"{obj.__module__}.{name}"] = _digest(repr(value))
+
+
+def code_fingerprint(items: Iterable[ModuleType | str | os.PathLike | Callable]) -> dict[str, str]:
+    """{name: sha256 of its source, 16 hex} of the code a result was made by.
+
+    A module or file counts whole (the papers' model files, the training loop); a function
+    or class counts with what it executes (``_closure``): its own source and the package's
+    functions, classes and constants it reaches, so editing a figure helper next to a run
+    function does not invalidate the run's results.
+    """
+    out: dict[str, str] = {}
+    for m in items:
+        if inspect.isfunction(m) or inspect.isclass(m):
+            _closure(m, out)
+            continue
         path = Path(inspect.getfile(m) if isinstance(m, ModuleType) else m).resolve()
         try:
             name = str(path.relative_to(Path(__file__).resolve().parent.parent))
         except ValueError:
             name = path.name
-        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        out[name] = _digest(path.read_bytes())
     return dict(sorted(out.items()))
 
 
@@ -147,15 +216,16 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
     fingerprint = {"code": code_fingerprint(code), "data": canonical(data)}
     force = force or os.environ.get("MLBOOK_FORCE", "") == "1"
     rank, world = _rank_world()
+    if _PROBING:
+        raise Probe(not force and _current(folder, fingerprint) == [])
     if (folder / RESULT).exists() and (folder / META).exists() and not force:
-        meta = json.loads((folder / META).read_text())
-        changed = _changed(meta.get("code", {}), fingerprint["code"])
-        if not changed and meta.get("data") == fingerprint["data"]:
+        changed = _current(folder, fingerprint)
+        if changed == []:
             if verbose and rank == 0:
                 print(f"[cache] {method}/{folder.name}: loaded")
             return load_result(folder)
         if verbose and rank == 0:
-            why = f"code changed ({', '.join(changed)})" if changed else "data changed"
+            why = "data changed" if changed == ["data"] else f"code changed ({', '.join(changed)})"
             print(f"[cache] {method}/{folder.name}: {why}; recomputing")
         force = True
     if rank == 0:
@@ -183,3 +253,41 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
 
 def is_cached(method: str, config: dict) -> bool:
     return (run_dir(method, config) / RESULT).exists()
+
+
+def _current(folder: Path, fingerprint: dict) -> list[str] | None:
+    """None if nothing is stored; else what changed since it was stored ([] = current):
+    the changed code names, or ["data"]."""
+    if not ((folder / RESULT).exists() and (folder / META).exists()):
+        return None
+    meta = json.loads((folder / META).read_text())
+    changed = _changed(meta.get("code", {}), fingerprint["code"])
+    if changed:
+        return changed
+    return [] if meta.get("data") == fingerprint["data"] else ["data"]
+
+
+class Probe(Exception):
+    """Raised by ``run`` while ``would_compute`` probes a call: is its result stored and current?"""
+
+    def __init__(self, cached: bool):
+        super().__init__(cached)
+        self.cached = cached
+
+
+_PROBING = False
+
+
+def would_compute(fn: Callable, *args, **kwargs) -> bool:
+    """Whether ``fn(*args, **kwargs)`` would compute (not load) the first cached result it asks
+    for; nothing is computed or loaded to find out. ``run_all`` sends only those calls to its
+    worker processes."""
+    global _PROBING
+    _PROBING = True
+    try:
+        fn(*args, **kwargs)
+    except Probe as probe:
+        return not probe.cached
+    finally:
+        _PROBING = False
+    return False

@@ -24,6 +24,14 @@ def _add_roots(p: argparse.ArgumentParser) -> None:
                        help=f"real {name} data (default: the generated data set)")
 
 
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", action="append", default=None, metavar="NAME=FILE",
+                   help="ImageNet weights of a full-profile trunk, e.g. resnet101=/w/resnet101-63fe2227.pth "
+                        "(repeatable; checked against the network it names)")
+    p.add_argument("--download-weights", action="store_true",
+                   help="allow torchvision to download ImageNet weights (needs network; off by default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlbook", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,10 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None, help="where executed notebooks go "
                    "(default: book/, or _build/smoke for the smoke profile)")
     p.add_argument("--no-build", action="store_true", help="skip the Jupyter Book build")
-    p.add_argument("--weights", action="append", default=None, metavar="NAME=FILE",
-                   help="ImageNet weights of a full-profile backbone, e.g. resnet101=/w/resnet101.pth (repeatable)")
-    p.add_argument("--download-weights", action="store_true",
-                   help="allow torchvision to download ImageNet weights (needs network; off by default)")
+    _add_weights(p)
     p.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
 
     p = sub.add_parser("data", help="inspect or generate data sets")
@@ -61,26 +66,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore", default=None, help="optional 0/1 ignore mask [N, C] (VOC difficult)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("train", help="train one method ahead of time (torchrun-able); "
-                       "the chapters pick the cached result up")
-    p.add_argument("--method", required=True, help="a method name; --method list shows them")
+    p = sub.add_parser("train", help="train rows of the four papers' tables ahead of time (torchrun-able); "
+                       "the chapters pick the cached results up")
+    p.add_argument("--method", required=True, metavar="PAPER:ROW",
+                   help="a row of a paper's table, e.g. rlsd:RLSD or 'order_free_rnn:Ours (w/o atten)' "
+                        "(a slug such as rlsd:rlsd-ft-rpn works too); --method list shows every row")
     p.add_argument("--dataset", choices=("coco", "nuswide", "voc"), default="coco")
     p.add_argument("--root", default=None, metavar="PATH", help="real data root (default: generated)")
     _add_common(p)
     p.add_argument("--train-seeds", default="0", metavar="S[,S...]",
                    help="training seeds, comma-separated (data and backbone stay fixed by --seed)")
     p.add_argument("--epochs", type=int, default=None, help="epoch budget (early stopping may end sooner; "
-                   "default: the profile's head_epochs / finetune_epochs)")
+                   "default: the row's settings for the profile)")
     p.add_argument("--patience", type=int, default=None,
                    help="epochs without a lower hold-out loss before stopping (default: the profile's)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the profile's)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the row's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the row's)")
     p.add_argument("--lam", type=float, default=None, help="CADM: weight of L_lce in Eq. 5 (default 0.5)")
-    p.add_argument("--weights", default=None, metavar="FILE",
-                   help="ImageNet weights of the full profile's backbone (a torchvision state dict)")
-    p.add_argument("--download-weights", action="store_true",
-                   help="allow torchvision to download ImageNet weights (needs network; off by default)")
+    p.add_argument("--vg-root", default=None, metavar="PATH", help="RLSD: genuine Visual Genome (default: generated)")
+    p.add_argument("--word-vectors", default=None, metavar="FILE",
+                   help="transformation ranking: a word2vec/GloVe text file (default: MiniLM, offline)")
+    _add_weights(p)
     p.add_argument("--force", action="store_true", help="recompute even if a cached result exists")
+
+    p = sub.add_parser("verify", help="re-run chapters into a scratch folder and compare every number and "
+                       "verdict of their results tables with the committed figures/ (exit 1 on a difference)")
+    p.add_argument("--profile", choices=PROFILES, default="demo",
+                   help="run size (default: demo, the profile the committed figures/ come from)")
+    p.add_argument("--chapters", default=None, help="comma-separated numbers or names (default: all)")
+    p.add_argument("--cache", action="store_true", help="reuse the project's runs/ and data/ "
+                   "(default: a cold run, the experiment cache and generated data under the scratch folder)")
+    p.add_argument("--rtol", type=float, default=0.0, metavar="X",
+                   help="relative tolerance on numbers, for GPU runs and real data: |a-b| <= "
+                        "max(X*max(|a|,|b|), X*1e-3) (default 0: exact, the rule on CPU)")
+    p.add_argument("--scratch", default=None, metavar="DIR",
+                   help="where the run writes notebooks, figures/ (and runs/, data/ when cold); "
+                        "must hold no figures yet (default: a new folder under _build/verify/)")
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="the figures tree to compare with (default: the committed figures/)")
+    p.add_argument("--against", default=None, metavar="DIR",
+                   help="compare this existing figures tree with the reference, run nothing")
 
     p = sub.add_parser("plan", help="GPU hours of the full profile's training runs, FLOPs counted on the meta device")
     p.add_argument("--profile", choices=("full",), default="full")
@@ -109,67 +134,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _methods() -> dict:
-    """Every trainable method: name -> (runner, row or variant)."""
-    from .experiments import baselines, cadm, order_free_rnn
+def _methods(profile) -> dict:
+    """Every trainable row of the four papers and the baselines: "paper:row" -> (paper, row)."""
+    from .experiments import shared
 
-    return {
-        "knn": (baselines.run_baseline, "KNN"), "softmax": (baselines.run_baseline, "Softmax"),
-        "warp": (baselines.run_baseline, "WARP"), "resnet_baseline": (baselines.run_baseline, "Resnet-baseline"),
-        "cnn_rnn": (baselines.run_baseline, "CNN-RNN"),
-        "order_free_rnn": (order_free_rnn.run_row, "Ours"),
-        "order_free_rnn_no_attention": (order_free_rnn.run_row, "Ours (w/o atten)"),
-        "order_free_rnn_frequency_first": (order_free_rnn.run_row, "Frequency-first (w/ atten)"),
-        "order_free_rnn_rare_first": (order_free_rnn.run_row, "Rare-first (w/ atten)"),
-        "cadm_baseline": (cadm.run_variant, "baseline"), "cadm_lambda0": (cadm.run_variant, "lambda0"),
-        "cadm": (cadm.run_variant, "lambda0.5"), "cadm_embed_only": (cadm.run_variant, "lambda0.5_embed_only"),
-    }
+    out = {}
+    for paper in shared.PAPERS:
+        module = shared.paper_module(paper)
+        rows = module.rows(profile) if hasattr(module, "rows") else module.ROWS
+        for row in [*rows, *getattr(module, "STAGES", ())]:
+            out[f"{paper}:{row}"] = (paper, row)
+    return out
+
+
+def _slug(name: str) -> str:
+    import re
+
+    paper, _, row = name.partition(":")
+    return f"{paper}:{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}"
 
 
 def _train(args) -> int:
-    """``python -m mlbook train``: one method, one or several training seeds, every knob a flag."""
-    import dataclasses
-
+    """``python -m mlbook train``: one row, one or several training seeds, every knob a flag."""
+    from .experiments import shared
     from .profiles import get_profile
+    from .reproduce import weights_parameter
 
-    methods = _methods()
-    if args.method == "list" or args.method not in methods:
+    prof = get_profile(args.profile)
+    if args.patience is not None:
+        prof = prof.replace(patience=args.patience)
+    methods = _methods(prof)
+    wanted = methods.get(args.method) or {_slug(k): v for k, v in methods.items()}.get(_slug(args.method))
+    if args.method == "list" or wanted is None:
         if args.method != "list":
             print(f"unknown method {args.method!r}", file=sys.stderr)
-        print("methods: " + ", ".join(sorted(methods)))
+        print("rows (python -m mlbook train --method PAPER:ROW):")
+        for name in methods:
+            print(f"  {name:<60} {_slug(name)}")
         return 0 if args.method == "list" else 2
-    prof = get_profile(args.profile)
-    changes = {k: v for k, v in (("patience", args.patience), ("batch_size", args.batch_size)) if v is not None}
-    if args.epochs is not None:
-        changes.update(head_epochs=args.epochs, finetune_epochs=args.epochs)
-    prof = prof.replace(**changes)
-    runner, row = methods[args.method]
-    kw = {"force": args.force}
-    if args.method.startswith("cadm"):
-        from .experiments.cadm import recipe_for
-        from .models.cadm import CADMOptions
-
-        recipe = recipe_for(prof)
-        kw["recipe"] = dataclasses.replace(recipe, lr=args.lr) if args.lr is not None else recipe
-        kw["weights"] = args.weights
-        if args.lam is not None:
-            kw["options"] = CADMOptions(lam=args.lam)
-    else:
-        kw["weights"] = args.weights
-        if args.lr is not None:
-            kw["settings"] = {"lr": args.lr}
-    if args.weights or args.download_weights:
-        from .models.backbones import build_backbone
-
-        if prof.backbone != "small_cnn":   # fail early, with the message, if the weights are not there
-            name = prof.backbone if args.method.startswith("cadm") else "resnet152"   # frozen-feature rows: ResNet-152
-            build_backbone(name, weights=args.weights, download=args.download_weights)
+    paper, row = wanted
+    settings = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
+                                  ("patience", args.patience)) if v is not None}
+    options = {"vg_root": args.vg_root, "word_vectors": args.word_vectors}
+    weights = weights_parameter(args.weights)
+    _require_weights(prof, [shared.paper_module(paper)], weights, args.download_weights)
+    setting = shared.Setting(prof, {args.dataset: args.root}, args.seed, args.device, weights,
+                             {k: v for k, v in options.items() if v is not None})
+    module = shared.paper_module(paper)
     for train_seed in [int(t) for t in args.train_seeds.split(",") if t.strip()]:
-        result = runner(row, args.dataset, prof, args.root, args.seed, args.device, train_seed=train_seed, **kw)
-        metrics = result.get("metrics", {})
-        print(json.dumps({"method": args.method, "train_seed": train_seed, "wall_s": result.get("wall_s"),
-                          **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}, indent=2))
+        kw = {"settings": settings} if settings else {}
+        if paper == "cadm" and args.lam is not None:
+            from .models.cadm import CADMOptions
+
+            kw["options"] = CADMOptions(lam=args.lam)
+        extra = {k: v for k, v in setting.options.items() if k in getattr(module, "OPTIONS", ())}
+        result = module.run(row, args.dataset, prof, root=args.root, seed=args.seed, train_seed=train_seed,
+                            device=args.device, weights=weights, force=args.force, **extra, **kw)
+        numbers = {k: v for k, v in result.get("metrics", {}).items() if isinstance(v, (int, float))}
+        print(json.dumps({"method": f"{paper}:{row}", "dataset": args.dataset, "train_seed": train_seed,
+                          **numbers}, indent=2))
     return 0
+
+
+def _require_weights(profile, modules, weights, download: bool) -> None:
+    """Fail before any work, in one message, when a full-profile trunk's weights are missing."""
+    if profile.backbone == "small_cnn":
+        return
+    from .models.backbones import require_weights
+
+    trunks = sorted({getattr(m, "TRUNK", profile.backbone) for m in modules})
+    require_weights(trunks, weights, download=download)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,9 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         try:
             return _train(args)
-        except FileNotFoundError as err:   # missing weights or data: the message, no traceback
+        except (FileNotFoundError, ValueError) as err:   # missing or wrong weights or data: the message only
             print(f"error: {err}", file=sys.stderr)
             return 2
+
+    if args.command == "verify":
+        from .verify import verify
+
+        return verify(args.profile, args.chapters, cold=not args.cache, rtol=args.rtol, scratch=args.scratch,
+                      reference=args.reference, against=args.against)
 
     if args.command == "plan":
         from .plan import plan
@@ -223,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.bench_command == "decode":
             bench.bench_decode(device=args.device, merge_sets=args.merge_sets)
         elif args.model == "rlsd":
-            from .experiments.rlsd import bench_rlsd
-
-            bench_rlsd(profile=args.profile, steps=args.steps, device=args.device, dtype=args.dtype,
+            bench.bench_rlsd(profile=args.profile, steps=args.steps, device=args.device, dtype=args.dtype,
                        channels_last=args.channels_last)
         elif args.model == "ranking":
             bench.bench_ranking(profile=args.profile, batch_size=args.batch_size, steps=args.steps,

@@ -37,6 +37,9 @@ class Profile:
     patience: int = 3       # early stopping: epochs without a lower hold-out loss
     holdout: float = 0.1    # part of the training set held out for early stopping and choices
     max_train: int | None = None  # cap on real training images (None = all)
+    max_test: int | None = None   # cap on real test images (None = all; a dry run's limit)
+    threads: int | None = 1       # CPU threads of every computation (None: torch's default); fixed,
+                                  # so the numbers do not depend on the machine's core count
 
     def replace(self, **changes) -> "Profile":
         return dataclasses.replace(self, **changes)
@@ -56,7 +59,7 @@ _PROFILES = {
     "full": Profile(
         name="full", gen_train=0, gen_test=0, gen_classes=0, gen_image_size=0,
         image_size=448, backbone="resnet101", backbone_epochs=0, head_epochs=30,
-        finetune_epochs=60, batch_size=32, num_workers=8, in_memory=False,
+        finetune_epochs=60, batch_size=32, num_workers=8, in_memory=False, threads=None,
     ),
 }
 
@@ -68,15 +71,6 @@ def get_profile(name: "str | Profile") -> Profile:
     if name not in _PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return _PROFILES[name]
-
-
-def default_profile() -> str:
-    """The profile a chapter uses when run without parameters.
-
-    ``MLBOOK_PROFILE`` lets the notebook tests run every chapter in ``smoke``
-    without injecting parameters into the paired notebooks.
-    """
-    return os.environ.get("MLBOOK_PROFILE", "demo")
 
 
 def project_root() -> Path:

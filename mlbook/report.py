@@ -144,6 +144,32 @@ def save_comparison(reproduced: pd.DataFrame, published: pd.DataFrame, chapter: 
         _display(shown, caption)
 
 
+def save_claims(rows: list[dict], chapter: str, caption: str = "Claims and verdicts (mlbook.claims)",
+                show: bool = True) -> pd.DataFrame:
+    """A chapter's claims: ``table_claims.csv``/``.md`` (one row per claim, with its id and verdict)
+    and ``claims_measurements.csv`` (one row per claim and primary metric: Δ, interval, seeds, the
+    paper's Δ), from ``mlbook.claims.evaluate`` rows. Returns the table (chapter 00's scorecard and
+    ``mlbook verify`` read the files)."""
+    from . import claims
+
+    table = claims.table(rows)
+    save_table(table.set_index("id"), chapter, "claims", caption, show=show)
+    atomic_write_text(claims.tidy(rows).to_csv(index=False), chapter_dir(chapter) / "claims_measurements.csv")
+    return table
+
+
+TIMINGS_FILE = "timings.csv"   # the run log: the one results-folder file `mlbook verify` never compares
+
+
+def save_timings(chapter: str, rows: list[dict]) -> None:
+    """Write the chapter's run log ``figures/<chapter>/timings.csv`` (atomically), one row per dict,
+    e.g. ``{"what": "backbone coco", "seconds": 12.3, "img/s": 800}``; columns are the union of the
+    dicts' keys in first-seen order. Wall times and throughputs differ run to run, so they live here,
+    never in a results table. Returns and shows nothing."""
+    table = pd.DataFrame(rows)
+    atomic_write_text(table.to_csv(index=False), chapter_dir(chapter) / TIMINGS_FILE)
+
+
 def save_figure(fig, chapter: str, n: int | str, name: str, dpi: int = 120) -> Path:
     """Save a matplotlib figure as figures/<chapter>/fig_<n>_<name>.png (atomically)."""
     path = chapter_dir(chapter) / f"fig_{n}_{name}.png"

@@ -40,9 +40,35 @@ def weights_parameter(pairs: list[str] | None) -> dict | None:
     return out
 
 
+SUMMARY_CHAPTERS = ("00_introduction",)   # read the paper chapters' results: executed after them
+
+
 def chapters(root: Path | None = None) -> list[Path]:
     root = root or project_root()
     return sorted(p for p in (root / "book").glob("[0-9][0-9]_*.py"))
+
+
+def execution_order(todo: list[Path]) -> list[Path]:
+    """Book order, except that the introduction (whose scorecard counts the paper chapters'
+    verdicts of this run) runs after them."""
+    return [p for p in todo if p.stem not in SUMMARY_CHAPTERS] + [p for p in todo if p.stem in SUMMARY_CHAPTERS]
+
+
+def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None, download: bool) -> None:
+    """Before any work: every ImageNet trunk the chosen chapters need in this profile has a file
+    (given with --weights NAME=FILE, or in the torch hub cache), checked, or one message lists
+    every one that is missing."""
+    from .models.backbones import PAPER_TRUNKS, require_weights
+    from .profiles import get_profile
+
+    if get_profile(profile).backbone == "small_cnn":
+        return
+    needed = sorted({PAPER_TRUNKS[p.stem][0] for p in todo if p.stem in PAPER_TRUNKS})
+    if needed:
+        try:
+            require_weights(needed, weights, download=download)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
 
 
 def select(all_chapters: list[Path], wanted: str | None) -> list[Path]:
@@ -142,10 +168,11 @@ def main(args) -> int:
     from tqdm import tqdm
 
     root = project_root()
-    todo = select(chapters(root), args.chapters)
+    todo = execution_order(select(chapters(root), args.chapters))
     args.weights = weights_parameter(getattr(args, "weights", None))
     if getattr(args, "download_weights", False):
         os.environ["MLBOOK_DOWNLOAD_WEIGHTS"] = "1"   # the chapters' kernels inherit it
+    require_chapter_weights(todo, args.profile, args.weights, getattr(args, "download_weights", False))
     parameters = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, DEFAULTS[k]) != DEFAULTS[k]}
     out_dir = Path(args.output_dir) if args.output_dir else output_dir(root, args.profile, parameters)
     if out_dir.resolve() != (root / "book").resolve():   # figures and tables go where the notebooks go

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlbook.html_check import mathjax_scripts, offline_mathjax_problems
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 def _build(source: Path, out: Path) -> None:

@@ -140,3 +140,71 @@ def test_two_gloo_ranks_write_one_result_and_return_it(runs, tmp_path):
     assert values == [1.0, 1.0]                                          # every rank returns rank 0's result
     folders = list((runs / "ddp").iterdir())
     assert len(folders) == 1 and experiments.load_result(folders[0])["value"] == 1.0
+
+
+# --- the code a run executes (not its whole file) -----------------------------------------
+
+def _load_probe(path, source: str):
+    import importlib.util
+    import sys
+
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("mlbook._fingerprint_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PROBE = '''
+LIMIT = {limit}
+
+def helper(x):
+    return x + LIMIT
+
+def run(x):
+    return helper(x) * 2
+
+def figure(x):
+    return "{label}"
+'''
+
+
+def test_fingerprint_covers_what_a_run_calls_and_nothing_else(tmp_path):
+    import sys
+
+    path = tmp_path / "probe.py"
+    try:
+        base = experiments.code_fingerprint([_load_probe(path, PROBE.format(limit=1, label="a")).run])
+        assert {"mlbook._fingerprint_probe.run", "mlbook._fingerprint_probe.helper",
+                "mlbook._fingerprint_probe.LIMIT"} <= set(base)
+        assert "mlbook._fingerprint_probe.figure" not in base
+        figure_edit = experiments.code_fingerprint([_load_probe(path, PROBE.format(limit=1, label="b")).run])
+        assert figure_edit == base                                  # editing a figure does not retrain
+        constant_edit = experiments.code_fingerprint([_load_probe(path, PROBE.format(limit=2, label="a")).run])
+        assert constant_edit != base                                # a constant the run reads does
+    finally:
+        sys.modules.pop("mlbook._fingerprint_probe", None)
+
+
+def test_fingerprint_of_a_real_run_reaches_the_training_loop_and_the_model_file():
+    from mlbook.experiments import order_free_rnn
+
+    fp = experiments.code_fingerprint([order_free_rnn.run])
+    assert "mlbook.train.fit" in fp and "mlbook/models/order_free_rnn.py" in fp
+    assert "mlbook.experiments.shared.holdout_split" in fp
+    assert not any(k.startswith("mlbook.figures") for k in fp)
+    assert "mlbook.experiments.order_free_rnn.claim_values" not in fp
+
+
+def test_would_compute_probes_without_computing_or_loading(runs):
+    calls = []
+
+    def row(tag):
+        return experiments.run("probe", {"tag": tag}, lambda folder: calls.append(tag) or {"v": 1}, verbose=False)
+
+    assert experiments.would_compute(row, "a") and calls == []      # not stored: it would compute
+    row("a")
+    assert calls == ["a"] and not experiments.would_compute(row, "a")
+    assert experiments.would_compute(row, "a") is False and calls == ["a"]
+    assert experiments.would_compute(lambda: None) is False          # asks for nothing cached

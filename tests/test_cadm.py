@@ -4,7 +4,9 @@ import torch
 
 from mlbook.losses import label_correlation_embedding_loss as lce
 from mlbook.models.backbones import SmallCNN
-from mlbook.experiments.cadm import Recipe, activation_stats, figure_indices, make_optimizer
+from mlbook import claims
+from mlbook.experiments import cadm as cadm_exp
+from mlbook.experiments.cadm import Settings, figure_indices, make_optimizer
 from mlbook.models.cadm import CADMNet, CADMOptions, class_aware_maps, feature_map_size, make_loss, make_model
 
 
@@ -142,7 +144,7 @@ def test_gradients_reach_backbone_and_embedding():
     net0 = make_model("lambda0", SmallCNN(), 4, (4, 4))
     make_loss(0.0)(net0, (images, labels, ignore))["loss"].backward()
     assert net0.backbone.body[0].weight.grad.abs().sum() > 0
-    opt = make_optimizer(Recipe(epochs=1, lr=0.01, head_lr_mult=10))(net0)
+    opt = make_optimizer(Settings(epochs=1, lr=0.01, head_lr_mult=10))(net0)
     assert [g["lr"] for g in opt.param_groups] == [0.01, 0.1]
     # the other reading of Eqs. 9/11: L_lce trains f_embed only (the CADMs enter it detached)
     net.zero_grad()
@@ -153,16 +155,66 @@ def test_gradients_reach_backbone_and_embedding():
     assert net.embed[0].weight.grad.abs().sum() > 0
 
 
-def test_activation_stats_and_figure_indices():
-    peak = torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.5, 0.5]])
-    total = torch.tensor([[9.0, 1.0, 2.0], [1.0, 4.0, 3.0]])
-    y = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
-    s = activation_stats(peak, total, y)
-    assert s["peak_pos"] == pytest.approx((3 + 2 + 2.5) / 3)
-    assert s["peak_neg"] == pytest.approx((1 + 0 + 0.5) / 3)
-    # image 1: 9 > 1, 9 > 2 -> 1; image 2: 1 < 3, 4 > 3 -> 0.5
-    assert s["pos_over_neg"] == pytest.approx(0.75)
-    assert figure_indices(y, 2) == [1, 0]
+def test_figure_indices_prefer_images_with_several_labels():
+    y = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]])
+    assert figure_indices(y, 2) == [1, 3]
+    assert figure_indices(y, 3) == [1, 3, 0]
+
+
+# --- the weak-positive subgroup is chosen on another seed's model --------------------------------
+
+def fake_results(n=30, C=4, seeds=(0, 1, 2), seed=0):
+    """{(dataset, variant, train seed): result} with random test outputs, and the test labels."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, C, generator=g) < 0.5).float()
+    y[:, 0] = 1.0
+    results = {}
+    for v in ("lambda0", "lambda0.5"):
+        for s in seeds:
+            out = {k: torch.randn(n, C, generator=g) for k in ("logits", "fcls", "scls", "cadm_sum")}
+            results["coco", v, s] = {"test_outputs": out}
+    return results, y
+
+
+def test_weak_subgroup_of_each_seed_comes_from_another_seeds_model():
+    results, y = fake_results()
+    seeds = [0, 1, 2]
+    positives = y > 0.5
+    groups = cadm_exp.weak_subgroups(results, "coco", positives, seeds)
+    for i, s in enumerate(seeds):
+        own = cadm_exp.weak_positives(results["coco", "lambda0", s]["test_outputs"]["scls"], positives)
+        other = seeds[(i + 1) % len(seeds)]
+        assert other != s
+        assert torch.equal(groups[i], cadm_exp.weak_positives(results["coco", "lambda0", other]["test_outputs"]["scls"],
+                                                               positives))
+        assert not torch.equal(groups[i], own)              # random peaks: the own-seed choice differs
+        assert (groups[i] <= positives).all() and groups[i].any()
+    with pytest.raises(ValueError):
+        cadm_exp.weak_subgroups(results, "coco", positives, [0])   # no other seed to choose it
+
+
+def test_weak_cadm_claim_values_use_the_other_seeds_subgroup():
+    results, y = fake_results()
+    seeds = [0, 1, 2]
+
+    class Test:
+        labels, ignore = y, None
+
+    data = type("Data", (), {"test": Test})
+    claim = claims.Claim(id="05.weak.coco", chapter="05_cadm", dataset="coco", text="weak CADMs", source="Sec. 3.4",
+                         better="Ours (lambda=0.5)", worse="Ours (lambda=0)", metrics=("peak, weak positive CADMs",))
+    weights = claims.image_weights(len(y), 5, seed=3)
+    better, worse = cadm_exp.claim_values(claim, results, data, seeds, weights)["peak, weak positive CADMs"]
+    assert better.shape == worse.shape == (3, 6)
+    for i, s in enumerate(seeds):
+        mask = cadm_exp.weak_positives(results["coco", "lambda0", seeds[(i + 1) % 3]]["test_outputs"]["scls"], y > 0.5)
+        for v, values in (("lambda0.5", better), ("lambda0", worse)):
+            peaks = results["coco", v, s]["test_outputs"]["scls"].double()
+            on_test_set = peaks[mask].mean()
+            assert values[i, 0].item() == pytest.approx(on_test_set.item())
+            # resample r: image j counted weights[r, j] times
+            w = weights[2][:, None].expand_as(peaks)[mask]
+            assert values[i, 2].item() == pytest.approx(((w * peaks[mask]).sum() / w.sum()).item())
 
 
 def test_resampled_map_matches_metrics_on_explicit_resamples():

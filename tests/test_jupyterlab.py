@@ -21,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "book/04_order_free_rnn.py"
+pytestmark = pytest.mark.slow
 START_TIMEOUT = 20   # seconds for the server to answer /api/status
 
 

@@ -6,10 +6,13 @@ import math
 import pytest
 import torch
 
-from mlbook import bench, decoding, metrics
+from mlbook import bench, claims, decoding, metrics
+from mlbook.experiments import baselines as baseline_exp
 from mlbook.experiments import order_free_rnn as ofr_exp
+from mlbook.experiments import shared as stages
 from mlbook.losses import softmax_normalised_loss, warp_loss, warp_rank_weight
 from mlbook.models import baselines, order_free_rnn as ofr
+from mlbook.profiles import get_profile
 
 C, D = 4, 8
 
@@ -214,22 +217,32 @@ def test_fixed_orders():
     assert ofr.fixed_order_sequences(y, rare)[0, -1] == 1
 
 
-# --- the threshold never sees the test split ----------------------------------------------------
+# --- runs on stand-in features: the threshold never sees the test split; top-k is exactly k ----
 
-def test_threshold_chosen_on_training_holdout_only(monkeypatch):
-    from mlbook.experiments import shared as stages
-    from mlbook.profiles import get_profile
+class FakeSplit:
+    def __init__(self, labels):
+        self.labels, self.num_classes, self.ignore = labels, labels.shape[1], None
 
+
+def fake_data(monkeypatch, tmp_path, n_train=40, n_test=12, classes=5, test_maps=None):
+    """Patch the shared stages so a run reads random stand-in features (cached under tmp_path)."""
     torch.manual_seed(0)
-    n_train, n_test, classes = 40, 12, 5
-    feats = {"train": torch.randn(n_train, D, 3, 3).half(), "test": torch.full((n_test, D, 3, 3), float("nan")).half()}
+    feats = {"train": torch.randn(n_train, D, 3, 3).half(),
+             "test": torch.randn(n_test, D, 3, 3).half() if test_maps is None else test_maps}
     labels = (torch.rand(n_train, classes) < 0.4).float()
     labels[:, 0] = 1
+    test_labels = (torch.rand(n_test, classes) < 0.4).float()
+    monkeypatch.setattr(stages, "data_fingerprint", lambda d: "test")
+    monkeypatch.setattr(stages, "backbone_features", lambda *a, **k: feats)
+    monkeypatch.setattr(stages, "splits", lambda *a, **k: stages.Splits(FakeSplit(labels), FakeSplit(test_labels)))
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path))
+    return feats, labels
 
-    class Split:
-        def __init__(self, y):
-            self.labels, self.num_classes = y, classes
 
+def test_threshold_chosen_on_training_holdout_only(monkeypatch, tmp_path):
+    n_test = 12
+    feats, labels = fake_data(monkeypatch, tmp_path, n_test=n_test,
+                              test_maps=torch.full((n_test, D, 3, 3), float("nan")).half())
     seen = []
     real_select = ofr_exp.select_threshold
 
@@ -238,19 +251,63 @@ def test_threshold_chosen_on_training_holdout_only(monkeypatch):
         return real_select(decode_fn, val_maps, val_labels, *args, **kw)
 
     monkeypatch.setattr(ofr_exp, "select_threshold", spy)
-    monkeypatch.setattr(stages, "data_fingerprint", lambda d: "test")
-    monkeypatch.setattr(stages, "backbone_features", lambda *a, **k: feats)
-    monkeypatch.setattr(stages, "splits", lambda *a, **k: stages.Splits(Split(labels), Split(torch.zeros(n_test, classes))))
-    monkeypatch.setenv("MLBOOK_RUNS", str(__import__("tempfile").mkdtemp()))
-    result = ofr_exp.run_row("Ours", "nuswide", get_profile("smoke"), device="cpu")
+    result = ofr_exp.run("Ours", "nuswide", get_profile("smoke"), device="cpu")
 
-    _, val_idx = stages.holdout_split(n_train, ofr_exp.settings_for(get_profile("smoke")).holdout, 0)
+    _, val_idx = stages.holdout_split(len(labels), ofr_exp.settings_for(get_profile("smoke")).holdout, 0)
     (val_maps, val_labels), = seen
     assert torch.equal(val_maps, feats["train"][val_idx].float())       # exactly the held-out training rows
     assert torch.equal(val_labels, labels[val_idx])
     assert not torch.isnan(val_maps).any()                              # the NaN test maps never reached it
     assert math.isfinite(result["threshold"]) and result["threshold"] > 0
     assert result["sequences"].shape[0] == n_test
+
+
+@pytest.mark.parametrize("order", ofr.ORDERS)
+def test_order_free_topk_holds_exactly_k_labels(order):
+    """Top-k never stops early: even where every label is improbable (the paper's threshold rule
+    emits nothing), each image gets exactly k distinct labels."""
+    model = tiny_model(order, seed=11, classes=6)
+    with torch.no_grad():
+        model.mpred.f_pred[-1].bias.fill_(-30.0)            # sigma(p) ~ 1e-13 for every label
+    maps, _ = batch(n=9, classes=6, seed=12)
+    assert (model.decode(maps, beam=3, max_len=4, threshold=0.5) < 0).all()   # the paper's rule: no label
+    for k in (1, 3, 6):
+        seqs = ofr_exp.topk_sequences(model, maps, k, beam=3)
+        assert seqs.shape == (9, k) and (seqs >= 0).all()
+        _no_repeats(seqs)
+        assert (ofr_exp.emitted(seqs, 6, k).sum(1) == k).all()
+
+
+def test_cnn_rnn_topk_holds_exactly_k_labels():
+    """END is no candidate in top-k: even where END is by far the most probable first token
+    (its own rule emits nothing), each image gets exactly k distinct labels."""
+    torch.manual_seed(13)
+    rnn = baselines.CNNRNN(D, 6, embed=8, hidden=16).eval()
+    with torch.no_grad():                                      # x_t = ReLU(1) = 1 at every step, so
+        for layer in (rnn.proj_i, rnn.proj_o):                 # END's score (80) dominates every label's
+            layer.weight.zero_()
+            layer.bias.fill_(0.5)
+        rnn.labels.weight[6] = 10.0
+    maps, _ = batch(n=7, classes=6, seed=14)
+    assert (rnn.decode(maps, beam=3, max_len=4) < 0).all()     # its own rule: END first, no label
+    for k in (1, 3, 6):
+        seqs = baseline_exp.cnn_rnn_topk(rnn, maps, k, beam=3)
+        assert seqs.shape == (7, k) and (seqs >= 0).all()
+        _no_repeats(seqs)
+
+
+@pytest.mark.parametrize("row", ["Ours", "Frequency-first (w/ atten)", "CNN-RNN", "Resnet-baseline"])
+def test_every_row_scores_exactly_three_labels(monkeypatch, tmp_path, row):
+    """The tables' top-3 protocol treats every row alike: a run's "pred" holds exactly 3 labels
+    per test image, sequence model or not; the variable-length rule is a separate key."""
+    fake_data(monkeypatch, tmp_path)
+    paper, exp = (ofr_exp, "pred_paper") if row in ofr_exp.ROWS else (baseline_exp, "pred_until_end")
+    result = paper.run(row, "nuswide", get_profile("smoke"), device="cpu")
+    assert result["pred"].dtype == torch.bool and (result["pred"].sum(1) == 3).all()
+    if "sequences" in result:
+        assert exp in result
+        first3 = ofr_exp.predictions_under(result, "first 3 of the variable length", 5)
+        assert (first3 <= result[exp]).all() and (first3.sum(1) <= 3).all()
 
 
 # --- losses by hand ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO128 = ROOT.parent / "shared" / "data" / "coco128"
-pytestmark = pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/data/coco128 absent")
+pytestmark = [pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/data/coco128 absent"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -104,11 +104,6 @@ def read_label_file(path: Path, expected: int, aligned_with: str, strict: bool =
     return np.frombuffer("".join(values).encode(), dtype=np.uint8) - ord("0")
 
 
-def format_malformed(values: list[MalformedValue]) -> list[str]:
-    """One line per malformed value: ``<file>, line <n>: '<value>' read as 0``."""
-    return [f"{m.file}, line {m.line}: {m.value!r} read as {m.read_as}" for m in values]
-
-
 def _split_labels(root: Path, split: str, entries: list[str], concepts: list[str], strict: bool,
                   malformed: list[MalformedValue]) -> np.ndarray:
     """[N, C] 0/1 labels of the split's entries, from TrainTestLabels/ or else AllLabels/."""

@@ -92,11 +92,6 @@ def unreadable_splits(summary: dict) -> list[str]:
     return [split for split, s in summary["splits"].items() if "error" in s]
 
 
-def malformed_count(summary: dict) -> int:
-    """Label values read leniently, over all splits."""
-    return sum(len(s.get("malformed_values", [])) for s in summary["splits"].values())
-
-
 def format_summary(summary: dict) -> str:
     """The summary as text for a terminal."""
     lines = [f"{summary['dataset']} at {summary['root']}"]

@@ -1,20 +1,27 @@
 """Training and evaluating the baseline rows of the tables on frozen backbone features.
 
-KNN, Softmax, WARP, the "ResNet baseline" (a linear layer with BCE) and CNN-RNN
-(``mlbook.models.baselines``). Every trained row stops early on the hold-out part
-of the training set; KNN's k is chosen there. ``run_baseline`` is one cached row;
-its result holds the test ``scores`` [N, C] and, for the sequence model, the
-decoded ``sequences``; metrics are computed from them after loading.
+KNN, Softmax, WARP, the "ResNet baseline" (a linear layer with BCE; RLSD's Multi-CNN)
+and CNN-RNN (``mlbook.models.baselines``). Every trained row stops early on the hold-out
+part of the training set; KNN's k is chosen there. ``run`` is one cached row on the trunk
+of the paper whose table it stands in (``trunk``: in the full profile the paper's own
+network, so a baseline reads the same features as the method it is compared with); its
+result holds the test ``scores`` [N, C] and, for the sequence model, the decoded sequences.
+Metrics are computed from them after loading.
+
+Top-k protocol: every row is scored at exactly k labels. A score model keeps its k highest
+scores; CNN-RNN keeps the first k labels of a beam search that continues past END
+(``sequences_topk``: END is not a candidate, so the search ranks labels by their scores
+until k are emitted). CNN-RNN's own variable-length rule, every label emitted before END (a
+beam search in which END is a candidate), is kept as the named variant ``pred_until_end``.
 """
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
 
-from .. import cache, decoding, losses, metrics
+from .. import metrics
 from ..decoding import sequences_to_sets
 from ..models import baselines as B
 from ..models.order_free_rnn import fixed_order_sequences, label_rank
@@ -24,7 +31,7 @@ from . import shared
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineSettings:
+class Settings:
     epochs: int                             # budget; early stopping on the hold-out loss
     batch_size: int
     lr: float = 1e-3
@@ -38,21 +45,37 @@ class BaselineSettings:
     top_k: int = 3
 
 
-def baseline_settings(profile) -> BaselineSettings:
+def settings_for(profile) -> Settings:
     profile = get_profile(profile)
     if profile.backbone == "small_cnn":
-        return BaselineSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=3e-3,
-                                rnn_hidden=128, patience=profile.patience, holdout=profile.holdout)
-    return BaselineSettings(epochs=profile.head_epochs, batch_size=profile.batch_size,
-                            patience=profile.patience, holdout=profile.holdout)
+        return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=3e-3,
+                        rnn_hidden=128, patience=profile.patience, holdout=profile.holdout)
+    return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size,
+                    patience=profile.patience, holdout=profile.holdout)
+
+
+ROWS = {  # table row name -> (kind, loss)
+    "KNN": ("knn", None),
+    "Softmax": ("head", "softmax"),
+    "WARP": ("head", "warp"),
+    "Resnet-baseline": ("head", "bce"),
+    "CNN-RNN": ("cnn_rnn", None),
+}
+OPTIONS = ("trunk",)
+
+
+def grid(profile, datasets, seeds, rows=tuple(ROWS), trunk: str | None = None) -> list[shared.Run]:
+    """The baseline runs a chapter needs: ``rows`` on ``datasets`` with training seeds ``seeds``
+    (on ``trunk`` in the full profile)."""
+    options = (("trunk", trunk),) if trunk else ()
+    return [shared.Run("baselines", r, d, s, options=options) for d in datasets for r in rows for s in seeds]
 
 
 def train_head(model, inputs: tuple, loss_fn, s, *, seed: int, train_seed: int, device: str,
                folder: Path, desc: str) -> list[dict]:
     """Adam on the fit part of the training tensors, early stopping on the hold-out part
     (the split depends on the data seed only). Returns the history."""
-    n = len(inputs[0])
-    fit_idx, val_idx = shared.holdout_split(n, s.holdout, seed)
+    fit_idx, val_idx = shared.holdout_split(len(inputs[0]), s.holdout, seed)
     part = lambda idx: torch.utils.data.TensorDataset(*(x[idx] for x in inputs))  # noqa: E731
     return fit(model, part(fit_idx), loss_fn, epochs=s.epochs, batch_size=s.batch_size, device=device,
                seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
@@ -60,7 +83,7 @@ def train_head(model, inputs: tuple, loss_fn, s, *, seed: int, train_seed: int, 
                checkpoint=folder / "checkpoint.pt", desc=desc, progress=False)
 
 
-def choose_knn_k(train_x, train_y, s: BaselineSettings, seed: int = 0) -> int:
+def choose_knn_k(train_x, train_y, s: Settings, seed: int = 0) -> int:
     """k with the best OF1 + CF1 (top-3) on the held-out part of the training set."""
     fit_idx, val_idx = shared.holdout_split(len(train_y), s.holdout, seed)
     best = None
@@ -73,79 +96,77 @@ def choose_knn_k(train_x, train_y, s: BaselineSettings, seed: int = 0) -> int:
     return best[1]
 
 
-ROWS = {  # table method name -> (kind, loss)
-    "KNN": ("knn", None),
-    "Softmax": ("head", "softmax"),
-    "WARP": ("head", "warp"),
-    "Resnet-baseline": ("head", "bce"),
-    "CNN-RNN": ("cnn_rnn", None),
-}
-CODE = (*shared.SHARED_CODE, B, losses, decoding, sys.modules[__name__])
+def cnn_rnn_topk(model: B.CNNRNN, features: torch.Tensor, k: int, beam: int) -> torch.Tensor:
+    """[N, k]: CNN-RNN's most probable path of exactly k labels, END not a candidate (the top-k
+    protocol; its own rule, stopping at END, is ``model.decode(..., end=True)``)."""
+    return model.decode(features, beam=beam, max_len=k, end=False)
 
 
-def run_baseline(method: str, dataset: str, profile, root: str | None = None, seed: int = 0,
-                 device: str = "auto", weights: str | None = None, train_seed: int = 0,
-                 settings: dict | None = None, force: bool = False) -> dict:
-    """Train and evaluate one baseline row on the frozen backbone features (cached).
+def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
+        device: str = "auto", weights=None, trunk: str | None = None, settings: dict | None = None,
+        force: bool = False) -> dict:
+    """Train and evaluate one baseline row on frozen features (cached).
 
-    Returns {"scores" [N_test, C] (for the sequence model: emission-rank scores of its
-    first labels), "pred" [N_test, C] (the top-3 predictions), "sequences" (CNN-RNN),
-    "history", "k" (KNN), "metrics" (top-3, computed after loading)}.
+    Returns {"scores" [N_test, C] (for the sequence model: emission-rank scores of its top-k
+    labels), "sequences" and "sequences_topk" (CNN-RNN), "history", "k" (KNN)} and, after
+    loading, "pred" (top-k), "metrics" (top-k and mAP) and, for CNN-RNN, "pred_until_end".
     """
     profile = get_profile(profile)
-    if profile.backbone != "small_cnn":
-        profile = profile.replace(backbone="resnet152")
-    s = dataclasses.replace(baseline_settings(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
-    kind, loss_name = ROWS[method]
+    s = dataclasses.replace(settings_for(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
+    kind, loss_name = ROWS[row]
+    name = shared.trunk_of(profile, trunk)
     data = shared.splits(dataset, profile, root, seed)
-    config = {"chapter": "baselines", "method": method, "version": 3,
-              **shared.data_key(dataset, profile, root, seed), "backbone": profile.backbone,
-              "image_size": profile.image_size, "weights": weights, "settings": dataclasses.asdict(s),
-              "train_seed": train_seed}
+    config = {"chapter": "baselines", "method": row, "version": 4,
+              **shared.data_key(dataset, profile, root, seed), "backbone": name,
+              "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
+              "settings": dataclasses.asdict(s), "train_seed": train_seed}
 
-    def _compute(folder: Path) -> dict:
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights)
+    def compute(folder: Path) -> dict:
+        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
         y_train = data.train.labels
         C = y_train.shape[1]
         x_train, x_test = B.pooled(feats["train"]), B.pooled(feats["test"])
         torch.manual_seed(train_seed)
         out: dict = {"history": []}
-        desc = f"{method} {dataset}"
+        desc = f"{row} {dataset}"
         if kind == "knn":
-            k = choose_knn_k(x_train, y_train, s, seed)
-            scores = B.knn_scores(x_train, y_train, x_test, k)
-            out["k"] = k
+            out["k"] = choose_knn_k(x_train, y_train, s, seed)
+            out["scores"] = B.knn_scores(x_train, y_train, x_test, out["k"])
         elif kind == "head":
             model = B.LinearHead(x_train.shape[1], C)
-            lf = B.HEAD_LOSSES[loss_name]
-            out["history"] = train_head(model, (x_train, y_train), lambda m, b: lf(m(b[0]), b[1]), s,
+            loss = B.HEAD_LOSSES[loss_name]
+            out["history"] = train_head(model, (x_train, y_train), lambda m, b: loss(m(b[0]), b[1]), s,
                                         seed=seed, train_seed=train_seed, device=device, folder=folder, desc=desc)
             with torch.no_grad():
                 scores = model.cpu()(x_test)
-            if loss_name == "bce":
-                scores = torch.sigmoid(scores)
+            out["scores"] = torch.sigmoid(scores) if loss_name == "bce" else scores
         else:
             model = B.CNNRNN(x_train.shape[1], C, s.rnn_embed, s.rnn_hidden)
             seq = fixed_order_sequences(y_train, label_rank(y_train, "frequency"))
             out["history"] = train_head(model, (x_train, seq), lambda m, b: m.loss(*b), s, seed=seed,
                                         train_seed=train_seed, device=device, folder=folder, desc=desc)
+            model = model.cpu().eval()
             max_len = max(int(y_train.sum(1).max()), 1)
-            out["sequences"] = model.cpu().eval().decode(x_test, beam=s.beam, max_len=max_len)
-            scores = sequences_to_sets(out["sequences"], C, k=s.top_k)
-        out["scores"] = scores
+            out["sequences"] = model.decode(x_test, beam=s.beam, max_len=max_len)
+            out["sequences_topk"] = cnn_rnn_topk(model, x_test, s.top_k, s.beam)
+            out["scores"] = sequences_to_sets(out["sequences_topk"], C)
         return out
 
-    compute = shared.head_on_frozen_features(_compute, dataset, profile, root, seed, device, weights)
-    result = cache.run("baseline", config, compute, force=force, code=CODE, data=shared.data_fingerprint(data))
-    return with_metrics(result, data.test.labels, s.top_k)
+    result = shared.cached("baseline", config, compute, profile, code=(run,), data=shared.data_fingerprint(data),
+                           force=force)
+    return with_metrics(result, data.test.labels, s.top_k, data.test.ignore)
 
 
-def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
-    """Add the top-3 predictions and metrics (a sequence model: its first 3 emitted labels only)."""
+def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3, ignore=None) -> dict:
+    """Top-k predictions and metrics; for a sequence model also every label it emits before END."""
+    out = dict(result)
     scores = result["scores"]
     if "sequences" in result:
-        pred = sequences_to_sets(result["sequences"], labels.shape[1], k=top_k) > 0
+        out["pred"] = sequences_to_sets(result["sequences_topk"], labels.shape[1], k=top_k) > 0
+        out["pred_until_end"] = sequences_to_sets(result["sequences"], labels.shape[1]) > 0
+        out["metrics_until_end"] = metrics.prf_of_predictions(out["pred_until_end"], labels, ignore)
     else:
-        pred = metrics.predict_labels(scores, k=top_k)
-    m = metrics.prf_of_predictions(pred, labels)
-    return {**result, "pred": pred, "metrics": {**m, "mAP": metrics.mean_average_precision(scores, labels)}}
+        out["pred"] = metrics.predict_labels(scores, k=top_k, valid=None if ignore is None else ~ignore)
+    out["metrics"] = {**metrics.prf_of_predictions(out["pred"], labels, ignore),
+                      "mAP": metrics.mean_average_precision(scores, labels, ignore)}
+    return out

@@ -1,6 +1,6 @@
-"""Fine-tuning and evaluating the CADM variants of Tables 1-2, and the chapter's evidence.
+"""Fine-tuning and evaluating the CADM variants of Tables 1-2 (chapter 05), and its claims' values.
 
-``run_variant`` fine-tunes one variant (``mlbook.models.cadm.VARIANTS``) with one
+``run`` fine-tunes one variant (``mlbook.models.cadm.VARIANTS``, the rows of the tables) with one
 training seed and caches the result. Full profile: ImageNet ResNet-101 at 448 px, end
 to end, the paper's SGD recipe (Sec. 3.2). Demo and smoke: the shared small CNN; its
 first three conv blocks stay frozen and their output maps are cached (with the maps of
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -21,18 +20,20 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from .. import cache, losses, metrics
+from .. import claims, metrics, report
 from ..models import cadm as M
 from ..profiles import get_profile, pick_device
 from ..train import fit, predict
 from . import shared
 
-CODE = (*shared.SHARED_CODE, M, losses, sys.modules[__name__])
 STEM_BLOCKS = 3          # demo/smoke: blocks of the SmallCNN kept frozen (cached)
+TRUNK = "resnet101"      # Sec. 3.2: ImageNet ResNet-101, fine-tuned at 448 x 448
+ROWS = tuple(M.VARIANTS)
+OPTIONS = ()
 
 
 @dataclasses.dataclass(frozen=True)
-class Recipe:
+class Settings:
     """SGD with momentum and a step schedule (Sec. 3.2): lr divided by ``gamma`` every ``step_epochs``."""
     epochs: int                      # budget; early stopping on the hold-out BCE
     lr: float = 0.01
@@ -45,7 +46,7 @@ class Recipe:
     patience: int = 3
 
 
-def recipe_for(profile) -> Recipe:
+def settings_for(profile) -> Settings:
     """Full: the paper's recipe (lr 0.01, /10 every 20 epochs, 60 epochs, momentum 0.9, wd 1e-4).
 
     Demo/smoke: the same SGD with a constant rate within ``profile.finetune_epochs`` epochs
@@ -54,12 +55,18 @@ def recipe_for(profile) -> Recipe:
     """
     profile = get_profile(profile)
     if profile.backbone != "small_cnn":
-        return Recipe(epochs=60, batch_size=profile.batch_size, patience=10)
-    return Recipe(epochs=profile.finetune_epochs, lr=0.03, step_epochs=10 ** 6, head_lr_mult=10.0,
+        return Settings(epochs=60, batch_size=profile.batch_size, patience=10)
+    return Settings(epochs=profile.finetune_epochs, lr=0.03, step_epochs=10 ** 6, head_lr_mult=10.0,
                   batch_size=profile.batch_size, patience=profile.patience)
 
 
-def make_optimizer(recipe: Recipe):
+def grid(profile, datasets, seeds) -> list[shared.Run]:
+    """Every run of chapter 05: each variant on each data set with each training seed."""
+    stems = shared.feature_runs(datasets, upto=STEM_BLOCKS) if get_profile(profile).backbone == "small_cnn" else []
+    return stems + [shared.Run("cadm", v, d, s) for d in datasets for v in ROWS for s in seeds]
+
+
+def make_optimizer(recipe: Settings):
     def build(model: nn.Module) -> torch.optim.Optimizer:
         head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
         body = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
@@ -89,14 +96,13 @@ def inputs(dataset: str, prof, root, seed, device, weights=None):
     frozen SmallCNN blocks (demo/smoke) or the images themselves (full)."""
     data = shared.splits(dataset, prof, root, seed)
     fit_idx, val_idx = shared.holdout_split(len(data.train), prof.holdout, seed)
-    ig = lambda d: d.ignore if d.ignore is not None else torch.zeros_like(d.labels, dtype=torch.bool)  # noqa: E731
-    backbone, _ = shared.shared_backbone(dataset, prof, root, seed, device, weights)
+    backbone, _ = shared.shared_backbone(dataset, prof, root, seed, device, weights, trunk=TRUNK)
     if prof.backbone == "small_cnn":
         stems = shared.backbone_features(dataset, prof, root, seed, device, upto=STEM_BLOCKS)
-        y, i = data.train.labels, ig(data.train)
+        y, i = data.train.labels, shared.ignore_mask(data.train)
         train = FlippedMaps(stems["train"][fit_idx], stems["train_flipped"][fit_idx], y[fit_idx], i[fit_idx])
         val = TensorDataset(stems["train"][val_idx].float(), y[val_idx], i[val_idx])
-        test = TensorDataset(stems["test"].float(), data.test.labels, ig(data.test))
+        test = TensorDataset(stems["test"].float(), data.test.labels, shared.ignore_mask(data.test))
         top = copy.deepcopy(backbone).last_blocks(STEM_BLOCKS)
         return top.train(), train, val, test, tuple(stems["test"].shape[2:])
     train_set = shared.image_set(data.train, prof, train=True)
@@ -128,36 +134,39 @@ def test_outputs(model: M.CADMNet, dataset, device: str, batch_size: int = 128) 
     return {k: flat[:, i * c:(i + 1) * c].contiguous() for i, k in enumerate(("logits", "fcls", "scls", "cadm_sum"))}
 
 
-def run_variant(variant: str, dataset: str = "coco", profile="demo", root: str | None = None,
-                seed: int = 0, device: str = "auto", options: M.CADMOptions | None = None,
-                recipe: Recipe | None = None, n_figure: int = 6, train_seed: int = 0,
-                weights: str | None = None, force: bool = False) -> dict:
-    """Fine-tune one variant with one training seed and evaluate it on the test split (cached).
+def run(row: str, dataset: str = "coco", profile="demo", *, root: str | None = None, seed: int = 0,
+        train_seed: int = 0, device: str = "auto", weights=None, options: M.CADMOptions | None = None,
+        settings: dict | None = None, n_figure: int = 6, force: bool = False) -> dict:
+    """Fine-tune one variant (``row``) with one training seed and evaluate it on the test split (cached).
 
     The result holds ``history`` (per epoch: loss terms, hold-out BCE), ``test_outputs``
     (logits, fcls, scls, cadm_sum [N, C]), ``fig_index`` and ``fig_cadm`` (the CADMs of a
     few test images), ``train_seconds``, ``train_img_s``; after loading also ``metrics``
-    (mAP and both protocols of Sec. 3.1, fractions).
+    (mAP and both protocols of Sec. 3.1, fractions). ``settings``: overrides of ``Settings``
+    (CLI flags); ``options``: ``CADMOptions`` (lam is the variant's unless overridden there).
     """
-    if variant not in M.VARIANTS:
-        raise ValueError(f"unknown CADM variant {variant!r}; choose one of {sorted(M.VARIANTS)}")
+    if row not in M.VARIANTS:
+        raise ValueError(f"unknown CADM variant {row!r}; choose one of {sorted(M.VARIANTS)}")
     prof = get_profile(profile)
-    spec = M.VARIANTS[variant]
-    options = dataclasses.replace(options or M.CADMOptions(), lam=spec["lam"], lce_grad=spec["lce_grad"])
-    recipe = recipe or recipe_for(prof)
+    spec = M.VARIANTS[row]
+    options = options or M.CADMOptions(lam=spec["lam"])
+    options = dataclasses.replace(options, lce_grad=spec["lce_grad"],
+                                  lam=options.lam if spec["lam"] > 0 else 0.0)
+    recipe = dataclasses.replace(settings_for(prof), **(settings or {}))
     device = pick_device(device)
     data = shared.splits(dataset, prof, root, seed)
-    config = {"method": "cadm", "variant": variant, "version": 2,
+    name = shared.trunk_of(prof, TRUNK)
+    config = {"method": "cadm", "variant": row, "version": 3,
               **shared.data_key(dataset, prof, root, seed),
-              "backbone": prof.backbone, "backbone_epochs": prof.backbone_epochs,
+              "backbone": name, "backbone_epochs": prof.backbone_epochs, "holdout": prof.holdout,
               "image_size": prof.image_size, "streams": spec["streams"], "stem_blocks": STEM_BLOCKS,
               "options": dataclasses.asdict(options), "recipe": dataclasses.asdict(recipe),
-              "train_seed": train_seed, "n_figure": n_figure, "weights": weights}
+              "train_seed": train_seed, "n_figure": n_figure, "weights": shared.weights_name(weights, name)}
 
     def compute(folder: Path) -> dict:
         net, train_set, val_set, test_set, map_hw = inputs(dataset, prof, root, seed, device, weights)
         torch.manual_seed(train_seed)
-        model = M.make_model(variant, net, data.train.num_classes, map_hw, options)
+        model = M.make_model(row, net, data.train.num_classes, map_hw, options)
         bce = M.make_loss(0.0, options)
         t0 = time.perf_counter()
         history = fit(
@@ -165,7 +174,7 @@ def run_variant(variant: str, dataset: str = "coco", profile="demo", root: str |
             patience=recipe.patience, epochs=recipe.epochs, batch_size=recipe.batch_size, device=device,
             seed=train_seed, num_workers=prof.num_workers, make_optimizer=make_optimizer(recipe),
             make_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, recipe.step_epochs, recipe.gamma),
-            checkpoint=folder / "checkpoint.pt", desc=f"cadm {variant} {dataset}", progress=False,
+            checkpoint=folder / "checkpoint.pt", desc=f"cadm {row} {dataset}", progress=False,
         )
         train_seconds = time.perf_counter() - t0
         outs = test_outputs(model, test_set, device, batch_size=max(recipe.batch_size, 128))
@@ -174,11 +183,12 @@ def run_variant(variant: str, dataset: str = "coco", profile="demo", root: str |
                            batch_size=len(index), device=device).half()
         images = sum(h["images"] for h in history)
         seconds = sum(h["seconds"] for h in history)
-        return {"variant": variant, "dataset": dataset, "classes": list(data.test.classes),
+        return {"variant": row, "dataset": dataset, "classes": list(data.test.classes),
                 "history": history, "test_outputs": outs, "fig_index": index, "fig_cadm": fig_cadm,
                 "train_seconds": train_seconds, "train_img_s": images / seconds if seconds > 0 else float("nan")}
 
-    result = cache.run("cadm", config, compute, force=force, code=CODE, data=shared.data_fingerprint(data))
+    result = shared.cached("cadm", config, compute, prof, code=(run,), data=shared.data_fingerprint(data),
+                           force=force)
     return {**result, "metrics": scores_table(result["test_outputs"]["logits"].sigmoid(),
                                               data.test.labels, data.test.ignore)}
 
@@ -200,40 +210,106 @@ def predictions(probs: torch.Tensor, protocol: str) -> torch.Tensor:
     return metrics.predict_labels(probs, **kw)
 
 
-def activation_stats(peak: torch.Tensor, total: torch.Tensor, targets: torch.Tensor,
-                     ignore: torch.Tensor | None = None) -> dict:
-    """Positive vs negative CADM strength on a test set (claims of Figs. 2 and 4).
+# --- the values a claim compares -------------------------------------------------------------------
 
-    ``peak``: max over positions of each CADM [N, C] (= y_scls); ``total``: its sum.
-    Returns the mean peak on positives / negatives, the mean summed activation on
-    positives / negatives, and ``pos_over_neg``: the fraction of (image, positive,
-    negative) triples where the positive's summed CADM exceeds the negative's.
+def variant_of(row: str) -> str:
+    """A claim's row (a variant key or its table label) -> the variant key."""
+    if row in M.VARIANTS:
+        return row
+    for key, spec in M.VARIANTS.items():
+        if spec["label"] == row:
+            return key
+    raise KeyError(f"no CADM variant named {row!r}")
+
+
+def weak_positives(peaks: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """[N, C] bool: the positive (image, label) pairs whose CADM peak is in the lowest third of all
+    positive peaks of ``peaks`` — the labels "whose original CADM is weak" (Sec. 3.4)."""
+    return positives & (peaks <= torch.quantile(peaks[positives].double(), 1 / 3).to(peaks.dtype))
+
+
+def weak_subgroups(results: dict, dataset: str, positives: torch.Tensor, seeds) -> list[torch.Tensor]:
+    """The weak-positive subgroup for each training seed: for seed ``seeds[i]`` the weak positives
+    of the lambda = 0 model of ANOTHER seed, ``seeds[(i + 1) % S]``. Chosen on the model it is
+    judged on, the subgroup would hold the pairs where that model's noise happened to be low,
+    and any other model would look better there by regression to the mean; another seed's
+    model shares the images (what makes a CADM weak) but not that noise."""
+    if len(seeds) < 2:
+        raise ValueError("the weak-positive subgroup needs at least two training seeds (one to choose it)")
+    peaks = [results[dataset, "lambda0", s]["test_outputs"]["scls"] for s in seeds]
+    return [weak_positives(peaks[(i + 1) % len(seeds)], positives) for i in range(len(seeds))]
+
+
+def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
+    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
+
+    Metrics: "mAP"; "<all|top3>_<CF1|OF1|...>" (the two protocols of Sec. 3.1); "peak, all
+    positive CADMs" and "peak, weak positive CADMs" (mean CADM peak over the positive pairs; the
+    weak pairs of seed i are chosen from the lambda = 0 model of ANOTHER seed, i + 1, so the
+    subgroup is not picked on the outputs it is judged on, which would favour the claim by
+    regression to the mean); "share of pairs won" (positive vs negative summed CADM; ``worse``
+    is the constant 0.5, a fixed row).
     """
-    scored = torch.ones_like(targets, dtype=torch.bool) if ignore is None else ~ignore
-    pos = (targets > 0.5) & scored
-    neg = (targets <= 0.5) & scored
-    wins = (total[:, :, None] > total[:, None, :]) & pos[:, :, None] & neg[:, None, :]
-    pairs = (pos[:, :, None] & neg[:, None, :]).sum((1, 2))
-    has = pairs > 0
-    rate = (wins.sum((1, 2))[has].double() / pairs[has]).mean() if bool(has.any()) else torch.tensor(float("nan"))
-    return {
-        "peak_pos": float(peak[pos].mean()), "peak_neg": float(peak[neg].mean()),
-        "sum_pos": float(total[pos].mean()), "sum_neg": float(total[neg].mean()),
-        "pos_over_neg": float(rate),
-    }
+    d, y, ign = claim.dataset, data.test.labels, data.test.ignore
+    positives = (y > 0.5) if ign is None else (y > 0.5) & ~ign
+    side = {}
+    for role, row in (("better", claim.better), ("worse", claim.worse)):
+        side[role] = None if row in claim.fixed else [results[d, variant_of(row), s] for s in seeds]
+    weak = weak_subgroups(results, d, positives, seeds) if "peak, weak positive CADMs" in claim.metrics else None
+
+    def values(runs, metric):
+        logits = [r["test_outputs"]["logits"] for r in runs]
+        if metric == "mAP":
+            return claims.map_values(logits, y, weights, ign)
+        if metric.startswith(("all_", "top3_")):
+            protocol, m = metric.split("_", 1)
+            preds = [predictions(x.sigmoid(), protocol) for x in logits]
+            return claims.set_metric_values(preds, y, weights, m, ign)
+        if metric == "peak, all positive CADMs":
+            return torch.stack([metrics.pair_mean(r["test_outputs"]["scls"], positives, weights) for r in runs])
+        if metric == "peak, weak positive CADMs":
+            return torch.stack([metrics.pair_mean(r["test_outputs"]["scls"], weak[i], weights)
+                                for i, r in enumerate(runs)])
+        if metric == "share of pairs won":
+            return torch.stack([metrics.positive_wins(r["test_outputs"]["cadm_sum"], y, weights) for r in runs])
+        raise KeyError(f"{claim.id}: no CADM metric {metric!r}")
+
+    out = {}
+    for m in claim.metrics:
+        b = values(side["better"], m)
+        w = values(side["worse"], m) if side["worse"] is not None else torch.full_like(b[:1], 0.5)
+        out[m] = (b, w)
+    return out
 
 
-def pair_mean(values: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` [N, C] over the (image, label) pairs in ``mask`` on image resamples [R, N] -> [R]."""
-    m = mask.double()
-    return (weights.double() @ (values.double() * m)).sum(1) / (weights.double() @ m).sum(1).clamp_min(1e-12)
+# --- what the claims table shows next to each claim --------------------------------------------------
+
+TABLES = {"coco": "cadm_table1_coco", "nuswide": "cadm_table2_nuswide"}   # Tables 1, 2
+TABLE_METRICS = ("mAP", "all_CF1", "all_OF1", "top3_CF1", "top3_OF1")    # "relatively more important" (Sec. 3.1)
+RAW_METRICS = ("peak, all positive CADMs", "peak, weak positive CADMs")   # CADM logits: printed unscaled
 
 
-def positive_wins(total: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Fraction of (positive, negative) label pairs of an image whose positive CADM outsums the
-    negative's, over the images of each resample [R, N] -> [R] (pairs weighted by image)."""
-    pos, neg = targets > 0.5, targets <= 0.5
-    wins = ((total[:, :, None] > total[:, None, :]) & pos[:, :, None] & neg[:, None, :]).sum((1, 2)).double()
-    pairs = (pos[:, :, None] & neg[:, None, :]).sum((1, 2)).double()
-    w = weights.double()
-    return (w @ wins) / (w @ pairs).clamp_min(1e-12)
+def published_deltas(claim: claims.Claim) -> dict:
+    """{metric: the Δ (points) the paper's own table gives for the claim's two rows, or None}."""
+    table = report.reference(TABLES[claim.dataset])
+    label = lambda row: M.VARIANTS[variant_of(row)]["label"] if row not in claim.fixed else row  # noqa: E731
+    return {m: claims.published_delta(table, label(claim.better), label(claim.worse), m) for m in claim.metrics}
+
+
+def secondary_deltas(claim: claims.Claim, results: dict, seeds) -> dict:
+    """{metric: Δ (points, mean over seeds)} of the table metrics of Sec. 3.1 that are not the
+    claim's primary ones: shown next to the verdict, never voted. Empty unless the claim compares
+    two variants on table metrics."""
+    if claim.fixed or not set(claim.metrics) <= set(TABLE_METRICS):
+        return {}
+    mean = lambda row, m: sum(results[claim.dataset, variant_of(row), s]["metrics"][m] for s in seeds) / len(seeds)  # noqa: E731
+    return {m: 100 * (mean(claim.better, m) - mean(claim.worse, m)) for m in TABLE_METRICS if m not in claim.metrics}
+
+
+def claim_options(claim: claims.Claim, results: dict, seeds) -> dict:
+    """The keyword arguments of ``claims.evaluate`` for ``claim`` besides its values: the paper's
+    Δ, the secondary metrics, and the scale of the printed evidence (points for fractions; CADM
+    peaks are logits, printed as they are)."""
+    scale = 1.0 if set(claim.metrics) <= set(RAW_METRICS) else 100.0
+    return {"published": published_deltas(claim), "secondary": secondary_deltas(claim, results, seeds) or None,
+            "scale": scale}

@@ -1,36 +1,35 @@
-"""Training and evaluating the Order-Free RNN rows of Tables 1-2, and the chapter's evidence.
+"""Training and evaluating the Order-Free RNN rows of Tables 1-2 (chapter 04), and its claims' values.
 
-One row is a cached experiment (``run_row``): the model of ``mlbook.models.order_free_rnn``
-trained on the frozen backbone features of the fit part of the training set, early
-stopped on its hold-out part, where the beam-search stopping threshold is also chosen;
-then decoded on the test split three ways (the paper's beam search, greedy, and beam
-search with set-merged paths). Metrics are computed from the stored sequences after
-loading, under two protocols: the paper's own rule (every label emitted before the
-threshold stops the search, a variable number) and top-3 (the first three emitted, the
-protocol of the baseline numbers its tables quote).
+One row is a cached experiment (``run``): the model of ``mlbook.models.order_free_rnn``
+trained on the frozen features of the paper's trunk (ResNet-152; the shared small CNN in
+demo and smoke) on the fit part of the training set, early stopped on its hold-out part,
+where the beam-search stopping threshold is also chosen; then decoded on the test split:
+the paper's beam search, greedy, beam search with set-merged paths (each under the paper's
+rule: every label emitted before the threshold stops the search, a variable number), and a
+beam search that runs to exactly k labels (``sequences_topk``, the top-k protocol every
+row of a top-k table is scored under).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from .. import cache, decoding, metrics
+from .. import claims, metrics, report
 from ..decoding import sequences_to_sets
 from ..models import order_free_rnn as M
 from ..profiles import get_profile
 from ..train import fit
-from . import shared
+from . import baselines, shared
 
-CODE = (*shared.SHARED_CODE, M, decoding, sys.modules[__name__])
+TRUNK = "resnet152"          # Sect. "Implementation": frozen ImageNet ResNet-152
+OPTIONS = ()
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSettings:
+class Settings:
     """Training and decoding hyper-parameters of a row (Sect. "Implementation")."""
     epochs: int                         # budget: early stopping on the hold-out loss
     batch_size: int
@@ -44,17 +43,46 @@ class TrainSettings:
     holdout: float = 0.1                # part of the training set for early stopping and the threshold
     thresholds: tuple = (0.9, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.003, 0.001)
     select_by: str = "OF1+CF1"          # hold-out criterion for the threshold (the paper's rule)
-    top_k: int = 3                      # the tables' top-3 protocol: the first 3 labels emitted
+    top_k: int = 3                      # the tables' top-3 protocol
 
 
-def settings_for(profile) -> TrainSettings:
+def settings_for(profile) -> Settings:
     """Paper sizes where the backbone is a ResNet; small ones for the demo's small CNN."""
     profile = get_profile(profile)
     if profile.backbone == "small_cnn":
-        return TrainSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=3e-3, hidden=128,
-                             att_dim=64, pred_hidden=128, patience=profile.patience, holdout=profile.holdout)
-    return TrainSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
-                         holdout=profile.holdout)
+        return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=3e-3, hidden=128,
+                        att_dim=64, pred_hidden=128, patience=profile.patience, holdout=profile.holdout)
+    return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
+                    holdout=profile.holdout)
+
+
+ROWS = {  # table row name -> model options
+    "Ours": dict(attention=True, order="learned"),
+    "Ours (w/o atten)": dict(attention=False, order="learned"),
+    "Frequency-first (w/ atten)": dict(attention=True, order="frequency"),
+    "Rare-first (w/ atten)": dict(attention=True, order="rare"),
+}
+BASELINE_ROWS = ("KNN", "Softmax", "WARP", "Resnet-baseline", "CNN-RNN")
+DECODINGS = ("sequences", "sequences_greedy", "sequences_merged")
+
+
+TABLES = {"nuswide": "order_free_rnn_table1_nuswide", "coco": "order_free_rnn_table2_coco"}  # Tables 1, 2
+
+
+def table_rows(dataset: str) -> list[str]:
+    """The rows of the paper's table for ``dataset``, in its order (KNN is in Table 1 only)."""
+    return list(report.reference(TABLES[dataset]).index)
+
+
+def grid(profile, datasets, seeds) -> list[shared.Run]:
+    """Every run of chapter 04: each row of the data set's table (the four Order-Free rows and
+    the baselines), every training seed, all on the paper's trunk (the small CNN in demo/smoke)."""
+    runs = shared.feature_runs(datasets, trunk=TRUNK)
+    for d in datasets:
+        runs += [shared.Run("order_free_rnn", row, d, s) for row in table_rows(d) if row in ROWS for s in seeds]
+        rows = tuple(r for r in table_rows(d) if r in BASELINE_ROWS)
+        runs += baselines.grid(profile, [d], seeds, rows=rows, trunk=TRUNK)
+    return runs
 
 
 def emitted(sequences: torch.Tensor, num_classes: int, top_k: int | None = None) -> torch.Tensor:
@@ -76,8 +104,14 @@ def select_threshold(decode_fn, val_maps: torch.Tensor, val_labels: torch.Tensor
     return best[0], curve
 
 
+def topk_sequences(model: M.OrderFreeRNN, maps: torch.Tensor, k: int, beam: int) -> torch.Tensor:
+    """[N, k]: the most probable path of exactly k labels (Eq. 11), the beam search run without
+    its stopping threshold: the top-k protocol every row of a top-k table is scored under."""
+    return model.decode(maps, beam=beam, max_len=k, threshold=0.0)
+
+
 def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor, cfg: M.OrderFreeConfig,
-                   s: TrainSettings, *, seed: int = 0, train_seed: int = 0, device: str = "cpu",
+                   s: Settings, *, seed: int = 0, train_seed: int = 0, device: str = "cpu",
                    checkpoint=None, desc: str = "order-free rnn"):
     """Train on the fit part of the training set (early stopping on its hold-out part, where
     the threshold is also chosen). Never sees the test split.
@@ -101,70 +135,117 @@ def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor, cfg: M.
     return model, tau, curve, history, max_len
 
 
-ROWS = {  # table method name -> model options
-    "Ours": dict(attention=True, order="learned"),
-    "Ours (w/o atten)": dict(attention=False, order="learned"),
-    "Frequency-first (w/ atten)": dict(attention=True, order="frequency"),
-    "Rare-first (w/ atten)": dict(attention=True, order="rare"),
-}
-DECODINGS = ("sequences", "sequences_greedy", "sequences_merged")
-
-
-def run_row(method: str, dataset: str, profile, root: str | None = None, seed: int = 0,
-            device: str = "auto", weights: str | None = None, train_seed: int = 0, settings: dict | None = None,
-            backbone: str = "resnet152", force: bool = False) -> dict:
+def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
+        device: str = "auto", weights=None, settings: dict | None = None, trunk: str = TRUNK,
+        force: bool = False) -> dict:
     """Train and evaluate one Order-Free RNN row of Tables 1-2 (a cached experiment).
 
-    Returns {"sequences" (beam search, the paper's), "sequences_greedy", "sequences_merged"
-    (beam search with set-merged paths) [N_test, max_len], "threshold", "val_curve",
-    "history", "max_len", "state_dict", "config"} and, computed after loading, "pred"
-    (top-3), "pred_paper" (all emitted) and "metrics" / "metrics_paper" / per decoding.
+    Returns {"sequences" (beam search, the paper's rule), "sequences_greedy", "sequences_merged"
+    [N_test, max_len], "sequences_topk" [N_test, k], "threshold", "val_curve", "history",
+    "max_len", "state_dict", "config"} and, computed after loading, "pred" (top-k),
+    "pred_paper", "pred_paper_greedy", "pred_paper_merged" and the matching "metrics*".
+    ``trunk``: another frozen trunk (tests).
     """
     profile = get_profile(profile)
-    if profile.backbone != "small_cnn":   # the paper's frozen ResNet-152 (Sect. "Implementation"); another for tests
-        profile = profile.replace(backbone=backbone)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
-    opts = ROWS[method]
+    opts = ROWS[row]
+    name = shared.trunk_of(profile, trunk)
     data = shared.splits(dataset, profile, root, seed)
-    config = {"chapter": "04_order_free_rnn", "method": method, "version": 4,
-              **shared.data_key(dataset, profile, root, seed), "backbone": profile.backbone,
-              "image_size": profile.image_size, "weights": weights, "settings": dataclasses.asdict(s),
-              "train_seed": train_seed, **opts}
+    config = {"chapter": "04_order_free_rnn", "method": row, "version": 5,
+              **shared.data_key(dataset, profile, root, seed), "backbone": name,
+              "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
+              "settings": dataclasses.asdict(s), "train_seed": train_seed, **opts}
 
-    def _compute(folder: Path) -> dict:
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights)
+    def compute(folder: Path) -> dict:
+        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
         cfg = M.OrderFreeConfig(num_classes=data.train.num_classes, feat_dim=feats["train"].shape[1],
                                 hidden=s.hidden, att_dim=s.att_dim, pred_hidden=s.pred_hidden,
                                 keep_prob=s.keep_prob, **opts)
         model, tau, curve, history, max_len = fit_order_free(
             feats["train"], data.train.labels, cfg, s, seed=seed, train_seed=train_seed, device=device,
-            checkpoint=folder / "checkpoint.pt", desc=f"{method} {dataset}")
+            checkpoint=folder / "checkpoint.pt", desc=f"{row} {dataset}")
         test_maps = feats["test"].float()
         kw = dict(max_len=max_len, threshold=tau)
         return {"sequences": model.decode(test_maps, beam=s.beam, **kw),
                 "sequences_greedy": model.decode(test_maps, beam=1, **kw),
                 "sequences_merged": model.decode(test_maps, beam=s.beam, merge_sets=True, **kw),
+                "sequences_topk": topk_sequences(model, test_maps, s.top_k, s.beam),
                 "threshold": tau, "val_curve": [[t, m] for t, m in curve], "history": history,
                 "max_len": max_len, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "config": dataclasses.asdict(cfg)}
 
-    compute = shared.head_on_frozen_features(_compute, dataset, profile, root, seed, device, weights)
-    result = cache.run("order_free_rnn", config, compute, force=force, code=CODE,
-                       data=shared.data_fingerprint(data))
+    result = shared.cached("order_free_rnn", config, compute, profile, code=(run,),
+                           data=shared.data_fingerprint(data), force=force)
     return with_metrics(result, data.test.labels, s.top_k)
 
 
 def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
-    """Predictions and metrics of every decoding under both protocols (top-3 and the paper's)."""
+    """Predictions and metrics: top-k, and every decoding under the paper's rule."""
     C = labels.shape[1]
     out = dict(result)
+    out["pred"] = emitted(result["sequences_topk"], C, top_k)
+    out["metrics"] = metrics.prf_of_predictions(out["pred"], labels)
     for key in DECODINGS:
         tag = key.replace("sequences", "")
-        out["pred" + tag] = emitted(result[key], C, top_k)
         out["pred_paper" + tag] = emitted(result[key], C)
-        out["metrics" + tag] = metrics.prf_of_predictions(out["pred" + tag], labels)
         out["metrics_paper" + tag] = metrics.prf_of_predictions(out["pred_paper" + tag], labels)
     return out
+
+
+# --- the protocols and decodings the chapter compares --------------------------------------------
+
+RULES = ("variable length", "first 3 of the variable length", "top-3")
+PROTOCOL_ROWS = ("Ours", "CNN-RNN", "Resnet-baseline")
+
+
+def predictions_under(result: dict, rule: str, num_classes: int, k: int = 3) -> torch.Tensor | None:
+    """[N, C] bool predictions of one run under ``rule`` (``RULES``), None where it does not apply:
+    "variable length" = every label of the decoded sequence (Order-Free RNN: beam search stopped
+    by the validated threshold; CNN-RNN: stopped by END); "first 3 of the variable length" = at
+    most the first 3 of them (the book's protocol before issue 14); "top-3" = exactly k labels,
+    every row alike. A score model (no sequence) has only top-3."""
+    if rule == "top-3":
+        return result["pred"]
+    if "sequences" not in result:
+        return None
+    return emitted(result["sequences"], num_classes, None if rule == "variable length" else k)
+
+
+def protocol_table(results: dict, data: shared.Splits, dataset: str, seeds, rows=PROTOCOL_ROWS) -> pd.DataFrame:
+    """Labels per image and C/O-P/R/F1 (%) of ``rows`` under each rule (mean over ``seeds``)."""
+    y = data.test.labels
+    out = {}
+    for row in rows:
+        for rule in RULES:
+            preds = [predictions_under(results[dataset, row, s], rule, y.shape[1]) for s in seeds]
+            if preds[0] is None:
+                continue
+            scores = [metrics.prf_of_predictions(p, y) for p in preds]
+            out[row, rule] = {"labels / image": round(sum(float(p.sum(1).float().mean()) for p in preds) / len(preds), 2),
+                              **{m: round(100 * sum(sc[m] for sc in scores) / len(scores), 1) for m in metrics.PRF_KEYS}}
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis(["row", "rule"])
+
+
+def decoding_table(results: dict, dataset: str, seeds, rows=tuple(ROWS)) -> pd.DataFrame:
+    """Per Order-Free row (mean over seeds): the thresholds chosen on the hold-out part, labels per
+    image, and C-F1/O-F1 (%) of the paper's beam search, greedy decoding and set-merged beams,
+    each stopped by the threshold (the paper's variable-length rule)."""
+    table = {}
+    for row in rows:
+        runs = [results[dataset, row, s] for s in seeds]
+        mean = lambda key, m: round(100 * sum(r[key][m] for r in runs) / len(runs), 1)  # noqa: E731
+        entry = {"thresholds": "/".join(f"{r['threshold']:g}" for r in runs),
+                 "labels / image": round(sum(float(r["pred_paper"].sum(1).float().mean()) for r in runs) / len(runs), 2)}
+        for name, key in (("beam", "metrics_paper"), ("greedy", "metrics_paper_greedy"), ("merged", "metrics_paper_merged")):
+            entry.update({f"{name} {m}": mean(key, m) for m in ("CF1", "OF1")})
+        table[row] = entry
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis("row")
+
+
+def mean_metrics(results: dict, dataset: str, row: str, seeds, key: str = "metrics") -> dict:
+    """{CP..OF1: % } of one row, mean over ``seeds`` (the tables' cells)."""
+    runs = [results[dataset, row, s] for s in seeds]
+    return {m: 100 * sum(r[key][m] for r in runs) / len(runs) for m in metrics.PRF_KEYS}
 
 
 def load_model(result: dict) -> M.OrderFreeRNN:
@@ -173,99 +254,78 @@ def load_model(result: dict) -> M.OrderFreeRNN:
     return model.eval()
 
 
-# --- evidence: recall by object size ------------------------------------------------------------
+# --- the values a claim compares -------------------------------------------------------------------
 
-def object_size_hits(pred: torch.Tensor, boxes, image_sizes):
-    """One entry per (image, label) with a box: (image index, relative size = sqrt(box area /
-    image area) of its largest box, whether the label was predicted)."""
-    images, sizes, hits = [], [], []
-    for i, bs in enumerate(boxes):
-        W, H = image_sizes[i]
-        largest: dict[int, float] = {}
-        for b in bs:
-            largest[b.label] = max(largest.get(b.label, 0.0), math.sqrt(max(b.w * b.h, 0.0) / (W * H)))
-        for lab, size in largest.items():
-            images.append(i)
-            sizes.append(size)
-            hits.append(bool(pred[i, lab]))
-    return torch.tensor(images), torch.tensor(sizes), torch.tensor(hits)
+PREDICTIONS = {  # a claim's row name -> (table row, prediction key)
+    "beam search": ("Ours", "pred_paper"),
+    "greedy": ("Ours", "pred_paper_greedy"),
+    "merged beams": ("Ours", "pred_paper_merged"),
+}
 
 
-def size_buckets(sizes: torch.Tensor, n: int = 3) -> tuple[torch.Tensor, list[float]]:
-    """Equal-count buckets of relative object size (0 = smallest); returns (bucket ids, edges)."""
-    edges = torch.quantile(sizes.double(), torch.linspace(0, 1, n + 1, dtype=torch.float64)[1:-1]).tolist()
-    return torch.bucketize(sizes.double(), torch.tensor(edges, dtype=torch.float64)), edges
+def _predictions(results: dict, dataset: str, row: str, seeds) -> list[torch.Tensor]:
+    table_row, key = PREDICTIONS.get(row, (row, "pred"))
+    return [results[dataset, table_row, s][key] for s in seeds]
 
 
-def bucket_recall(hits: torch.Tensor, images: torch.Tensor, bucket: torch.Tensor, k: int,
-                  weights: torch.Tensor) -> torch.Tensor:
-    """Recall of the objects in size bucket ``k`` on image resamples ``weights`` [R, N] -> [R]."""
-    sel = bucket == k
-    w = weights.double()[:, images[sel]]
-    return (w * hits[sel].double()).sum(1) / w.sum(1).clamp_min(1e-12)
+def size_recall_gap(preds: list[torch.Tensor], test, weights: torch.Tensor) -> torch.Tensor:
+    """[S, 1 + R]: recall of the smallest third of the objects minus that of the largest third
+    (equal-count buckets of relative size), per seed and image resample."""
+    out = []
+    for p in preds:
+        images, sizes, hits = metrics.object_size_hits(p, test.boxes, test.image_sizes)
+        bucket, _ = metrics.size_buckets(sizes)
+        out.append(metrics.bucket_recall(hits, images, bucket, 0, weights)
+                   - metrics.bucket_recall(hits, images, bucket, 2, weights))
+    return torch.stack(out)
 
 
-# --- Fig. 3: predictions with one attention map per emitted label ----------------------------------
+def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
+    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``."""
+    test = data.test
+    better, worse = (_predictions(results, claim.dataset, r, seeds) for r in (claim.better, claim.worse))
+    out = {}
+    for m in claim.metrics:
+        if m == "recall gain small − large":
+            out[m] = (size_recall_gap(better, test, weights), size_recall_gap(worse, test, weights))
+        else:
+            out[m] = (claims.set_metric_values(better, test.labels, weights, m),
+                      claims.set_metric_values(worse, test.labels, weights, m))
+    return out
 
-def pick_examples(pred: torch.Tensor, labels: torch.Tensor, n: int = 2) -> tuple[list[int], list[int]]:
-    """(correct, incorrect) test indices: exact label-set matches vs images with a wrong or a
-    missed label, images with more labels first (then by index), ``n`` of each."""
-    y = labels > 0.5
-    count = y.sum(1)
-    exact = (pred == y).all(1) & (count >= 2)
-    wrong = (pred != y).any(1) & (count >= 2)
-    order = sorted(range(len(y)), key=lambda i: (-int(count[i]), i))
-    return [i for i in order if exact[i]][:n], [i for i in order if wrong[i]][:n]
+
+def testability(claim: claims.Claim, data: shared.Splits) -> dict:
+    """{"testable", "why_not"} for ``claims.evaluate``: object sizes need boxes."""
+    if "recall gain small − large" in claim.metrics and not (data.test.boxes and any(data.test.boxes)):
+        return {"testable": False, "why_not": "no object boxes in this data set's format"}
+    return {"testable": True, "why_not": ""}
 
 
-def attention_figure(model: M.OrderFreeRNN, maps: torch.Tensor, sequences: torch.Tensor, data,
-                     rows: list[tuple[int, str]], top_k: int | None = 3, scale: str = "shared"):
-    """One row per (test index, tag): the image with its true labels (missed ones marked), then
-    the attention map (Eq. 4, upsampled) of each emitted label in prediction order; wrong labels
-    in red. ``scale="shared"``: one colour scale for the whole figure, so a flat map looks flat;
-    ``"own"``: each map scaled to its own maximum. Each title gives the map's peak as a
-    multiple of a uniform map (1x = no focus)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+def published_deltas(claim: claims.Claim) -> dict:
+    """{metric: the Δ (points) the paper's own table gives for the claim's two rows, or None}."""
+    table = report.reference(TABLES[claim.dataset])
+    return {m: claims.published_delta(table, claim.better, claim.worse, m) for m in claim.metrics}
 
-    from ..data.base import open_rgb
 
-    if scale not in ("shared", "own"):
-        raise ValueError(f"scale must be 'shared' or 'own', not {scale!r}")
-    idx = [i for i, _ in rows]
-    seqs = sequences[idx] if top_k is None else sequences[idx, :top_k]
-    alphas = model.replay(maps[idx].float(), seqs)                  # [R, T, m]
-    h, w = maps.shape[2:]
-    m = h * w
-    T = max(int((seqs >= 0).sum(1).max()), 1)
-    vmax_all = float(alphas.max())
-    fig, axes = plt.subplots(len(rows), T + 1, figsize=(1.9 * (T + 1), 2.6 * len(rows)), squeeze=False)
-    for r, (i, tag) in enumerate(rows):
-        image = np.asarray(open_rgb(data.image_paths[i]))
-        H, W = image.shape[:2]
-        truth = torch.nonzero(data.labels[i] > 0.5).flatten().tolist()
-        shown = set(seqs[r][seqs[r] >= 0].tolist())
-        names = [data.classes[c] + ("" if c in shown else " (missed)") for c in truth]
-        ax = axes[r, 0]
-        ax.imshow(image)
-        ax.set_title(tag, fontsize=8)
-        ax.set_xlabel("\n".join(", ".join(names[j:j + 2]) for j in range(0, len(names), 2)), fontsize=7)
-        for t in range(T):
-            ax = axes[r, t + 1]
-            lab = int(seqs[r, t])
-            if lab < 0:
-                ax.axis("off")
-                continue
-            a = alphas[r, t].view(1, 1, h, w)
-            a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)[0, 0].numpy()
-            vmax = vmax_all if scale == "shared" else max(float(alphas[r, t].max()), 1e-12)
-            ax.imshow(image)
-            ax.imshow(a, cmap="jet", alpha=0.5, vmin=0, vmax=vmax)
-            ok = bool(data.labels[i, lab] > 0.5)
-            ax.set_title(f"{t + 1}. {data.classes[lab]}\npeak {float(alphas[r, t].max()) * m:.1f}x uniform",
-                         fontsize=7, color="black" if ok else "red")
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
-    return fig
+def claim_options(claim: claims.Claim, data: shared.Splits) -> dict:
+    """The keyword arguments of ``claims.evaluate`` for ``claim`` besides its values: whether the
+    data can test it (and why not), and the paper's own Δ for each primary metric."""
+    return {**testability(claim, data), "published": published_deltas(claim)}
+
+
+def recall_by_size(results: dict, data: shared.Splits, dataset: str, rows, seeds) -> pd.DataFrame:
+    """Recall (%) of the objects in each third of relative size (small, medium, large) under the
+    top-k predictions of each of ``rows``, mean over ``seeds``, with the size edges and counts."""
+    test = data.test
+    ones = torch.ones(1, len(test), dtype=torch.float64)
+    table = {}
+    for row in rows:
+        per_seed = []
+        for p in _predictions(results, dataset, row, seeds):
+            images, sizes, hits = metrics.object_size_hits(p, test.boxes, test.image_sizes)
+            bucket, edges = metrics.size_buckets(sizes)
+            per_seed.append([float(metrics.bucket_recall(hits, images, bucket, k, ones)) for k in range(3)])
+        table[f"recall {row}"] = [round(100 * sum(v) / len(v), 1) for v in zip(*per_seed)]
+    return pd.DataFrame({"relative size": [f"< {edges[0]:.2f}", f"{edges[0]:.2f}-{edges[1]:.2f}", f">= {edges[1]:.2f}"],
+                         "objects": [int((bucket == k).sum()) for k in range(3)], **table},
+                        index=pd.Index(["small", "medium", "large"], name="third"))

@@ -24,24 +24,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .. import cache, metrics
+from .. import metrics
 from .. import word_vectors as wv
 from ..models import transformation_ranking as M
 from ..profiles import get_profile, runs_dir
 from ..train import fit
-from . import shared
+from . import baselines, shared
 
-CODE = (*shared.SHARED_CODE, M, wv, sys.modules[__name__])
+TRUNK = "alexnet"        # Sec. 3.6 / Table 1: ImageNet AlexNet, fc8 replaced by the k x d transformation
 
 
 @dataclasses.dataclass(frozen=True)
-class RankSettings:
+class Settings:
     """Training hyper-parameters of a row (Sec. 3.6; demo sizes where the paper's do not apply)."""
     epochs: int                         # budget: early stopping on the hold-out loss
     batch_size: int
@@ -51,30 +50,31 @@ class RankSettings:
     pool: bool = False                  # True: average-pool the conv maps first (a variant, not AlexNet's fc6)
     k: int = M.PAPER_K                  # Sec. 3.6: k = 100
     negatives: int = M.PAPER_NEGATIVES  # Sec. 3.3: 40 negatives per image
-    margins: tuple = (0.3, 1.0, 3.0)    # grid for m, chosen on the hold-out part
+    margins: tuple = (0.1, 0.3, 1.0, 3.0, 10.0)   # grid for m (the paper gives none), chosen on the hold-out part
     select_by: str = "CF1+OF1"          # hold-out criterion for m (top-3)
     flip: bool = True                   # mirroring, approximated on the conv maps
     patience: int = 3
     holdout: float = 0.1
     top_k: int = 3
     zero_shot_fraction: float = 0.2     # share of the labels held out in the zero-shot runs
+    zero_shot_splits: int = 3           # held-out label sets (each with its own backbone in demo/smoke)
     k_sweep: tuple = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)   # Sec. 4.3 / Fig. 8
 
 
-def settings_for(profile) -> RankSettings:
+def settings_for(profile) -> Settings:
     """Paper sizes for the full profile; a small head and Adam 1e-3 on the demo's frozen maps
     (hidden 128, batch 256: with k = 100, d = 384 the head alone has 128 x 38,400 weights, and
     the demo's CPU budget allows no more; a two-value margin grid, m = 0.3 having lost to both
     in a first demo run)."""
     profile = get_profile(profile)
     if profile.name == "smoke":
-        return RankSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=8,
+        return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=8,
                             margins=(0.3, 1.0), patience=profile.patience, holdout=profile.holdout, k_sweep=(2, 8))
     if profile.backbone == "small_cnn":
-        return RankSettings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128, margins=(1.0, 3.0),
+        return Settings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128,
                             patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
     # full: the ResNet maps (2048 x 14 x 14) are average-pooled first; flattened they would give fc6 1.6e9 weights
-    return RankSettings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
+    return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
                         holdout=profile.holdout, pool=True)
 
 
@@ -126,9 +126,10 @@ def word_matrix(names: list[str], source: str = "minilm", seed: int = 0) -> torc
     return wv.label_vectors(names, source, cache_dir=runs_dir() / "word_vectors", seed=seed)
 
 
-def zero_shot_labels(num_classes: int, seed: int = 0, fraction: float = 0.2) -> torch.Tensor:
-    """The label indices held out of training in the zero-shot runs (sorted), fixed by the data seed."""
-    g = torch.Generator().manual_seed(seed + 424242)
+def zero_shot_labels(num_classes: int, seed: int = 0, fraction: float = 0.2, split: int = 0) -> torch.Tensor:
+    """The label indices held out of training in zero-shot split ``split`` (sorted), fixed by the
+    data seed and the split number."""
+    g = torch.Generator().manual_seed(seed + 424242 + 1009 * split)
     n = max(1, int(round(num_classes * fraction)))
     return torch.randperm(num_classes, generator=g)[:n].sort().values
 
@@ -144,7 +145,7 @@ def known_mask(num_classes: int, unseen: torch.Tensor | None) -> torch.Tensor | 
 
 # --- training -------------------------------------------------------------------------------------
 
-def ranking_loss(model, batch, W, margin: float, s: RankSettings, known=None, all_negatives: bool = False):
+def ranking_loss(model, batch, W, margin: float, s: Settings, known=None, all_negatives: bool = False):
     """Eq. 3 on a batch of (maps, labels). In training a random half of the maps is mirrored.
     ``all_negatives`` (the hold-out loss): every negative label, so the hold-out loss is
     deterministic and early stopping does not follow the draw of the negatives."""
@@ -172,7 +173,7 @@ def select_metrics(scores: torch.Tensor, labels: torch.Tensor, known, top_k: int
     return metrics.prf(scores[:, cols], labels[:, cols], k=top_k)
 
 
-def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Tensor, s: RankSettings,
+def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Tensor, s: Settings,
                *, known=None, seed: int = 0, train_seed: int = 0, device: str = "cpu", folder: Path | None = None,
                margins=None, desc: str = "ranking"):
     """Train one model per margin of the grid on the fit part of the training set (early stopping on
@@ -221,53 +222,151 @@ def committee_evidence(model, maps: torch.Tensor, W: torch.Tensor, votes=(1, 3, 
             "jaccard": torch.cat(jac) if jac else torch.zeros(0, dtype=torch.float64)}
 
 
-def run_row(dataset: str, profile, root: str | None = None, seed: int = 0, device: str = "auto",
-            weights: str | None = None, *, words: str = "minilm", k: int | None = None, zero_shot: bool = False,
-            train_seed: int = 0, margin: float | None = None, settings: dict | None = None,
-            force: bool = False) -> dict:
-    """Train and evaluate one transformation ranking row (a cached experiment).
+ROWS_BASE = {  # table row name -> how it differs from "Ours"
+    "Ours": {},
+    "Ours (random vectors)": {"words": "random"},          # the control: the same model without semantics
+    "Ours (pooled maps)": {"pool": True},                   # a variant: pooled conv maps into fc6
+}
+STAGES = ("margin (words)", "margin (random)")   # the margin choice of each word source; and zero_shot_stage(j)
+ZERO_SHOT_MARGIN = 1.0   # zero-shot rows: a fixed m, so the held-out labels take no part in any choice
+OPTIONS = ("word_vectors",)
 
-    ``words``: "minilm", "random" or a word-vector file; ``k``: rows of A (None: the settings');
-    ``zero_shot``: hold ``zero_shot_labels`` out of training; ``margin``: a fixed m (None:
-    chosen from the grid on the hold-out part). Returns {"scores" [N_test, L] (= -norms),
-    "committee_scores" {"1"|"3"|"5": [N_test, L]}, "jaccard" [N_test], "history", "margin",
-    "margin_curve", "unseen" (held-out label indices, empty if none), "wall_s"} and, computed
-    after loading, "pred" (top-3), "metrics" and "metrics_top5".
+
+def rows(profile) -> dict:
+    """Every row of chapter 07: name -> options (words, k, pool, zero-shot split)."""
+    s = settings_for(profile)
+    out = dict(ROWS_BASE)
+    out.update({f"Ours (k={k})": {"k": k} for k in s.k_sweep if k != s.k})
+    for j in range(s.zero_shot_splits):
+        out[f"Ours zero-shot (split {j})"] = {"zero_shot": j}
+        out[f"Ours (random vectors) zero-shot (split {j})"] = {"words": "random", "zero_shot": j}
+    return out
+
+
+def margin_stage(words: str) -> str:
+    return f"margin ({words})"
+
+
+def grid(profile, datasets=("nuswide",), seeds=(0,)) -> list[shared.Run]:
+    """Every run of chapter 07: the frozen features (those of each zero-shot split from a backbone
+    that never saw the split's labels), the margin choice of each word source (on the hold-out
+    part, with the first training seed), then every row with every training seed, and the baselines."""
+    splits_ = range(settings_for(profile).zero_shot_splits)
+    runs = shared.feature_runs(datasets, trunk=TRUNK)
+    runs += [shared.Run("transformation_ranking", zero_shot_stage(j), d, wave=-1) for d in datasets for j in splits_]
+    runs += [shared.Run("transformation_ranking", margin_stage(w), d) for d in datasets for w in ("words", "random")]
+    runs += [shared.Run("transformation_ranking", r, d, t, wave=1) for d in datasets for r in rows(profile)
+             for t in seeds]
+    return runs + [dataclasses.replace(r, wave=1) for r in
+                   baselines.grid(profile, datasets, seeds, rows=("WARP", "CNN-RNN"), trunk=TRUNK)]
+
+
+def zero_shot_stage(split: int) -> str:
+    return f"zero-shot features (split {split})"
+
+
+def zero_shot_features(dataset: str, profile, *, root=None, seed: int = 0, device: str = "auto", weights=None,
+                       split: int = 0) -> dict:
+    """The frozen features of zero-shot split ``split``: from a backbone whose training never saw
+    the split's held-out labels (left out of its BCE), so no layer under the head has learnt them."""
+    profile = get_profile(profile)
+    s = settings_for(profile)
+    C = shared.splits(dataset, profile, root, seed).train.num_classes
+    unseen = zero_shot_labels(C, seed, s.zero_shot_fraction, split)
+    return shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=TRUNK,
+                                    exclude_labels=tuple(unseen.tolist()))
+
+
+def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
+        device: str = "auto", weights=None, word_vectors: str | None = None, settings: dict | None = None,
+        force: bool = False) -> dict:
+    """Train and evaluate one transformation ranking row (a cached experiment), or choose a word
+    source's margin (row "margin (words|random)": {"margin", "margin_curve"}).
+
+    ``word_vectors``: None (MiniLM) or a word-vector file for the rows that use the book's words.
+    A row returns {"scores" [N_test, L] (= -norms), "committee_scores" {"1"|"3"|"5": [N_test, L]},
+    "jaccard" [N_test], "history", "margin", "unseen" (held-out label indices, empty if none),
+    "wall_s"} and, computed after loading, "pred" (top-3), "metrics" and "metrics_top5".
     """
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))
-    if k is not None:
-        s = dataclasses.replace(s, k=int(k))
+    words = word_vectors or "minilm"
+    if row.startswith("margin ("):
+        source = "random" if row == margin_stage("random") else words
+        return choose_margin(dataset, profile, root=root, seed=seed, device=device, weights=weights,
+                             words=source, s=s, force=force)
+    if row.startswith("zero-shot features"):
+        split = int(row.rsplit(" ", 1)[1].rstrip(")"))
+        return zero_shot_features(dataset, profile, root=root, seed=seed, device=device, weights=weights, split=split)
+    opts = rows(profile)[row]
+    source = opts.get("words", words)
+    split = opts.get("zero_shot")
     data = shared.splits(dataset, profile, root, seed)
     C = data.train.num_classes
-    unseen = zero_shot_labels(C, seed, s.zero_shot_fraction) if zero_shot else None
-    word_key = words if words in ("minilm", "random") else f"file:{Path(words).name}"
-    config = {"chapter": "07_transformation_ranking", "version": 1, **shared.data_key(dataset, profile, root, seed),
-              "backbone": profile.backbone, "image_size": profile.image_size, "weights": weights,
-              "settings": dataclasses.asdict(s), "words": word_key, "zero_shot": bool(zero_shot),
-              "margin": margin, "train_seed": train_seed}
-    W = word_matrix(data.train.classes, words, seed)
-    if words not in ("minilm", "random"):
-        config["words_sha"] = hashlib.sha256(W.numpy().tobytes()).hexdigest()[:16]   # a file: its vectors
+    unseen = None if split is None else zero_shot_labels(C, seed, s.zero_shot_fraction, split)
+    exclude = () if unseen is None else tuple(unseen.tolist())
+    if unseen is None:   # the word source's margin, chosen once at the default k (Fig. 8 and the pooled row reuse it)
+        margin = choose_margin(dataset, profile, root=root, seed=seed, device=device, weights=weights,
+                               words=source, s=s)["margin"]
+    else:
+        margin = ZERO_SHOT_MARGIN
+    s = dataclasses.replace(s, k=opts.get("k", s.k), pool=opts.get("pool", s.pool))
+    W = word_matrix(data.train.classes, source, seed)
+    name = shared.trunk_of(profile, TRUNK)
+    config = {"chapter": "07_transformation_ranking", "version": 2, **shared.data_key(dataset, profile, root, seed),
+              "backbone": name, "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
+              "settings": dataclasses.asdict(s), "words": _word_key(source, W), "zero_shot": split,
+              "margin": margin, "train_seed": train_seed, "holdout": profile.holdout}
 
-    def _compute(folder: Path) -> dict:
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights)
-        known = known_mask(C, unseen)
+    def compute(folder: Path) -> dict:
+        # a zero-shot row reads a backbone that never saw the held-out labels (left out of its BCE)
+        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name,
+                                         exclude_labels=exclude)
         model, m, curve, history = fit_ranker(
-            feats["train"], data.train.labels, W, s, known=known, seed=seed, train_seed=train_seed,
-            device=device, folder=None, margins=None if margin is None else (margin,),   # no checkpoints: seconds per model
-            desc=f"ranking {words} k={s.k}")
-        test_maps = feats["test"]
-        out = {"scores": M.scores_from_norms(test_norms(model, test_maps, W)), "margin": m,
-               "margin_curve": [[mm, val] for mm, val in curve], "history": history,
-               "unseen": unseen if unseen is not None else torch.zeros(0, dtype=torch.long)}
-        out.update(committee_evidence(model, test_maps, W))
+            feats["train"], data.train.labels, W, s, known=known_mask(C, unseen), seed=seed, train_seed=train_seed,
+            device=device, margins=(margin,), desc=f"ranking {row}")
+        out = {"scores": M.scores_from_norms(test_norms(model, feats["test"], W)), "margin": m,
+               "history": history, "unseen": unseen if unseen is not None else torch.zeros(0, dtype=torch.long)}
+        out.update(committee_evidence(model, feats["test"], W))
         return out
 
-    compute = shared.head_on_frozen_features(_compute, dataset, profile, root, seed, device, weights)
-    result = cache.run("transformation_ranking", config, compute, force=force, code=CODE,
-                       data=shared.data_fingerprint(data))
+    result = shared.cached("transformation_ranking", config, compute, profile, code=(run,),
+                           data=shared.data_fingerprint(data), force=force)
     return with_metrics(result, data.test.labels, s.top_k)
+
+
+def _word_key(source: str, W: torch.Tensor) -> str:
+    """What a cache key records of the word vectors: their source, and a file's vectors' hash."""
+    if source in ("minilm", "random"):
+        return source
+    return f"file:{Path(source).name}:{hashlib.sha256(W.numpy().tobytes()).hexdigest()[:16]}"
+
+
+def choose_margin(dataset: str, profile, *, root=None, seed: int = 0, device: str = "auto", weights=None,
+                  words: str = "minilm", s: Settings | None = None, force: bool = False) -> dict:
+    """The margin m of one word source, chosen on the hold-out part of the training set from
+    ``s.margins`` (one model per margin, the first training seed; top-3 C-F1 + O-F1). Cached:
+    {"margin", "margin_curve" [[m, hold-out metrics], ...]}."""
+    profile = get_profile(profile)
+    s = s or settings_for(profile)
+    data = shared.splits(dataset, profile, root, seed)
+    W = word_matrix(data.train.classes, words, seed)
+    name = shared.trunk_of(profile, TRUNK)
+    keys = ("epochs", "batch_size", "lr", "hidden", "dropout", "pool", "k", "negatives", "margins", "select_by",
+            "flip", "patience", "holdout", "top_k")
+    config = {"chapter": "07_transformation_ranking", "stage": "margin", "version": 1,
+              **shared.data_key(dataset, profile, root, seed), "backbone": name, "image_size": profile.image_size,
+              "weights": shared.weights_name(weights, name), "settings": {k: getattr(s, k) for k in keys},
+              "words": _word_key(words, W), "holdout": profile.holdout}
+
+    def compute(folder: Path) -> dict:
+        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        _, m, curve, _ = fit_ranker(feats["train"], data.train.labels, W, s, seed=seed, train_seed=0,
+                                    device=device, desc=f"margin {words}")
+        return {"margin": m, "margin_curve": [[mm, val] for mm, val in curve]}
+
+    return shared.cached("transformation_ranking", config, compute, profile, code=(choose_margin,),
+                         data=shared.data_fingerprint(data), force=force)
 
 
 def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
@@ -281,22 +380,3 @@ def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
     out["pred_voting"] = {n: metrics.predict_labels(v, k=top_k) for n, v in result["committee_scores"].items()}
     out["metrics_voting"] = {n: metrics.prf_of_predictions(p, labels) for n, p in out["pred_voting"].items()}
     return out
-
-
-# --- zero-shot evidence ---------------------------------------------------------------------------
-
-def unseen_recall_at(scores: torch.Tensor, labels: torch.Tensor, unseen: torch.Tensor, k: int,
-                     weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Recall of the held-out labels when only they are ranked and the top ``k`` kept, over the
-    (image, held-out label) pairs -> [R] (one per image resample; [1] without ``weights``)."""
-    pred = metrics.predict_labels(scores[:, unseen], k=k)
-    y = labels[:, unseen] > 0.5
-    w = torch.ones(1, len(labels), dtype=torch.float64) if weights is None else weights.double()
-    return (w @ (pred & y).double().sum(1)) / (w @ y.double().sum(1)).clamp_min(1e-12)
-
-
-def prevalence(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Per resample and label, the share of positive images [R, C]: the AP a random ranking
-    gets in expectation (approximately; exactly in the limit of many images)."""
-    w = weights.double()
-    return (w @ (labels > 0.5).double()) / w.sum(1, keepdim=True)

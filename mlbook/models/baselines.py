@@ -118,11 +118,14 @@ class CNNRNN(nn.Module):
         return logits.masked_fill(torch.cat([emitted, pad], 1), -1e9).log_softmax(1), state
 
     @torch.no_grad()
-    def decode(self, feats: torch.Tensor, beam: int = 3, max_len: int = 5, batch_size: int = 512):
+    def decode(self, feats: torch.Tensor, beam: int = 3, max_len: int = 5, batch_size: int = 512,
+               end: bool = True):
+        """Beam search; ``end=False``: END is no candidate, so every path runs to ``max_len``
+        labels ranked by their scores (the top-k protocol of a sequence model)."""
         outs, dev = [], self.labels.weight.device
         for i in range(0, feats.shape[0], batch_size):
             context, state = self.begin(feats[i:i + batch_size].to(dev))
             seq, _ = beam_search(self.step_fn, context, state, self.num_classes, beam=beam,
-                                 max_len=max_len, end_index=self.num_classes)
+                                 max_len=max_len, end_index=self.num_classes if end else None)
             outs.append(seq.cpu())
         return torch.cat(outs)

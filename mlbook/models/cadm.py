@@ -20,10 +20,7 @@ evaluation and the chapter's evidence: ``mlbook.experiments.cadm``.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

@@ -23,8 +23,6 @@ Training, threshold selection and the evidence of the chapter's claims:
 from __future__ import annotations
 
 import dataclasses
-import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
