@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce test test-fast install clean
+.PHONY: reproduce verify test test-fast install clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 ## the main job: every chapter on the embedded default (demo profile), figures, HTML book
 reproduce: $(STAMP)
 	$(PY) -m mlbook reproduce --profile demo
+
+## the book reproduces itself: re-run every chapter cold into _build/verify/ and compare every number
+## and verdict of its results tables with the committed figures/ (exit 1 on any difference)
+verify: $(STAMP)
+	$(PY) -m mlbook verify
 
 ## the whole test suite: unit tests, every chapter under nbval (smoke), the book build
 test: $(STAMP)

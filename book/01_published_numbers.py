@@ -122,7 +122,10 @@ print(maps[["method", "mAP printed", "mean of APs", "gap", "finding"]].to_markdo
 # give is transcribed in `mlbook/reference/text_claims.csv`: the exact words, which
 # table, and either a *value* (one cell: "It achieves the 87.3% mAP") or a
 # *difference* of two rows in one column ("The gap between the Multi-CNN and our RLSD
-# (4.3%)" is RLSD minus Multi-CNN). Where the text leaves the reading open (which
+# (4.3%)" is RLSD minus Multi-CNN). A sentence that states an *order* without a number
+# ("the combination of the k classifiers outperformed WARP and CNN-RNN") is transcribed
+# as *higher*, one row per column the tables print, with the second row's table where
+# the two rows stand in different tables. Where the text leaves the reading open (which
 # metric, which "previous state of the art") the `note` column says which reading we
 # took. We recompute each number from the transcribed table.
 #
@@ -132,7 +135,9 @@ print(maps[["method", "mAP printed", "mean of APs", "gap", "finding"]].to_markdo
 # the two intervals meet, that is when |stated − table| is at most the sum of the two
 # roundings (the `tolerance` column); otherwise it **disagrees**. It is **not
 # checkable** when the table lacks the row, the column or the cell, or when the number
-# is about something outside the table's cells.
+# is about something outside the table's cells. An order (*higher*) agrees when the
+# printed values allow it, that is when the first row minus the second is above −0.1
+# (the rounding of a difference); it is printed as "stated > 0".
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -245,7 +250,11 @@ plt.show()
 #   for the same method, data set and protocol is identical, which also shows that
 #   the later papers copied rather than re-ran the baselines.
 # - **The texts do not always match their own tables.** Section 4 prints the sentences
-#   whose numbers the tables contradict, with counts per paper of those that agree.
+#   whose numbers the tables contradict, with counts per paper of those that agree. One
+#   is an order, not a number: the ranking paper says that voting over its row
+#   classifiers with N = 3 "outperformed WARP and CNN-RNN" (Sec. 4.4), yet its Table 5
+#   prints a C-P of 29.1 for that vote, below WARP's 31.7 and CNN-RNN's 40.5 in its
+#   Table 3 (whose baseline rows come from another split, 150,000 / 59,347 images).
 # - **Per-class APs add up.** All twelve mAP values of RLSD's VOC table equal the
 #   mean of their twenty printed APs within rounding.
 #

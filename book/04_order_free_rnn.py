@@ -104,7 +104,7 @@ overview = pd.DataFrame({
                    "conv maps (D, h, w)": tuple(feats[d]["train"].shape[1:])}
     for d in TITLES}).T
 glue("n_test", len(data["coco"].test), display=False)
-glue("paper_trunk", f"{X.TRUNK}: {backbones.PAPER_TRUNKS[CHAPTER]}", display=False)
+glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
 overview
 
 # %% [markdown]
@@ -454,7 +454,7 @@ n_intervals = sum(len(r["measurements"]) for r in rows)
 multiplicity = claims.multiplicity(len(rows), n_intervals)
 glue("multiplicity", multiplicity["text"], display=False)
 power = claims.power_table(rows)
-save_table(power, CHAPTER, "power", "The smallest effect (points) each claim could detect with 80% power at 3, 5 "
+save_table(power.set_index("id"), CHAPTER, "power", "The smallest effect (points) each claim could detect with 80% power at 3, 5 "
            "and 10 training seeds")
 
 # %% [markdown]

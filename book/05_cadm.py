@@ -104,7 +104,7 @@ for d, s in data.items():
     print(f"{d}: {kind[d]} data, {len(s.train)} train / {len(s.test)} test images, {s.train.num_classes} classes")
 start = {d: shared.shared_backbone(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK)[1]["test_mAP"]
          for d in TITLES}
-glue("paper_trunk", f"{X.TRUNK}: {backbones.PAPER_TRUNKS[CHAPTER]}", display=False)
+glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
 
 # %% [markdown]
 # ## 2. Class-aware disentangled maps and stream 2 (Sec. 2.3, Eqs. 3, 6–7)
@@ -361,7 +361,7 @@ for d in TITLES:
     glue(f"paper_delta_{d}", claims.published_delta(reference(X.TABLES[d]), "Ours (lambda=0.5)", "Ours (lambda=0)", "mAP"),
          display=False)
 power = claims.power_table(rows)
-save_table(power, CHAPTER, "power", "The smallest effect each claim could detect with 80% power at 3, 5 and 10 "
+save_table(power.set_index("id"), CHAPTER, "power", "The smallest effect each claim could detect with 80% power at 3, 5 and 10 "
            "training seeds (points; CADM peaks in logits)")
 
 # %% [markdown]

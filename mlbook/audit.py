@@ -16,8 +16,9 @@ Four checks, all on the numbers as printed (one decimal, in percent):
 2. mAP vs the mean of the printed per-class APs (AP tables).
 3. The same method on the same data set and protocol, reported by several papers.
 4. The numbers a paper's text states about its own tables ("by 4.1% in C-F1", "3.2% mAP
-   lower"), transcribed in ``reference/text_claims.csv``, recomputed from the table
-   (:func:`audit_text_claims`; the rounding rule is in its docstring).
+   lower"), and the orders it states between their rows ("outperformed WARP"), transcribed
+   in ``reference/text_claims.csv``, recomputed from the tables (:func:`audit_text_claims`;
+   the rounding rule is in its docstring).
 """
 from __future__ import annotations
 
@@ -215,17 +216,30 @@ def explain_disagreement(row: pd.Series, f1_table: pd.DataFrame) -> str:
 
 TEXT_CLAIMS = "text_claims.csv"
 FINDINGS = ("agrees", "disagrees", "not checkable")
+KINDS = ("difference", "value", "higher")
 
 
 def text_claims() -> pd.DataFrame:
     """``mlbook/reference/text_claims.csv``: the numbers a paper's text states about its own tables.
 
-    Columns: paper, section, quote, table (a reference CSV name), kind ('difference' or
-    'value'), row_a, row_b (a difference is row_a − row_b), column, stated (in points,
-    kept as text so that its printed precision survives: '2' is not '2.0'), note.
+    Columns: paper, section, quote, table (a reference CSV name), kind ('difference',
+    'value' or 'higher': the text says row_a is above row_b without a number), row_a, row_b
+    (a difference is row_a − row_b), column, stated (in points, kept as text so that its
+    printed precision survives: '2' is not '2.0'; '> 0' for 'higher'), note, table_b (the
+    table of row_b when the text compares rows of two tables; empty: ``table``).
     """
     with resources.files("mlbook.reference").joinpath(TEXT_CLAIMS).open() as f:
         return pd.read_csv(f, dtype=str, keep_default_na=False)
+
+
+def _table(file: str, tables: dict):
+    """A reference table by file name, read once per audit (None if there is no such table)."""
+    if file not in tables:
+        try:
+            tables[file] = reference(file)
+        except KeyError:
+            tables[file] = None
+    return tables[file]
 
 
 def stated_half(stated: str) -> float:
@@ -246,25 +260,22 @@ def claim_tolerance(kind: str, stated: str) -> float:
 
 
 def _claim_value(claim: pd.Series, tables: dict) -> tuple[float | None, str]:
-    """The table's number for a claim, or None and why it cannot be computed."""
-    file = claim["table"]
-    if file not in tables:
-        try:
-            tables[file] = reference(file)
-        except KeyError:
-            tables[file] = None
-    table = tables[file]
-    if table is None:
-        return None, f"no reference table {file!r}"
+    """The table's number for a claim (row_a − row_b for 'difference' and 'higher'), or None and
+    why it cannot be computed."""
     if not claim["row_a"] or not claim["column"]:
         return None, "the number is not in the table's cells"
-    if claim["column"] not in table.columns:
-        return None, f"{file} has no column {claim['column']!r}"
-    rows = [claim["row_a"]] + ([claim["row_b"]] if claim["kind"] == "difference" else [])
-    if claim["kind"] == "difference" and not claim["row_b"]:
-        return None, "a difference needs row_b"
+    two_rows = claim["kind"] in ("difference", "higher")
+    if two_rows and not claim["row_b"]:
+        return None, f"a {claim['kind']} claim needs row_b"
+    files = [claim["table"]] + ([claim.get("table_b") or claim["table"]] if two_rows else [])
+    rows = [claim["row_a"]] + ([claim["row_b"]] if two_rows else [])
     values = []
-    for row in rows:
+    for file, row in zip(files, rows):
+        table = _table(file, tables)
+        if table is None:
+            return None, f"no reference table {file!r}"
+        if claim["column"] not in table.columns:
+            return None, f"{file} has no column {claim['column']!r}"
         if row not in table.index:
             return None, f"{file} has no row {row!r}"
         v = table.loc[row, claim["column"]]
@@ -285,37 +296,46 @@ def audit_text_claims(claims: pd.DataFrame | None = None) -> pd.DataFrame:
     a unit of its own last digit (±0.05 for '4.1', ±0.5 for '2' or '10'). A claim
     **agrees** when |stated − table| ≤ table rounding + text rounding (the two intervals
     meet), i.e. ≤ 0.15 for a one-decimal difference, ≤ 0.6 for a whole-number one,
-    ≤ 0.1 / 0.55 for a value; otherwise it **disagrees**. It is **not checkable** when
+    ≤ 0.1 / 0.55 for a value; otherwise it **disagrees**. A 'higher' claim (row_a above
+    row_b, no number) agrees when row_a − row_b > −0.1, that is when the printed values'
+    intervals allow row_a above row_b, and disagrees otherwise. It is **not checkable** when
     the table lacks the row, the column or the cell (a '–'), or the claim is about
     something the table cells do not hold ('why' says which).
 
     Returns one row per claim: the claim's columns plus 'stated as printed' (the text's
     digits), 'table label' (e.g. 'Table 2'), 'reading' (what was computed), 'from table',
-    'stated' (a float), 'discrepancy' (stated − table), 'tolerance', 'beyond tolerance'
-    (|discrepancy| − tolerance, > 0 for a disagreement), 'finding' (one of FINDINGS) and
-    'why' (for a claim that is not checkable).
+    'stated' (a float; 0 for 'higher'), 'discrepancy' (stated − table; none for 'higher'),
+    'tolerance', 'beyond tolerance' (|discrepancy| − tolerance, or −(row_a − row_b) − 0.1 for
+    'higher'; > 0 for a disagreement), 'finding' (one of FINDINGS) and 'why' (for a claim
+    that is not checkable).
     """
     claims = text_claims() if claims is None else claims.fillna("").astype(str)
     index = reference_index()
     labels = dict(zip(index["file"].str[:-4], index["table"]))
     tables: dict = {}
     rows = []
+    if "table_b" not in claims:       # older transcriptions and hand cases have no second table
+        claims = claims.assign(table_b="")
     for _, claim in claims.iterrows():
         value, why = _claim_value(claim, tables)
-        stated = float(claim["stated"])
-        tol = claim_tolerance(claim["kind"], claim["stated"])
-        if claim["kind"] == "difference":
+        higher = claim["kind"] == "higher"
+        stated = 0.0 if higher else float(claim["stated"])
+        tol = 2 * HALF if higher else claim_tolerance(claim["kind"], claim["stated"])
+        if claim["kind"] in ("difference", "higher"):
             reading = f"{claim['row_a']} − {claim['row_b']}, {claim['column']}"
         else:
             reading = f"{claim['row_a']}, {claim['column']}" if claim["row_a"] else ""
         if value is None:
             finding, gap, beyond = "not checkable", None, None
         else:
-            gap = stated - value
-            beyond = abs(gap) - tol
+            gap = None if higher else stated - value
+            beyond = -value - tol if higher else abs(gap) - tol
             finding = "agrees" if beyond <= 1e-9 else "disagrees"
+        label = labels.get(claim["table"], "")
+        if claim["table_b"] and claim["table_b"] != claim["table"]:
+            label = f"{label} and {labels.get(claim['table_b'], '')}"
         rows.append({**claim.to_dict(), "stated as printed": claim["stated"],
-                     "table label": labels.get(claim["table"], ""), "reading": reading,
+                     "table label": label, "reading": reading,
                      "from table": None if value is None else round(value, 2) + 0.0, "stated": stated,
                      "discrepancy": None if gap is None else round(gap, 2) + 0.0, "tolerance": round(tol, 2),
                      "beyond tolerance": None if beyond is None else round(beyond, 2),

@@ -11,17 +11,18 @@ Conventions of the comparison (``compare_trees``):
   (wall times differ run to run and are never compared). A file on one side only is a
   difference.
 - Columns are matched by header name; a column on one side only is a difference.
-- Rows are matched by the value of their first column and their position among the
-  rows sharing that value (the n-th "NUS-WIDE" row with the n-th "NUS-WIDE" row; for a
+- Rows are matched by the value of their first column (exact text) and their position
+  among the rows sharing that value (the n-th "NUS-WIDE" row with the n-th "NUS-WIDE" row; for a
   tidy table whose first column is constant this is plain position). A row on one side
   only is a difference. Rows are numbered from 1, the header not counted.
 - A column named ``verdict`` (or ending in ``_verdict`` / `` verdict``) holds verdicts:
   compared as exact strings.
 - Every other cell is split into numbers and text: a number is an optional sign
   (``+``, ``-`` or the Unicode minus ``−``), digits, an optional decimal part and an
-  optional exponent, not glued to a letter, digit, ``_`` or ``.`` on its left (so
-  ``table_1``, ``CF1`` and ``128x6x6``'s trailing sixes are text, and ``0.12-0.25`` reads
-  as 0.12 and 0.25); a whole cell ``nan``/``inf`` is a number too. The text around the
+  optional exponent, not glued to a letter, digit, ``_`` or ``.`` on its left nor joined
+  to a letter by a hyphen (so ``table_1``, ``CF1``, ``ResNet-101``, ``cadm-2`` and
+  ``128x6x6``'s trailing sixes are text, and ``0.12-0.25`` reads as 0.12 and 0.25); a
+  whole cell ``nan``/``inf`` is a number too. The text around the
   numbers must match exactly; the numbers are compared as numbers, so ``3711`` equals
   ``3711.0``. An empty cell is text (pandas writes a missing value as an empty cell).
 - Numbers are equal when ``rtol == 0`` (the default, for CPU reruns) only if identical;
@@ -45,7 +46,9 @@ from pathlib import Path
 from .profiles import project_root
 from .report import TIMINGS_FILE
 
-NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+−]?\d+)?")
+# a number: not glued on its left to a word character or '.', nor hyphenated to a letter
+# ('cadm-2', 'ResNet-101' and 'top-3' are names; '0.12-0.25' is two numbers)
+NUMBER = re.compile(r"(?<![\w.])(?<![^\W\d][-−])[-+−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+−]?\d+)?")
 WHOLE_CELL_SPECIALS = {"nan", "inf", "+inf", "-inf", "−inf"}
 PLACEHOLDER = "\x00"       # stands for a number in a cell's text skeleton
 MAX_SHOWN = 50             # difference rows printed; the rest are counted
@@ -187,8 +190,8 @@ def keyed_rows(rows: list[list[str]]) -> dict[tuple[str, int], int]:
 
 
 def row_label(index: int, row: list[str]) -> str:
-    """'row 3 (coco (generated), WARP, CP)': the row's number and its leading text cells."""
-    names = [c if len(c) <= 30 else c[:29] + "…" for c in row[:5] if c.strip() and not NUMBER.fullmatch(c.strip())]
+    """'row 3 (table_3, coco (generated), WARP, CP)': the row's number and its first cells without numbers."""
+    names = [c if len(c) <= 30 else c[:29] + "…" for c in row[:5] if c.strip() and not NUMBER.search(c)]
     return f"row {index + 1}" + (f" ({', '.join(names[:4])})" if names else "")
 
 
@@ -208,42 +211,51 @@ def compare_files(score: ChapterScore, name: str, committed: Path | None, now: P
     """Compare one results CSV (either side may be None: missing there) into ``score``."""
     score.files += 1
     if committed is None or now is None:
-        present = committed or now
-        header, rows = read_csv(present)
+        header, rows = read_csv(committed or now)
         count_one_side(score, header, rows)
         shown = f"present ({len(rows)} rows)"
         score.differences.append(Difference(name, "–", "–", "file", shown if committed else "missing",
                                             shown if now else "missing"))
         return
-    header_a, rows_a = read_csv(committed)
-    header_b, rows_b = read_csv(now)
+    a, b = read_csv(committed), read_csv(now)
+    compare_columns(score, name, a, b)
+    compare_rows(score, name, a, b, rtol)
+
+
+def presence(key, committed, now) -> tuple[str, str]:
+    return "present" if key in committed else "missing", "present" if key in now else "missing"
+
+
+def compare_columns(score: ChapterScore, name: str, a: tuple, b: tuple) -> None:
+    """Columns on one side only (matched by header name)."""
+    (header_a, rows_a), (header_b, rows_b) = a, b
     for column in header_a + [c for c in header_b if c not in header_a]:
-        if column not in header_a or column not in header_b:
-            side_header, side_rows = (header_a, rows_a) if column in header_a else (header_b, rows_b)
-            at = side_header.index(column)
-            count_one_side(score, [column], [[r[at]] for r in side_rows])
-            score.differences.append(Difference(name, "–", column, "column",
-                                                "present" if column in header_a else "missing",
-                                                "present" if column in header_b else "missing"))
-    shared_columns = [c for c in header_a if c in header_b]
+        if column in header_a and column in header_b:
+            continue
+        header, rows = (header_a, rows_a) if column in header_a else (header_b, rows_b)
+        at = header.index(column)
+        count_one_side(score, [column], [[r[at]] for r in rows])
+        score.differences.append(Difference(name, "–", column, "column", *presence(column, header_a, header_b)))
+
+
+def compare_rows(score: ChapterScore, name: str, a: tuple, b: tuple, rtol: float) -> None:
+    """Rows matched by (first cell, occurrence); cells of the shared columns compared one by one."""
+    (header_a, rows_a), (header_b, rows_b) = a, b
+    shared = [(column, header_a.index(column), header_b.index(column)) for column in header_a if column in header_b]
     keys_a, keys_b = keyed_rows(rows_a), keyed_rows(rows_b)
     for key in list(keys_a) + [k for k in keys_b if k not in keys_a]:
         if key not in keys_a or key not in keys_b:
-            side_header, side_rows, i = ((header_a, rows_a, keys_a[key]) if key in keys_a
-                                         else (header_b, rows_b, keys_b[key]))
-            count_one_side(score, side_header, [side_rows[i]])
-            score.differences.append(Difference(name, row_label(i, side_rows[i]), "–", "row",
-                                                "present" if key in keys_a else "missing",
-                                                "present" if key in keys_b else "missing"))
+            header, rows, i = (header_a, rows_a, keys_a[key]) if key in keys_a else (header_b, rows_b, keys_b[key])
+            count_one_side(score, header, [rows[i]])
+            score.differences.append(Difference(name, row_label(i, rows[i]), "–", "row",
+                                                *presence(key, keys_a, keys_b)))
             continue
         row_a, row_b = rows_a[keys_a[key]], rows_b[keys_b[key]]
-        for column in shared_columns:
-            a, b = row_a[header_a.index(column)], row_b[header_b.index(column)]
-            kind = compare_cell(score, column, a, b, rtol)
+        for column, at_a, at_b in shared:
+            kind = compare_cell(score, column, row_a[at_a], row_b[at_b], rtol)
             if kind:
-                shown_a, shown_b = excerpt(a, b)
                 score.differences.append(Difference(name, row_label(keys_a[key], row_a), column, kind,
-                                                    shown_a, shown_b))
+                                                    *excerpt(row_a[at_a], row_b[at_b])))
 
 
 # --- two trees ------------------------------------------------------------------------------

@@ -206,6 +206,33 @@ def random_vectors(names_or_count, d: int = MINILM_DIM, seed: int = 0, *, normal
     return _normalise(v) if normalize else v
 
 
+def file_dim(path: str | os.PathLike) -> int:
+    """The dimension of a word2vec/GloVe text file, from its header ("count dim") or, without
+    one, from the number of values on its first vector line; reads one or two lines only."""
+    path = Path(path)
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            body = line.split()
+            if not body:
+                continue
+            if lineno == 1 and len(body) == 2 and body[0].isdigit() and body[1].isdigit():
+                return int(body[1])
+            if len(body) < 2:
+                raise ValueError(f"{path}, line {lineno}: no values after the word {body[0]!r}")
+            return len(body) - 1
+    raise ValueError(f"{path}: no word vectors in the file")
+
+
+def source_dim(source: str | os.PathLike) -> int:
+    """d of a word-vector source: 384 for "minilm", a file's own dimension. The random control
+    takes this d from the source it stands beside, so the two rows differ in semantics only."""
+    if isinstance(source, str) and source == "minilm":
+        return MINILM_DIM
+    if isinstance(source, str) and source == "random":
+        raise ValueError("'random' has no dimension of its own: it takes that of the vectors it controls for")
+    return file_dim(source)
+
+
 # --- one entry point --------------------------------------------------------------------
 
 def label_vectors(names: list[str], source: str | os.PathLike = "minilm", *,
@@ -214,7 +241,8 @@ def label_vectors(names: list[str], source: str | os.PathLike = "minilm", *,
     """W [L, d] for the label names.
 
     ``source``: "minilm" (default, d = 384, cached in ``cache_dir``), "random" (``d``
-    defaults to 384 so the control matches the default; pass 300 to match word2vec),
+    defaults to 384 so the control matches the default; pass ``source_dim`` of the vectors it
+    controls for, e.g. 300 for word2vec),
     or the path of a word2vec/GloVe text file. ``normalize`` applies to "random" and to
     a file (MiniLM vectors are always unit-norm).
     """

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import filecmp
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 import mlbook.data as data
 from mlbook.data import DataFormatError, coco, load, nuswide, synthetic, voc
+from mlbook.data import visual_genome as vgmod
 from mlbook.cli import main as cli_main
 from mlbook.data.summary import format_summary, summarize
 from mlbook.data.transforms import image_transform, normalize_uint8, random_hflip
@@ -454,3 +456,137 @@ def test_generated_coco_cmyk_test_image(gen):
     assert modes.count("CMYK") == 1
     cmyk = te.image_paths[modes.index("CMYK")]
     assert data.open_rgb(cmyk).mode == "RGB" and data.open_rgb(cmyk).size == (40, 40)
+
+
+# --- object sizes by class (generator version 5) ------------------------------------
+
+def _median_sides(data) -> dict[str, float]:
+    """Median relative side sqrt(box area / image area) of each class's non-crowd boxes."""
+    sides: dict[str, list[float]] = {}
+    for bs, (w, h) in zip(data.boxes, data.image_sizes):
+        for b in bs:
+            if not b.crowd:
+                sides.setdefault(data.classes[b.label], []).append((b.w * b.h / (w * h)) ** 0.5)
+    return {c: float(np.median(v)) for c, v in sides.items() if len(v) >= 10}
+
+
+def test_every_generated_class_has_a_typical_size():
+    generated = {c for rows in synthetic.CLASS_SCENES.values() for c, _ in rows}
+    assert set(synthetic.TYPICAL_SIDE) == generated   # no class left out, no unused entry
+    assert all(0.05 <= v <= 0.45 for v in synthetic.TYPICAL_SIDE.values())
+    side = synthetic.TYPICAL_SIDE
+    assert max(side[c] for c in ("bottle", "cup", "traffic light", "bird", "kite")) < side["person"]
+    assert min(side[c] for c in ("bus", "train", "dining table", "couch", "airplane")) > side["dog"]
+    for c in ("bottle", "tvmonitor", "chair", "pottedplant"):   # RLSD Table I's small VOC classes
+        assert side[c] < min(side[x] for x in ("person", "dog", "cat", "sofa", "bus"))
+    assert min(side[c] for c in ("sky", "sunset", "clouds", "lake")) == max(side.values())   # scenes
+
+
+@pytest.mark.parametrize("ds", ["coco", "voc"])
+def test_generated_sizes_depend_on_class(tmp_path, ds):
+    root = synthetic.generate(ds, tmp_path / ds, seed=5, n_train=300, n_test=10, n_classes=24, image_size=64)
+    tr = load(ds, root, "train")
+    med = _median_sides(tr)
+    small, large = (("bottle", "cup", "traffic light"), ("bus", "dining table", "couch")) if ds == "coco" else \
+        (("bottle", "tvmonitor", "chair", "pottedplant"), ("bus", "train", "sofa", "diningtable"))
+    have_small, have_large = [c for c in small if c in med], [c for c in large if c in med]
+    assert len(have_small) >= 2 and len(have_large) >= 2
+    assert max(med[c] for c in have_small) < min(med[c] for c in have_large)
+    # the measured medians follow the table: rank correlation over the classes with enough boxes
+    names = sorted(med)
+    rank = lambda v: np.argsort(np.argsort(v))   # noqa: E731
+    rho = np.corrcoef(rank([med[c] for c in names]), rank([synthetic.TYPICAL_SIDE[c] for c in names]))[0, 1]
+    assert rho > 0.8
+    # sizes overlap across classes and run from a few pixels to about half the image
+    sides = [b.w for bs in tr.boxes for b in bs if not b.crowd]
+    assert min(sides) <= 3 and max(sides) >= 0.45 * 64
+    widths = {c: [b.w for bs in tr.boxes for b in bs if tr.classes[b.label] == c and not b.crowd] for c in med}
+    by_median = sorted(med, key=med.get)
+    assert all(max(widths[a]) > min(widths[b]) for a, b in zip(by_median, by_median[1:]))  # neighbours overlap
+
+
+# --- the Visual Genome stand-in ------------------------------------------------------
+
+def test_generated_regions_mostly_hold_several_objects(tmp_path):
+    """VG regions 'normally contain several object and visual concepts' (RLSD Sec. III-D-a):
+    the stand-in's docstring states 60-75% of regions with two or more object centres."""
+    for seed in (0, 1):
+        root = vgmod.write_generated_regions(tmp_path / f"vg{seed}", n_images=200, image_size=64, seed=seed,
+                                             n_classes=24)
+        counts = np.array(vgmod.region_object_counts(root))
+        assert 0.60 <= np.mean(counts >= 2) <= 0.75
+        assert 0.05 <= np.mean(counts == 0) <= 0.2 and 0.1 <= np.mean(counts == 1) <= 0.35
+
+
+def test_generated_regions_phrases_match_their_objects(tmp_path):
+    root = vgmod.write_generated_regions(tmp_path / "vg", n_images=40, image_size=64, seed=2, n_classes=24)
+    regions, objects = vgmod.read_regions(root), vgmod.read_objects(root)
+    stuff = set(vgmod.BACKGROUND_PHRASES.values())
+    kinds = set()
+    for im in regions:
+        objs = objects[im.image_id]
+        counts = vgmod.centres_inside(im.boxes, objs)
+        for phrase, n in zip(im.phrases, counts.tolist()):
+            if phrase in stuff:
+                kind, ok = "stuff", n == 0
+            elif " and " in phrase or phrase.split()[0] in ("two", "three", "four", "five"):
+                kind, ok = "multi", n >= 2
+            else:
+                kind, ok = "single", n >= 1 and phrase.split()[0] in synthetic.COLOUR_NAMES
+            assert ok, (im.image_id, phrase, n)
+            kinds.add(kind)
+        # every object lies inside some region (each is described, alone or with others)
+        inside_any = [bool(vgmod.centres_inside(im.boxes, o[None]).sum()) for o in objs]
+        assert all(inside_any)
+    assert kinds == {"stuff", "multi", "single"}
+
+
+def test_generated_regions_are_not_the_clustering_rule():
+    """Pairs come from nearest neighbours by box edge distance, not from clustering the centres
+    (the ft-RPN targets): a large box touching a small one is one region here, two clusters
+    there; two small boxes whose centres are close but edges apart are the other way round."""
+    from mlbook.models.rlsd import cluster_box_centres, merge_clusters
+
+    def multi_regions(boxes, names):
+        got = vgmod.describe_regions(boxes, names, ["red"] * len(boxes), "sky", 64, np.random.default_rng(0))
+        return [box for box, _ in got if int(vgmod.centres_inside(box, boxes).sum()) >= 2]
+
+    def clusters(boxes):
+        merged = merge_clusters(boxes, cluster_box_centres(boxes, image_size=64))
+        return [b for b in merged.tolist() if int(vgmod.centres_inside(b, boxes).sum()) >= 2]
+
+    touching = [[0, 0, 30, 30], [31, 31, 3, 3]]     # centres 24.7 px apart > 0.25 x diagonal (22.6)
+    assert multi_regions(touching, ["bus", "bottle"]) and not clusters(touching)
+    apart = [[10, 10, 4, 4], [28, 10, 4, 4]]         # centres 18 px apart, edges 14 px > 0.15 x 64
+    assert clusters(apart) and not multi_regions(apart, ["cup", "cup"])
+    source = inspect.getsource(vgmod)
+    assert "cluster_box_centres" not in source and "merge_clusters" not in source
+
+
+def test_generated_regions_deterministic(tmp_path):
+    args = dict(n_images=12, image_size=48, n_classes=10)
+    a = vgmod.write_generated_regions(tmp_path / "a", seed=4, **args)
+    b = vgmod.write_generated_regions(tmp_path / "b", seed=4, **args)
+    c = vgmod.write_generated_regions(tmp_path / "c", seed=5, **args)
+    files = _files(a)
+    assert files == _files(b) and len(files) == 12 + 3
+    assert all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
+    assert (a / "region_descriptions.json").read_bytes() != (c / "region_descriptions.json").read_bytes()
+
+
+def test_region_helpers_hand_worked(tmp_path):
+    gaps = vgmod.edge_distances([[0, 0, 10, 10], [13, 14, 2, 2], [5, 5, 10, 10]])
+    assert gaps[0, 1] == pytest.approx(5.0) and gaps[1, 0] == pytest.approx(5.0)   # 3-4-5 between edges
+    assert gaps[0, 2] == 0 and gaps[1, 2] == 0 and (np.diag(gaps) == 0).all()     # overlapping / touching
+    counts = vgmod.centres_inside([[0, 0, 10, 10], [20, 20, 5, 5]], [[0, 0, 2, 2], [8, 8, 4, 4], [30, 30, 2, 2]])
+    assert counts.tolist() == [2, 0]   # the centre (10, 10) on the edge counts
+    assert vgmod._phrase(["cup", "bowl", "cup"]) == "two cups and bowl"
+    assert vgmod._phrase(["person", "person", "bus", "chair"]) == "two people, bus and chair"
+    assert set(vgmod.BACKGROUND_PHRASES) >= {k for sc in synthetic.SCENES.values() for k, _ in sc.values()}
+    # objects.json: read and checked like the other files
+    (tmp_path / "objects.json").write_text(json.dumps(
+        [{"image_id": 3, "objects": [{"object_id": 1, "x": 1, "y": 2, "w": 3, "h": 4.5, "names": ["cup"]}]}]))
+    assert vgmod.read_objects(tmp_path)[3].tolist() == [[1, 2, 3, 4.5]]
+    (tmp_path / "objects.json").write_text(json.dumps([{"image_id": 3, "objects": [{"x": 1, "y": 2, "w": 3}]}]))
+    with pytest.raises(DataFormatError, match=r"objects\.json.*image_id 3.*object #0.*'h'"):
+        vgmod.read_objects(tmp_path)

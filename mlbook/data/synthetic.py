@@ -14,8 +14,12 @@ built to contain what the four papers are about:
   earlier one, so a region can hold several labels (RLSD's multi-label regions);
 - **a long tail**: label frequencies fall off as a Zipf law over the classes,
   listed most frequent first;
-- **objects from large to very small**: an object's side is drawn log-uniformly
-  from 5% to 50% of the image side, so a few pixels at the demo's input size;
+- **object sizes that mean something** (since version 5): each class has a typical
+  size from its real-world kind (``TYPICAL_SIDE``: bottles, cups, traffic lights and
+  birds small; chairs, TVs and potted plants small-to-medium; buses, trains, couches,
+  tables and scenes such as sky or sunset large), an object's side is log-normal
+  around its class's median (``SIZE_SPREAD``), so sizes of different classes
+  overlap and run from 2 pixels to 60% of the image side;
 - **a box for every object**, and **real class names** (a subset of COCO's
   80, NUS-WIDE's 81 concepts, VOC's 20), so label-name word vectors mean
   something; each class is drawn as its own coloured shape (12 colours, 8 shapes:
@@ -31,11 +35,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = 4  # bump on any change to what is written: caches key on it
+GENERATOR_VERSION = 5  # bump on any change to what is written: caches key on it
 
 # (id, name, supercategory) of the 80 COCO categories, ids as in instances_*.json
 COCO_CATEGORIES = [
@@ -121,11 +126,36 @@ SCENES = {
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "diamond")
 COLOURS = ((230, 40, 40), (250, 225, 40), (40, 80, 240), (40, 200, 60), (220, 60, 220), (60, 220, 230),
            (250, 140, 20), (245, 245, 245), (15, 15, 15), (130, 30, 200), (140, 80, 30), (255, 150, 190))
+COLOUR_NAMES = ("red", "yellow", "blue", "green", "magenta", "cyan", "orange", "white", "black", "purple",
+                "brown", "pink")   # COLOURS in words, for region phrases ("red cup")
 GROUPED = 0.5               # chance that a later object is placed next to an earlier one
 LABELS_PER_IMAGE = np.array([0.45, 0.30, 0.14, 0.08, 0.03])  # P(1..5 labels)
 ZIPF_EXPONENT = 1.0
 OFF_SCENE_WEIGHT = 0.04     # a class outside its scenes still appears, rarely
-MIN_SIDE, MAX_SIDE = 0.05, 0.5  # object side / image side, drawn log-uniformly
+
+# The typical size of each class, as the median of (object side / image side): the
+# book's choice, from common sense about the categories as photographed (COCO's own
+# detection statistics: 41% of its instances are small, under 32 x 32 px). Shared by
+# the three data sets through the class name; VOC's own names (tvmonitor, pottedplant, ...)
+# are listed too, and VOC's bottle, tvmonitor, chair and pottedplant are small to
+# medium so that RLSD's small-object claim (Table I: bottle, TV, chair) has meaning.
+# NUS-WIDE concepts that are scenes or stuff (sky, sunset, lake, ...) are large.
+_SIZE_TABLE = (
+    (0.07, ("bottle", "cup", "traffic light", "kite", "frisbee", "clock", "sun")),
+    (0.09, ("bird", "birds", "handbag", "flowers", "toy", "window")),
+    (0.13, ("chair", "potted plant", "pottedplant", "tv", "tvmonitor", "bowl", "car", "cars", "food",
+            "laptop", "boats")),
+    (0.20, ("person", "umbrella", "bench", "bicycle", "boat", "sheep", "surfboard", "plants", "rocks",
+            "animal")),
+    (0.28, ("dog", "cat", "cow", "motorcycle", "motorbike", "oven", "horse", "horses", "truck", "house",
+            "tree", "reflection")),
+    (0.40, ("dining table", "diningtable", "couch", "sofa", "bus", "train", "airplane", "aeroplane",
+            "bridge", "buildings", "street", "road", "grass", "water", "lake", "ocean", "beach", "snow",
+            "mountain", "sky", "clouds", "sunset")),
+)
+TYPICAL_SIDE = {name: side for side, names in _SIZE_TABLE for name in names}
+SIZE_SPREAD = 0.4               # sd of log(side) around the class median: neighbouring kinds overlap
+MIN_SIDE, MAX_SIDE = 0.03, 0.6  # object side / image side, the drawn size clipped to this range
 SUPERSAMPLE = 2
 
 
@@ -252,6 +282,7 @@ class _Sampler:
     def __init__(self, dataset: str, n_classes: int, image_size: int):
         self.dataset, self.size = dataset, image_size
         self.classes = class_names(dataset, n_classes)
+        self.log_median_side = np.log([TYPICAL_SIDE[c] for c in self.classes])
         scenes_of = dict(CLASS_SCENES[dataset])
         self.scenes = list(SCENES[dataset])
         zipf = 1.0 / np.arange(1, len(self.classes) + 1) ** ZIPF_EXPONENT
@@ -270,8 +301,7 @@ class _Sampler:
         for c in chosen:
             shape, colour = class_style(int(c))
             for _ in range(1 if rng.random() < 0.8 else 2):
-                side = int(round(self.size * np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE)))))
-                side = max(2, min(side, self.size))
+                side = max(2, int(round(self.size * self.relative_side(rng, int(c)))))
                 x, y = (int(v) for v in rng.integers(0, self.size - side + 1, size=2))
                 if objects and rng.random() < GROUPED:   # next to an earlier object: a multi-label region
                     near = objects[int(rng.integers(0, len(objects)))]
@@ -282,6 +312,11 @@ class _Sampler:
                 objects.append(dict(label=int(c), x=x, y=y, w=side, h=side, shape=shape, colour=colour,
                                     crowd=False, difficult=False))
         return objects
+
+    def relative_side(self, rng: np.random.Generator, label: int) -> float:
+        """An object's side / image side: log-normal around its class's typical size, clipped."""
+        side = np.exp(self.log_median_side[label] + SIZE_SPREAD * rng.standard_normal())
+        return float(np.clip(side, MIN_SIDE, MAX_SIDE))
 
     def crowd_of(self, rng: np.random.Generator, label: int) -> dict:
         """A COCO crowd region: a cluster of tiny instances of one class under one box."""
@@ -294,17 +329,30 @@ class _Sampler:
         return dict(label=label, x=x, y=y, w=side, h=side, shape=shape, colour=colour, crowd=True,
                     difficult=False, parts=parts)
 
-    def image(self, rng: np.random.Generator, labelled: bool = True,
-              crowd: bool = False) -> tuple[Image.Image, list[dict], str]:
+    def image(self, rng: np.random.Generator, labelled: bool = True, crowd: bool = False,
+              labels_per_image: np.ndarray = LABELS_PER_IMAGE) -> "Drawn":
+        """One image; ``labels_per_image``: P(1, 2, ... labels) (the region set draws denser images)."""
         scene = self.scenes[rng.choice(len(self.scenes), p=self.scene_p)]
         painters = sorted({kind for kind, _ in SCENES[self.dataset].values()})
-        background = _background(painters[int(rng.integers(0, len(painters)))], self.size, rng)  # not the scene's
+        painter = painters[int(rng.integers(0, len(painters)))]   # not the scene's: see the module docstring
+        background = _background(painter, self.size, rng)
         objects = []
         if labelled:
-            objects = self.objects_of(rng, 1 + int(rng.choice(len(LABELS_PER_IMAGE), p=LABELS_PER_IMAGE)), scene)
+            k = 1 + int(rng.choice(len(labels_per_image), p=labels_per_image))
+            objects = self.objects_of(rng, k, scene)
         if crowd:
             objects.append(self.crowd_of(rng, objects[0]["label"]))
-        return _render(background, objects, rng), objects, scene
+        return Drawn(_render(background, objects, rng), objects, scene, painter)
+
+
+class Drawn(NamedTuple):
+    """One generated image: the picture, its objects (dicts with label, x, y, w, h in pixels,
+    shape, colour, crowd, difficult), the scene it was drawn from and its background painter."""
+
+    image: Image.Image
+    objects: list[dict]
+    scene: str
+    background: str
 
 
 def _rng(seed: int, dataset: str, split: str) -> np.random.Generator:
@@ -335,7 +383,7 @@ def _write_coco(root: Path, sampler: _Sampler, seed: int, n: dict) -> None:
         gray = int(special[int(rng.integers(0, len(special)))])  # one grayscale JPEG (train), one CMYK (test)
         images, anns = [], []
         for i, image_id in enumerate(ids.tolist()):
-            img, objects, _ = sampler.image(rng, labelled=i != unlabelled, crowd=i in crowd)
+            img, objects, *_ = sampler.image(rng, labelled=i != unlabelled, crowd=i in crowd)
             name = f"COCO_{folder}_{image_id:012d}.jpg"
             _save_jpeg(img, root / folder / name, ("L" if split == "train" else "CMYK") if i == gray else "RGB")
             images.append({"id": image_id, "file_name": name, "width": sampler.size, "height": sampler.size})
@@ -362,7 +410,7 @@ def _write_nuswide(root: Path, sampler: _Sampler, seed: int, n: dict) -> None:
         missing, unlabelled = set(odd[:2]), set(odd[2:])
         entries = []
         for i in range(total):
-            img, objects, scene = sampler.image(rng, labelled=i not in unlabelled)
+            img, objects, scene, _ = sampler.image(rng, labelled=i not in unlabelled)
             name = f"{i + (0 if split == 'train' else n['train'] + 4):04d}_{int(rng.integers(10**8, 10**10))}.jpg"
             if i not in missing:
                 _save_jpeg(img, root / "Flickr" / scene / name)
@@ -416,7 +464,7 @@ def _write_voc(root: Path, sampler: _Sampler, seed: int, n: dict) -> None:
     for i in range(total):
         split = "test" if is_test[i] else "train"
         image_id = f"{2 * i + 1 + int(rng.integers(0, 2)):06d}"
-        img, objects, _ = sampler.image(rng)
+        img, objects, *_ = sampler.image(rng)
         for j, ob in enumerate(objects):   # the first object always stays scored
             small = ob["w"] < 0.12 * sampler.size
             ob["difficult"] = j > 0 and rng.random() < (0.25 if small else 0.03)

@@ -1,21 +1,19 @@
 """Training and evaluating the RLSD rows of Tables I-IV (Zhang et al., TMM 2018; chapter 06), and its claims' values.
 
-Stages (cached experiments on the frozen conv maps of the trunk; rows of ``run`` too, so a
-grid can list them):
-- "localization (region set)" (Sec. III-D-a): the localization layer trained on a region
-  set (``rpn_targets`` + ``localization_loss``): genuine Visual Genome (``vg_root``) or the
-  generated stand-in, on the data set's frozen maps of the region-set images; then frozen.
-  "localization (ft-RPN)" (Sec. IV-A): that layer fine-tuned on the clustered object boxes
-  of the target training images. Each stage also stores the regions the frozen layer gives
-  every image (training: the top and lowest M/2 by confidence; test: NMS, top M).
-- "selective search": the selective-search proposals of every image (MCG replaced), with the
-  same region-selection rule in training as the layer's (the first and the last M/2 of its
-  ranked proposals) and the top M at test.
-Rows (one training seed each): CNN+LSTM (global mode, Eq. 14; also the LSTM pre-training),
-RLSD, SS-CNN+LSTM and RLSD+ft-RPN (initialised from the CNN+LSTM of the same seed, Eq. 14).
-Baselines (``mlbook.experiments.baselines`` on the same trunk): Multi-CNN (the linear head
-with BCE), WARP, CNN-RNN, KNN, softmax. Results hold the test scores p [N, L] (Eq. 13) and
-the history; metrics are computed after loading.
+Stages (cached, on the frozen conv maps of the trunk; rows of ``run`` too, so a grid lists them):
+- "localization (region set)" (Sec. III-D-a): the localization layer trained on a region set
+  (genuine Visual Genome at ``vg_root`` or the generated stand-in), then frozen;
+  "localization (ft-RPN)" (Sec. IV-A): that layer fine-tuned on the clustered object boxes of
+  the target training images. Each stores the regions the frozen layer gives every image
+  (training: the top and the lowest M/2 of all anchors by confidence; test: NMS, top M).
+- "selective search": the proposals of every image (MCG replaced), selected by the SAME rule:
+  training the first and the last M/2 of its whole ranking, test the first M.
+Rows (``ROWS``, one training seed each): the paper's CNN+LSTM (global mode, Eq. 14; also the
+LSTM pre-training), RLSD, SS-CNN+LSTM and RLSD+ft-RPN (initialised from the CNN+LSTM of the
+same seed), and the book's controls and ablations, each differing from its ``parent`` in one
+field of ``Row``. Baselines (``mlbook.experiments.baselines`` on the same trunk): Multi-CNN (the
+linear head with BCE), WARP, CNN-RNN, KNN, softmax. Results hold the test scores [N, L] and the
+history; metrics are computed after loading.
 """
 from __future__ import annotations
 
@@ -31,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import claims, metrics
+from .. import claims, metrics, report
 from ..data.base import open_rgb
 from ..data.synthetic import GENERATOR_VERSION
 from ..data.visual_genome import read_regions, write_generated_regions
+from ..models import baselines as B
 from ..models import rlsd as M
 from ..models.proposals import selective_search_boxes
 from ..profiles import data_dir, get_profile, pick_device
@@ -69,7 +68,6 @@ class Settings:
     loc_epochs: int = 8               # localization layer: pre-training and ft-RPN budgets
     loc_lr: float = 1e-3
     vg_images: int = 400              # generated Visual Genome images
-    ss_top: int = 16                  # selective search proposals kept per image
     ss_mode: str = "single"           # OpenCV strategy ("fast" on real data)
     ss_min_side: int = 64             # images are searched at least this large
 
@@ -80,22 +78,12 @@ def settings_for(profile) -> Settings:
                 holdout=profile.holdout)
     if profile.name == "smoke":
         return Settings(**base, train_regions=3, test_regions=6, fc_dim=32, loc_hidden=32, embed=16,
-                        hidden=16, max_steps=2, anchor_batch=32, loc_epochs=2, vg_images=24, ss_top=6)
+                        hidden=16, max_steps=2, anchor_batch=32, loc_epochs=2, vg_images=24)
     if profile.backbone == "small_cnn":
         return Settings(**base)
     return Settings(**base, lr=1e-4, train_regions=256, test_regions=256, grid=7, fc_dim=4096, dropout=0.5,
                     loc_hidden=256, embed=64, hidden=512, max_steps=4, anchor_batch=256, loc_epochs=10,
-                    vg_images=5000, ss_top=256, ss_mode="fast", ss_min_side=128)
-
-
-def sizes_table(profiles=("smoke", "demo", "full")):
-    """The sizes of every profile, one column each (for the chapter)."""
-    import pandas as pd
-
-    keys = ["train_regions", "test_regions", "grid", "fc_dim", "dropout", "loc_hidden", "embed", "hidden",
-            "max_steps", "anchor_batch", "lr", "epochs", "loc_epochs", "vg_images", "ss_top", "ss_mode",
-            "ss_min_side"]
-    return pd.DataFrame({p: {k: getattr(settings_for(p), k) for k in keys} for p in profiles})
+                    vg_images=5000, ss_mode="fast", ss_min_side=128)
 
 
 @functools.lru_cache(maxsize=16)
@@ -113,17 +101,18 @@ def image_side(profile) -> int:
     return get_profile(profile).image_size
 
 
-def model_config(s: Settings, in_channels: int, num_labels: int, mode: str = "rlsd") -> M.RLSDConfig:
+def model_config(s: Settings, in_channels: int, num_labels: int, mode: str = "rlsd",
+                 fusion: str = "max") -> M.RLSDConfig:
     return M.RLSDConfig(in_channels=in_channels, num_labels=num_labels, mode=mode,
                         loc_hidden=s.loc_hidden, train_regions=s.train_regions, test_regions=s.test_regions,
                         nms_iou=s.nms_iou, grid=s.grid, fc_dim=s.fc_dim, dropout=s.dropout, embed=s.embed,
-                        hidden=s.hidden, max_steps=s.max_steps)
+                        hidden=s.hidden, max_steps=s.max_steps, fusion=fusion)
 
 
 def _base_config(stage, dataset, profile, root, seed, weights, s: Settings, keys=None) -> dict:
     name = shared.trunk_of(profile, TRUNK)
     chosen = dataclasses.asdict(s) if keys is None else {k: getattr(s, k) for k in keys}
-    return {"chapter": "06_rlsd", "stage": stage, "version": 2, **shared.data_key(dataset, profile, root, seed),
+    return {"chapter": "06_rlsd", "stage": stage, "version": 3, **shared.data_key(dataset, profile, root, seed),
             "backbone": name, "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
             "holdout": profile.holdout, "settings": chosen}
 
@@ -307,8 +296,8 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
 
 
 def ranked_training_regions(boxes: torch.Tensor, m: int) -> torch.Tensor:
-    """The layer's training rule applied to ranked proposals without confidences: the first
-    (m + 1) // 2 and the last m // 2 of the ranking (all of them when there are at most m)."""
+    """The layer's training rule (``M.sample_training_regions``) on a ranking without confidences:
+    the first (m + 1) // 2 and the last m // 2 of the whole ranking (all of it when at most m)."""
     n = len(boxes)
     if n <= m:
         return boxes
@@ -317,22 +306,22 @@ def ranked_training_regions(boxes: torch.Tensor, m: int) -> torch.Tensor:
 
 def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, force: bool = False) -> dict:
     """Selective-search proposals of every image (cached), in network pixels: {"regions_train"
-    [N, M_train, 4] (``ranked_training_regions`` of the top ``ss_top``), "regions_test" [N, M_test, 4]
-    (the top M_test), zero-padded, "counts_train"/"counts_test" [N], "ms_per_image"}."""
-    import cv2
-
+    [N, M_train, 4] (``ranked_training_regions`` of the whole ranking), "regions_test" [N, M_test, 4]
+    (the first M_test), zero-padded, "counts_train"/"counts_test" [N], "found" [N] (proposals per
+    image), "side", "ms_per_image"}."""
     profile = get_profile(profile)
     s = settings_for(profile)
     side = image_side(profile)
     data = splits(dataset, profile, root, seed)
-    config = {"chapter": "06_rlsd", "stage": "selective_search", "version": 2,
-              **shared.data_key(dataset, profile, root, seed), "image_size": side, "top": s.ss_top,
-              "mode": s.ss_mode, "min_side": s.ss_min_side, "train_regions": s.train_regions,
-              "test_regions": s.test_regions}
+    config = {"chapter": "06_rlsd", "stage": "selective_search", "version": 3,
+              **shared.data_key(dataset, profile, root, seed), "image_size": side, "mode": s.ss_mode,
+              "min_side": s.ss_min_side, "train_regions": s.train_regions, "test_regions": s.test_regions}
 
     def compute(folder: Path) -> dict:
+        import cv2   # heavy optional import: only when proposals are computed
+
         cv2.setNumThreads(1)
-        out, start, n = {}, time.perf_counter(), 0
+        out, start, found = {"side": side}, time.perf_counter(), []
         for split in ("train", "test"):
             m = s.train_regions if split == "train" else s.test_regions
             regions = []
@@ -340,14 +329,15 @@ def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, for
                 img = open_rgb(path)
                 W, H = img.size
                 ctypes.CDLL(None).srand(0)   # OpenCV's selective search ranks with C rand(): same draw per image
-                b = selective_search_boxes(img, top=s.ss_top, mode=s.ss_mode, min_side=s.ss_min_side)
+                b = selective_search_boxes(img, top=None, mode=s.ss_mode, min_side=s.ss_min_side)
                 b = b * torch.tensor([side / W, side / H, side / W, side / H])
+                found.append(len(b))
                 regions.append(ranked_training_regions(b, m) if split == "train" else b[:m])
-                n += 1
             out[f"counts_{split}"] = torch.tensor([len(r) for r in regions])
             out[f"regions_{split}"] = torch.stack([torch.cat([r, r.new_zeros(m - len(r), 4)]) for r in regions])
+        out["found"] = torch.tensor(found)
         out["seconds"] = time.perf_counter() - start
-        out["ms_per_image"] = 1000 * out["seconds"] / max(n, 1)
+        out["ms_per_image"] = 1000 * out["seconds"] / max(len(found), 1)
         return out
 
     return shared.cached("rlsd_proposals", config, compute, profile, code=(proposals,),
@@ -356,37 +346,59 @@ def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, for
 
 # --- the rows --------------------------------------------------------------------------------
 
-ROWS = {  # table row name -> where its regions come from
-    "CNN+LSTM": None,                      # global mode: the whole image only
-    "RLSD": "vg",                          # the localization layer pre-trained on the region set
-    "SS-CNN+LSTM": "ss",                   # selective search proposals (the paper's MCG-CNN+LSTM)
-    "RLSD+ft-RPN": "ft",                   # the layer fine-tuned on clustered object boxes
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """An RLSD-family row. A control or an ablation names its ``parent`` and differs from it in
+    exactly one of the fields before ``parent`` (tests/test_rlsd_experiments.py checks it)."""
+    regions: str | None = None    # None: the whole image only; "vg"/"ft": the frozen layer; "ss": proposals
+    init: bool = True             # encoder and LSTM start from the CNN+LSTM of the same seed (Sec. III-D-b)
+    fusion: str = "max"           # Eq. 13 ("mean": the fusion ablation)
+    head: str = "lstm"            # "lstm": Eqs. 5-12; "2fc": the region encoder + a linear layer; "linear"
+    loss: str = "eq14"            # Eq. 14 on softmax probabilities; "bce": sigmoid + binary cross-entropy
+    parent: str | None = None
+    serves: str = ""              # the claim a control serves (for the chapter)
+    datasets: tuple = ()          # where the grid trains it (empty: every data set)
+
+
+ABLATIONS = ("coco",)     # the ablations of Secs. III-C and III-D: MS-COCO, the paper's main analysis set
+MULTI_CNN = Row(init=False, head="linear", loss="bce")   # the baseline row "Multi-CNN", described as a Row
+ROWS = {  # table row name -> Row
+    "CNN+LSTM": Row(init=False),
+    "RLSD": Row("vg"),
+    "SS-CNN+LSTM": Row("ss"),
+    "RLSD+ft-RPN": Row("ft"),
+    "CNN+LSTM (continued)": Row(parent="CNN+LSTM", serves="06.rlsd_vs_cnnlstm"),
+    "Multi-CNN (2-fc)": Row(init=False, head="2fc", loss="bce", parent="Multi-CNN", serves="06.rlsd_vs_multicnn"),
+    "Multi-CNN (Eq. 14)": Row(init=False, head="linear", parent="Multi-CNN", serves="06.rlsd_vs_multicnn"),
+    "RLSD (mean fusion)": Row("vg", fusion="mean", parent="RLSD", serves="06.max_fusion", datasets=ABLATIONS),
+    "RLSD (no LSTM pre-training)": Row("vg", init=False, parent="RLSD", serves="06.pretraining_converges, "
+                                       "06.pretraining_performance", datasets=ABLATIONS),
 }
+CONTROLS = (  # (better, worse, what the comparison isolates, the claim it serves): mAP, every data set
+    ("RLSD", "CNN+LSTM (continued)", "the regions, at equal extra training", "06.rlsd_vs_cnnlstm"),
+    ("CNN+LSTM (continued)", "CNN+LSTM", "the extra training alone", "06.rlsd_vs_cnnlstm"),
+    ("RLSD", "Multi-CNN (2-fc)", "RLSD against a Multi-CNN whose head is not the backbone's own", "06.rlsd_vs_multicnn"),
+    ("Multi-CNN", "Multi-CNN (2-fc)", "the backbone's own head against the region encoder's", "06.rlsd_vs_multicnn"),
+    ("Multi-CNN", "Multi-CNN (Eq. 14)", "BCE against RLSD's loss (Eq. 14)", "06.rlsd_vs_multicnn"),
+)
 STAGES = {"localization (region set)": "vg", "localization (ft-RPN)": "ft", "selective search": "ss"}
 BASELINE_ROWS = {"Multi-CNN": "Resnet-baseline", "WARP": "WARP", "CNN-RNN": "CNN-RNN", "KNN": "KNN",
                  "softmax": "Softmax"}   # the paper's name -> the baseline row that stands in for it
 
 
 def grid(profile, datasets, seeds, boxed=("voc", "coco")) -> list[shared.Run]:
-    """Every run of chapter 06, in waves: the stages; CNN+LSTM, the ft-RPN layer (data sets with
-    boxes) and the baselines; then the region rows, which start from CNN+LSTM."""
+    """Every run of chapter 06, in waves: the stages; the ft-RPN layer (data sets with boxes), the
+    baselines and the rows that start from scratch; then the rows that start from CNN+LSTM."""
     runs = shared.feature_runs(datasets, trunk=TRUNK)
     runs += [shared.Run("rlsd", stage, d) for d in datasets for stage in ("localization (region set)",
                                                                             "selective search")]
     runs += [shared.Run("rlsd", "localization (ft-RPN)", d, wave=1) for d in datasets if d in boxed]
-    runs += [shared.Run("rlsd", "CNN+LSTM", d, s, wave=1) for d in datasets for s in seeds]
     runs += [dataclasses.replace(r, wave=1) for r in baselines.grid(profile, datasets, seeds,
                                                                       rows=tuple(BASELINE_ROWS.values()), trunk=TRUNK)]
-    runs += [shared.Run("rlsd", row, d, s, wave=2) for d in datasets for row in ROWS
-             if ROWS[row] and (row != "RLSD+ft-RPN" or d in boxed) for s in seeds]
+    runs += [shared.Run("rlsd", row, d, s, wave=2 if spec.init else 1) for row, spec in ROWS.items()
+             for d in datasets if (spec.regions != "ft" or d in boxed) and (not spec.datasets or d in spec.datasets)
+             for s in seeds]
     return runs
-
-
-def region_source(row: str, dataset: str, profile, root, seed, device, weights, vg_root) -> dict:
-    src = ROWS[row]
-    if src == "ss":
-        return proposals(dataset, profile, root, seed)
-    return pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, src)
 
 
 def _boxes_list(boxes: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]:
@@ -394,23 +406,62 @@ def _boxes_list(boxes: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]
 
 
 @torch.no_grad()
-def predict_scores(model: M.RLSD, maps: torch.Tensor, side: int, boxes=None, counts=None, device: str = "cpu",
-                   batch: int = 256) -> torch.Tensor:
+def _batched(fn, x: torch.Tensor, *more, device: str = "cpu", batch: int = 256) -> torch.Tensor:
+    """fn(x[i:i+b], *more[i:i+b]) over batches on ``device``, concatenated on the CPU."""
+    return torch.cat([fn(x[i:i + batch].to(device).float(), *(m[i:i + batch] for m in more)).cpu()
+                      for i in range(0, len(x), batch)])
+
+
+def predict_scores(model: M.RLSD, maps: torch.Tensor, side: int, boxes=None, counts=None,
+                   device: str = "cpu") -> torch.Tensor:
     """Fused p (Eq. 13) of every image, in eval mode, computed on ``device``; returned on the CPU."""
     model.to(device).eval()
-    out = []
-    for i in range(0, len(maps), batch):
-        b = None if boxes is None else [x.to(device) for x in _boxes_list(boxes[i:i + batch], counts[i:i + batch])]
-        out.append(model(maps[i:i + batch].to(device).float(), side, boxes=b).cpu())
-    return torch.cat(out)
+    if boxes is None:
+        return _batched(lambda x: model(x, side), maps, device=device)
+    return _batched(lambda x, b, n: model(x, side, boxes=[r.to(device) for r in _boxes_list(b, n)]),
+                    maps, boxes, counts, device=device)
+
+
+def _whole_image_logits(head, maps: torch.Tensor, side: int, grid: int) -> torch.Tensor:
+    """Multi-CNN (2-fc): the whole image read as CNN+LSTM reads it (bilinear grid, Sec. III-A-2b),
+    the region encoder's two fc layers, then a linear layer to the labels."""
+    whole = M.whole_image_box(side, maps).expand(len(maps), 1, 4)
+    return head["out"](head["encoder"](M.bilinear_region_features(maps.float(), whole, side, grid, grid)[:, 0]))
+
+
+def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, side: int, *, seed: int,
+                 train_seed: int, device: str, folder: Path) -> dict:
+    """A Multi-CNN control, on Multi-CNN's own optimizer settings (``baselines.settings_for``):
+    head "linear" (pooled maps, as Multi-CNN) or "2fc"; loss "bce" (as Multi-CNN) or "eq14"."""
+    hs = baselines.settings_for(profile)
+    L = data.train.num_classes
+    torch.manual_seed(train_seed)
+    if spec.head == "2fc":
+        encoder = M.RLSD(model_config(s, feats["train"].shape[1], L, "global")).encoder
+        model = torch.nn.ModuleDict({"encoder": encoder, "out": torch.nn.Linear(encoder.out_features, L)})
+        logits = lambda m, x: _whole_image_logits(m, x, side, s.grid)  # noqa: E731
+        x_train, x_test = feats["train"], feats["test"]
+    else:
+        model, logits = B.LinearHead(feats["train"].shape[1], L), lambda m, x: m(x)  # noqa: E731
+        x_train, x_test = B.pooled(feats["train"]), B.pooled(feats["test"])
+    if spec.loss == "bce":
+        loss, prob = (lambda m, b: B.HEAD_LOSSES["bce"](logits(m, b[0]), b[1])), torch.sigmoid  # noqa: E731
+    else:   # Eq. 14 on a softmax over the labels
+        loss, prob = (lambda m, b: M.rlsd_loss(logits(m, b[0]).softmax(-1), b[1], b[2])), lambda z: z.softmax(-1)  # noqa: E731
+    inputs = (x_train, data.train.labels, shared.ignore_mask(data.train))
+    history = baselines.train_head(model, inputs, loss, hs, seed=seed, train_seed=train_seed, device=device,
+                                   folder=folder, desc=row)
+    model.to(device).eval()
+    return {"history": history, "scores": _batched(lambda x: prob(logits(model, x)), x_test, device=device),
+            "head_settings": dataclasses.asdict(hs)}
 
 
 def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
         device: str = "auto", weights=None, vg_root: str | None = None, settings: dict | None = None,
         force: bool = False) -> dict:
-    """Train and evaluate one RLSD-family row, or compute one stage (``STAGES``), cached.
-    A row returns {"scores" [N_test, L] (p of Eq. 13), "history", "config", "init" (tensors
-    copied from CNN+LSTM), "state_dict"}."""
+    """Train and evaluate one RLSD-family row (``ROWS``), or compute one stage (``STAGES``), cached.
+    A row returns {"scores" [N_test, L] (p of Eq. 13, or the control's probabilities), "history",
+    "config", "init" (tensors copied from CNN+LSTM), "state_dict"}."""
     if row in STAGES:
         if STAGES[row] == "ss":
             return proposals(dataset, profile, root, seed, force=force)
@@ -420,25 +471,31 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     side = image_side(profile)
     dev = pick_device(device)
     data = splits(dataset, profile, root, seed)
-    src = ROWS[row]
-    config = {**_base_config("row", dataset, profile, root, seed, weights, s), "method": row,
-              "train_seed": train_seed, "vg": ("real" if vg_root else "generated") if src in ("vg", "ft") else None}
+    spec = ROWS[row]
+    row_fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("serves", "datasets")}
+    config = {**_base_config("row", dataset, profile, root, seed, weights, s), "method": row, "row": row_fields,
+              "train_seed": train_seed, "vg": ("real" if vg_root else "generated") if spec.regions in ("vg", "ft") else None}
 
     def compute(folder: Path) -> dict:
         feats = _features(dataset, profile, root, seed, device, weights)
-        cfg = model_config(s, feats["train"].shape[1], data.train.num_classes, "global" if src is None else "rlsd")
+        if spec.head != "lstm":                                                 # a Multi-CNN control
+            return _fit_control(row, spec, feats, data, s, profile, side, seed=seed, train_seed=train_seed,
+                                device=device, folder=folder)
+        mode = "global" if spec.regions is None else "rlsd"
         torch.manual_seed(train_seed)
-        model = M.RLSD(cfg)
-        out: dict = {"config": dataclasses.asdict(cfg), "init": []}
+        model = M.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion))
+        out: dict = {"config": dataclasses.asdict(model.cfg), "init": []}
         y = data.train.labels
         tensors = [feats["train"], y, shared.ignore_mask(data.train)]
         regions = None
-        if src is not None:
-            regions = region_source(row, dataset, profile, root, seed, device, weights, vg_root)
+        if spec.init:
             base = run("CNN+LSTM", dataset, profile, root=root, seed=seed, train_seed=train_seed, device=device,
                        weights=weights, vg_root=vg_root, settings=settings)
             out["init"] = model.init_from_global(base["state_dict"])            # Sec. III-D-b
-            if src in ("vg", "ft"):
+        if spec.regions is not None:
+            regions = run({v: k for k, v in STAGES.items()}[spec.regions], dataset, profile, root=root, seed=seed,
+                          device=device, weights=weights, vg_root=vg_root)
+            if spec.regions in ("vg", "ft"):
                 model.loc.load_state_dict(regions["state_dict"])
             model.loc.requires_grad_(False)                                     # frozen (Sec. III-D)
             tensors += [regions["regions_train"][:, :s.train_regions],
@@ -467,16 +524,16 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
 
 # --- protocols -----------------------------------------------------------------------------------
 
-FLOOR_ROWS = ("Multi-CNN", "CNN+LSTM", "SS-CNN+LSTM", "RLSD", "RLSD+ft-RPN")   # probabilities: a floor applies
+PROBABILITY_ROWS = ("Multi-CNN", *ROWS)   # scores are probabilities, so the 0.5 floor means something
 
 
 def predictions(result: dict, row: str, floor: float | None = None, k: int = 3, ignore=None) -> torch.Tensor:
-    """Top-k predictions [N, L] (difficult entries take no slot); with ``floor`` (the paper's
-    t = 0.5, a variant) only labels scoring at least the floor, on the rows that output
-    probabilities; a sequence baseline (CNN-RNN): its top-k continued past END."""
+    """Top-k predictions [N, L], every row at exactly k labels (difficult entries take no slot); a
+    sequence baseline (CNN-RNN): its top k continued past END. ``floor`` (the paper's t = 0.5, a
+    variant): only labels scoring at least the floor, on the rows whose scores are probabilities."""
     if "sequences" in result:
         return result["pred"]
-    return metrics.predict_labels(result["scores"], k=k, floor=floor if row in FLOOR_ROWS else None,
+    return metrics.predict_labels(result["scores"], k=k, floor=floor if row in PROBABILITY_ROWS else None,
                                   valid=None if ignore is None else ~ignore)
 
 
@@ -486,62 +543,166 @@ def table_results(results: dict) -> dict:
     return {(d, names.get(row, row), s): r for (d, row, s), r in results.items()}
 
 
-# --- evidence ----------------------------------------------------------------------------------
+# --- evidence and claims -----------------------------------------------------------------------
 
-def objects_per_region(regions: torch.Tensor, counts: torch.Tensor, boxes, image_sizes, side: int,
-                       top: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image with object boxes: the mean number of object-box centres inside its regions
-    (the whole image not counted). Returns (image indices, mean objects per region)."""
-    idx, vals = [], []
+TABLES = {"voc": "rlsd_table1_voc2007_ap", "coco": "rlsd_table3_coco_top3", "nuswide": "rlsd_table4_nuswide_top3"}
+PUBLISHED_NAMES = {"SS-CNN+LSTM": "MCG-CNN+LSTM"}          # our row -> the paper's row it stands in for
+STAGE_ROWS = {"localization layer": "localization (region set)", "selective search": "selective search"}
+FIG8_CLASSES = ("bird", "fire hydrant", "kite")           # "visually small in the images of this dataset"
+AREA_BINS = {"large objects": (0.25, 0.5), "objects filling the image": (0.5, 1.01)}   # box area / image area
+MIN_PAIRS = 20            # (image, label) pairs an area bin needs before a recall in it is read
+PUBLISHED_ONLY = "published only: the book does not train it (hand-crafted features, other papers' pipelines)"
+HAND_PICKED = "the figures show images the authors chose; 06.small_objects.coco measures the same on every image"
+
+
+def region_statistics(regions: torch.Tensor, counts: torch.Tensor, boxes, image_sizes, side: int) -> dict:
+    """Per image with object boxes, over its regions (the whole image not counted): "objects"
+    (object-box centres inside a region, mean), "multi" (share of regions holding two centres or
+    more), "area" (region area / image area, mean); "images": their indices."""
+    out = {"images": [], "objects": [], "multi": [], "area": []}
     for i, bs in enumerate(boxes):
-        n = int(counts[i]) if top is None else min(int(counts[i]), top)
+        n = int(counts[i])
         if not bs or n == 0:
             continue
         W, H = image_sizes[i]
         c = torch.tensor([[(b.x + b.w / 2) * side / W, (b.y + b.h / 2) * side / H] for b in bs])
-        r = regions[i, :n]
+        r = regions[i, :n].float()
         inside = ((c[None, :, 0] >= r[:, None, 0]) & (c[None, :, 0] <= r[:, None, 2])
-                  & (c[None, :, 1] >= r[:, None, 1]) & (c[None, :, 1] <= r[:, None, 3]))
-        idx.append(i)
-        vals.append(float(inside.sum(1).float().mean()))
-    return torch.tensor(idx), torch.tensor(vals, dtype=torch.float64)
+                  & (c[None, :, 1] >= r[:, None, 1]) & (c[None, :, 1] <= r[:, None, 3])).sum(1)
+        out["images"].append(i)
+        out["objects"].append(float(inside.float().mean()))
+        out["multi"].append(float((inside >= 2).float().mean()))
+        out["area"].append(float(((r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])).clamp_min(0).mean()) / side ** 2)
+    return {k: torch.tensor(v, dtype=torch.long if k == "images" else torch.float64) for k, v in out.items()}
 
 
-def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor, *,
-                 stages: dict | None = None, side: int | None = None, s: Settings | None = None) -> dict:
+def area_bin_pairs(test, bins=AREA_BINS) -> dict:
+    """(image, label) pairs with a box whose largest box falls in each area bin."""
+    _, sizes, _ = metrics.object_size_hits(torch.zeros_like(test.labels, dtype=torch.bool), test.boxes, test.image_sizes)
+    return {name: int(((sizes ** 2 >= lo) & (sizes ** 2 < hi)).sum()) for name, (lo, hi) in bins.items()}
+
+
+def _resampled(fn, scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """fn(scores, targets) on every image resample (``weights`` [1+R, N] image counts) -> [1+R]:
+    an image drawn k times is repeated k times."""
+    index = torch.arange(len(scores))
+    return torch.tensor([fn(scores[idx], targets[idx]) for idx in
+                         (torch.repeat_interleave(index, w.round().long()) for w in weights)], dtype=torch.float64)
+
+
+def _size_recall(pred, test, weights, metric: str) -> torch.Tensor:
+    """Recall of the smallest third of the (image, label) pairs, or that minus the largest third's."""
+    images, sizes, hits = metrics.object_size_hits(pred, test.boxes, test.image_sizes)
+    bucket, _ = metrics.size_buckets(sizes)
+    small = metrics.bucket_recall(hits, images, bucket, 0, weights)
+    return small if metric == "recall of small objects" else small - metrics.bucket_recall(hits, images, bucket, 2, weights)
+
+
+def _area_recall(pred, test, weights, area_bin: str) -> torch.Tensor:
+    images, sizes, hits = metrics.object_size_hits(pred, test.boxes, test.image_sizes)
+    lo, hi = AREA_BINS[area_bin]
+    inside = ((sizes ** 2 >= lo) & (sizes ** 2 < hi)).long()
+    return metrics.bucket_recall(hits, images, inside, 1, weights)
+
+
+def _fig8_classes(test) -> list[int]:
+    return [test.classes.index(c) for c in FIG8_CLASSES if c in test.classes]
+
+
+def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
     """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
 
-    ``results`` keyed by the paper's row names (``table_results``). Metrics: "mAP", "AP <class>",
-    the set metrics "CP" ... "OF1" (top-3, no floor) and "<metric> (floor 0.5)", "recall gain
-    small − large" (RLSD over CNN+LSTM: recall of the smallest third of the objects minus the
-    largest third), "objects per region" (``stages``: {"localization layer": stage, "selective
-    search": stage}, fixed rows)."""
+    ``results``: ``run_all``'s results (paper or baseline row names). Rows: ``ROWS``, the paper's
+    names of the baselines, the stages as "localization layer" / "selective search" (fixed), and the
+    object-area bins of ``AREA_BINS`` (with metrics "recall <row>", seed-paired). Metrics: "mAP",
+    "mAP@10" (per class), "AP <class>", "AP Fig. 8 classes" (mean AP of those of ``FIG8_CLASSES`` in
+    the data), "CP" ... "OF1" (top 3, no floor) and "<metric> (floor 0.5)", "recall of small
+    objects" and "recall gain small − large" (smallest / largest third of the (image, label)
+    pairs by box size), "region area", "multi-object regions", "epochs to the best hold-out loss"."""
     d, test = claim.dataset, data.test
     y, ign = test.labels, test.ignore
 
+    def runs(row):
+        key = BASELINE_ROWS.get(row, row)
+        return [results[d, key, t] for t in seeds]
+
     def values(row: str, metric: str) -> torch.Tensor:
-        if metric == "objects per region":
-            st = stages[row]
-            idx, o = objects_per_region(st["regions_test"], st["counts_test"], test.boxes, test.image_sizes,
-                                        side, top=s.test_regions)
-            return metrics.weighted_mean(idx, o, weights)[None]
-        runs = [results[d, row, t] for t in seeds]
+        if row in STAGE_ROWS:
+            st = results[d, STAGE_ROWS[row], 0]
+            stats = region_statistics(st["regions_test"], st["counts_test"], test.boxes, test.image_sizes, st["side"])
+            key = {"region area": "area", "multi-object regions": "multi", "objects per region": "objects"}[metric]
+            return metrics.weighted_mean(stats["images"], stats[key], weights)[None]
+        if row in AREA_BINS:                                   # metric "recall <row>": that row's recall in the bin
+            model = metric.removeprefix("recall ")
+            return torch.stack([_area_recall(predictions(r, model, ignore=ign), test, weights, row)
+                                for r in runs(model)])
+        if metric == "epochs to the best hold-out loss":      # a property of training: no image variance
+            return torch.tensor([[float(r["history"][-1]["best_epoch"])] for r in runs(row)]).expand(-1, len(weights))
+        scores = [r["scores"] for r in runs(row)]
         if metric == "mAP":
-            return claims.map_values([r["scores"] for r in runs], y, weights, ign)
+            return claims.map_values(scores, y, weights, ign)
+        if metric == "mAP@10":
+            return torch.stack([_resampled(lambda s, t: metrics.map_at_k(s, t, 10), sc, y, weights) for sc in scores])
         if metric.startswith("AP "):
-            c = test.classes.index(metric[3:])
-            return torch.stack([metrics.average_precision(r["scores"], y, ign, weights=weights)[:, c] for r in runs])
-        floor = 0.5 if metric.endswith("(floor 0.5)") else None
-        name = metric.replace(" (floor 0.5)", "")
-        preds = [predictions(r, row, floor, ignore=ign) for r in runs]
-        if name == "recall gain small − large":
-            out = []
-            for p in preds:
-                images, sizes, hits = metrics.object_size_hits(p, test.boxes, test.image_sizes)
-                bucket, _ = metrics.size_buckets(sizes)
-                out.append(metrics.bucket_recall(hits, images, bucket, 0, weights)
-                           - metrics.bucket_recall(hits, images, bucket, 2, weights))
-            return torch.stack(out)
+            cls = _fig8_classes(test) if metric == "AP Fig. 8 classes" else [test.classes.index(metric[3:])]
+            return torch.stack([metrics.average_precision(sc, y, ign, weights=weights)[:, cls].mean(1) for sc in scores])
+        floor = 0.5 if metric.endswith(" (floor 0.5)") else None
+        name = metric.removesuffix(" (floor 0.5)")
+        preds = [predictions(r, row, floor, ignore=ign) for r in runs(row)]
+        if name.startswith("recall ") and name != "recall":
+            return torch.stack([_size_recall(p, test, weights, name) for p in preds])
         return claims.set_metric_values(preds, y, weights, name, ign)
 
     return {m: (values(claim.better, m), values(claim.worse, m)) for m in claim.metrics}
+
+
+BOX_METRICS = ("recall of small objects", "recall gain small − large", "region area", "multi-object regions")
+
+
+def testability(claim: claims.Claim, data: shared.Splits, trained) -> tuple[bool, str]:
+    """(testable, why not): decided from the data and the rows this book trains, never from outputs."""
+    test = data.test
+    if "hand-picked examples" in claim.metrics:
+        return False, HAND_PICKED
+    missing = [r for r in (claim.better, claim.worse) if r not in trained and r not in STAGE_ROWS and r not in AREA_BINS]
+    if missing:
+        return False, f"{', '.join(missing)}: {PUBLISHED_ONLY}"
+    needs_boxes = claim.better in AREA_BINS or claim.better in STAGE_ROWS or set(claim.metrics) & set(BOX_METRICS)
+    if needs_boxes and test.boxes is None:
+        return False, "this data set has no object boxes"
+    if claim.better in AREA_BINS:
+        pairs = area_bin_pairs(test)
+        if min(pairs.values()) < MIN_PAIRS:
+            return False, (f"too few objects in an area bin ({', '.join(f'{k}: {v}' for k, v in pairs.items())}; "
+                           f"{MIN_PAIRS} needed)")
+    absent = [m[3:] for m in claim.metrics if m.startswith("AP ") and m != "AP Fig. 8 classes" and m[3:] not in test.classes]
+    if absent or ("AP Fig. 8 classes" in claim.metrics and not _fig8_classes(test)):
+        return False, f"class not in this data set: {', '.join(absent) or ', '.join(FIG8_CLASSES)}"
+    return True, ""
+
+
+def published_deltas(claim: claims.Claim) -> dict:
+    """{metric: the Δ (points) of the claim's two rows in the paper's own table, or None}."""
+    tables = [TABLES[claim.dataset]] + (["rlsd_table2_voc2007_top3"] if claim.dataset == "voc" else [])
+    out = {}
+    for m in claim.metrics:
+        column = m[3:] if m.startswith("AP ") else m
+        found = [claims.published_delta(report.reference(t), PUBLISHED_NAMES.get(claim.better, claim.better),
+                                        PUBLISHED_NAMES.get(claim.worse, claim.worse), column) for t in tables]
+        out[m] = next((x for x in found if x is not None), None)
+    return out
+
+
+def control_claims(datasets) -> list[claims.Claim]:
+    """``CONTROLS`` on ``datasets`` as claims of the book (mAP), evaluated the claims' way."""
+    return [claims.Claim(f"06.control_{i}.{d}", "06_rlsd", d, what, f"control for {serves}", better, worse, ("mAP",),
+                         quoted=False) for d in datasets for i, (better, worse, what, serves) in enumerate(CONTROLS)]
+
+
+def claim_options(claim: claims.Claim, data: shared.Splits, trained) -> dict:
+    """The keyword arguments of ``claims.evaluate`` besides the values: testable and why not, the
+    paper's Δ and the scale (points for fractions; epochs and objects as they are)."""
+    testable, why = testability(claim, data, trained)
+    raw = {"epochs to the best hold-out loss"}
+    return {"testable": testable, "why_not": why, "published": published_deltas(claim),
+            "scale": 1.0 if set(claim.metrics) <= raw else 100.0}

@@ -1,35 +1,34 @@
 """Training and evaluating the transformation ranking rows of Tables 3-5, and the chapter's evidence.
 
-One row is a cached experiment (``run_row``): per (word-vector source, k, zero-shot split,
-training seed), the head of ``mlbook.models.transformation_ranking`` trained with the
-hinge rank loss (Eq. 3) on the frozen conv maps of the shared backbone (the fit part of
-the training set), early stopped on its hold-out part, where the margin m is also chosen
-from a small grid (top-3 C-F1 + O-F1). The result holds what the tables and figures need
-and nothing bigger: the test scores (-||A w_l||, Sec. 3.5) [N, L], the committee scores for
-voting with N = 1, 3, 5 (Table 5), the per-image mean pairwise Jaccard of the k row
-classifiers' top-5 sets (Fig. 9), the history and the chosen margin. A itself ([N, k, d])
-is not stored.
+One row is a cached experiment (``run``): per (word-vector source, k, zero-shot split, training
+seed), ``FrozenMapsRanker`` (the model file) trained with the hinge rank loss (Eq. 3) on the
+frozen conv maps of the shared backbone (fit part of the training set), early stopped on the
+hold-out part. The margin m of a word source is a stage (``choose_margin``: one model per
+margin of the grid, first training seed, top-3 C-F1 + O-F1 on the hold-out part). A result
+holds the test scores (-||A w_l||, Sec. 3.5), the committee scores for voting with N = 1, 3, 5
+(Table 5), the per-image mean pairwise Jaccard of the rows' top-5 sets (Fig. 9), the history.
 
-The demo head (``FrozenMapsRanker``): flatten the conv maps -> Linear(D*h*w, hidden) ->
-ReLU -> Dropout(0.5) -> ``TransformationHead(hidden, k, d)``, the stand-in for AlexNet's
-fc6-fc8 (Table 1) on top of frozen conv features. Mirroring (Sec. 3.6) is approximated by
-flipping the conv maps horizontally (``maps.flip(-1)``) for a random half of each batch.
+Random control: Gaussian vectors with the book's vectors' dimension, drawn anew per (data seed,
+training seed), so it stands for random vectors in general, not for one draw.
 
-Zero-shot (beyond the paper, Sec. 3.5's remark): a fifth of the labels, fixed by the data
-seed (``zero_shot_labels``), is held out of training: passed to the loss as unknown
-(neither positive nor negative), left out of the margin choice and of the hold-out loss;
-at test they are ranked by their norm like any other label.
+Zero-shot (Sec. 3.5's remark): in split j a fifth of the labels (``zero_shot_labels``) reaches
+nothing trained or chosen: the backbone is trained with them left out of its BCE
+(``zero_shot_features``), the head's loss and hold-out loss mask them (``known``), the margin
+is fixed in advance (``ZERO_SHOT_MARGIN``). At test they are ranked like any other label and
+compared with random vectors and with the exact AP of a random ranking
+(``metrics.random_ranking_ap``); the Jaccard of Fig. 9 with its chance level (``random_jaccard``).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from pathlib import Path
 
+import pandas as pd
 import torch
-from torch import nn
 
-from .. import metrics
+from .. import claims, metrics, report
 from .. import word_vectors as wv
 from ..models import transformation_ranking as M
 from ..profiles import get_profile, runs_dir
@@ -37,6 +36,12 @@ from ..train import fit
 from . import baselines, shared
 
 TRUNK = "alexnet"        # Sec. 3.6 / Table 1: ImageNet AlexNet, fc8 replaced by the k x d transformation
+FrozenMapsRanker = M.FrozenMapsRanker    # the head lives in the model file; this name is kept for plan/bench
+SET_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+TOP5 = " top-5"          # suffix of a metric measured on the top-5 label sets (Table 4)
+TABLES = {3: "ranking_table3_nuswide_top3", 4: "ranking_table4_nuswide_top5", 5: "ranking_table5_nuswide_voting_top3"}
+JACCARD_TOP = 5          # Sec. 4.4: "we obtained the top 5 predicted labels from each classifier"
+RANDOM_DRAW = 1000       # the random control of (data seed s, training seed t) is drawn with seed 1000 s + t
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,68 +67,35 @@ class Settings:
 
 
 def settings_for(profile) -> Settings:
-    """Paper sizes for the full profile; a small head and Adam 1e-3 on the demo's frozen maps
-    (hidden 128, batch 256: with k = 100, d = 384 the head alone has 128 x 38,400 weights, and
-    the demo's CPU budget allows no more; a two-value margin grid, m = 0.3 having lost to both
-    in a first demo run)."""
+    """Paper sizes for the full profile; a small head (hidden 128, batch 256: the k x d = 38,400
+    outputs fit the demo's CPU budget no wider) and Adam 1e-3 on the demo's frozen maps. One
+    five-value margin grid in demo and full (an earlier demo grid, cut to two values after a look
+    at a run's results, was widened again); two values in smoke."""
     profile = get_profile(profile)
     if profile.name == "smoke":
         return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=8,
-                            margins=(0.3, 1.0), patience=profile.patience, holdout=profile.holdout, k_sweep=(2, 8))
+                        margins=(0.3, 1.0), patience=profile.patience, holdout=profile.holdout, k_sweep=(2, 8))
     if profile.backbone == "small_cnn":
         return Settings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128,
-                            patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
+                        patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
     # full: the ResNet maps (2048 x 14 x 14) are average-pooled first; flattened they would give fc6 1.6e9 weights
     return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
-                        holdout=profile.holdout, pool=True)
-
-
-# --- the head on frozen conv maps (demo stand-in for fc6-fc8) ------------------------------------
-
-class FrozenMapsRanker(nn.Module):
-    """Conv maps [B, D, h, w] -> A [B, k, d]: flatten, Linear(D*h*w, hidden), ReLU, Dropout,
-    ``TransformationHead(hidden, k, d)`` (Eq. 1 with a one-hidden-layer stand-in for fc6-fc7,
-    which read AlexNet's flattened 6 x 6 pool5 maps). ``pool=True``: average-pool the maps
-    first (``in_features`` = D), the input the book's linear baselines (WARP) read."""
-
-    def __init__(self, in_features: int, hidden: int, k: int, d: int, dropout: float = 0.5, pool: bool = False):
-        super().__init__()
-        self.pool = bool(pool)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.head = M.TransformationHead(hidden, k, d)
-        self.k, self.d = int(k), int(d)
-
-    def features(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.body(maps.mean(dim=(2, 3)) if self.pool else maps)
-
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(maps))
-
-    def norms(self, maps: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        """||A w_l||_2 [B, L], the same numbers as ``label_norms(self(maps), W)``.
-
-        When there are fewer labels than images in the batch it is cheaper to contract the
-        head's weights with the word vectors first: A w_l = (G x_d w_l) h + B w_l, with G the
-        head's weight viewed as [k, d, hidden] and B its bias viewed as [k, d]; A itself is
-        never formed. Otherwise A is formed (Eq. 1) and ``label_norms`` applied (Sec. 3.5).
-        """
-        h = self.features(maps)
-        if W.shape[0] >= h.shape[0]:
-            return M.label_norms(self.head(h), W)
-        W = W.to(h.dtype)
-        G = self.head.weight.view(self.k, self.d, -1)
-        P = torch.einsum("kdh,ld->lkh", G, W)                                 # [L, k, hidden]
-        out = torch.einsum("bh,lkh->blk", h, P)
-        if self.head.bias is not None:
-            out = out + (self.head.bias.view(self.k, self.d) @ W.T).T[None]   # [1, L, k]
-        return torch.linalg.vector_norm(out, dim=2)
+                    holdout=profile.holdout, pool=True)
 
 
 # --- word vectors and the zero-shot split -------------------------------------------------------
 
-def word_matrix(names: list[str], source: str = "minilm", seed: int = 0) -> torch.Tensor:
+def word_matrix(names: list[str], source: str = "minilm", seed: int = 0, d: int | None = None) -> torch.Tensor:
     """W [L, d] for the label names (``mlbook.word_vectors``; MiniLM cached under runs/word_vectors)."""
-    return wv.label_vectors(names, source, cache_dir=runs_dir() / "word_vectors", seed=seed)
+    return wv.label_vectors(names, source, cache_dir=runs_dir() / "word_vectors", seed=seed, d=d)
+
+
+def row_vectors(names: list[str], source: str, words: str, seed: int, train_seed: int) -> torch.Tensor:
+    """W of a row: the book's vectors (``words``), or for ``source == "random"`` the control with
+    the dimension of ``words``, drawn per (data seed, training seed)."""
+    if source == "random":
+        return word_matrix(names, "random", RANDOM_DRAW * seed + train_seed, d=wv.source_dim(words))
+    return word_matrix(names, source)
 
 
 def zero_shot_labels(num_classes: int, seed: int = 0, fraction: float = 0.2, split: int = 0) -> torch.Tensor:
@@ -138,9 +110,7 @@ def known_mask(num_classes: int, unseen: torch.Tensor | None) -> torch.Tensor | 
     """[L] bool, False for the held-out labels (None when nothing is held out)."""
     if unseen is None or len(unseen) == 0:
         return None
-    known = torch.ones(num_classes, dtype=torch.bool)
-    known[unseen] = False
-    return known
+    return torch.ones(num_classes, dtype=torch.bool).index_fill_(0, unseen, False)
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -161,6 +131,7 @@ def ranking_loss(model, batch, W, margin: float, s: Settings, known=None, all_ne
 
 @torch.no_grad()
 def test_norms(model, maps: torch.Tensor, W: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """||A w_l|| [N, L] of every image, in chunks, in eval mode."""
     model.eval()
     return torch.cat([model.norms(maps[i:i + chunk].float(), W) for i in range(0, len(maps), chunk)])
 
@@ -187,7 +158,7 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
     for margin in (margins or s.margins):
         torch.manual_seed(train_seed)
         in_features = train_maps.shape[1] if s.pool else train_maps[0].numel()
-        model = FrozenMapsRanker(in_features, s.hidden, s.k, W.shape[1], s.dropout, s.pool)
+        model = M.FrozenMapsRanker(in_features, s.hidden, s.k, W.shape[1], s.dropout, s.pool)
         ckpt = None if folder is None else folder / f"checkpoint_m{margin:g}.pt"
         history = fit(model, part(fit_idx), lambda m, b: ranking_loss(m, b, W, margin, s, known),
                       val_loss_fn=lambda m, b: ranking_loss(m, b, W, margin, s, known, all_negatives=True),
@@ -205,8 +176,7 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
 
 
 @torch.no_grad()
-def committee_evidence(model, maps: torch.Tensor, W: torch.Tensor, votes=(1, 3, 5), jaccard_top: int = 5,
-                       chunk: int = 128) -> dict:
+def committee_evidence(model, maps: torch.Tensor, W: torch.Tensor, votes=(1, 3, 5), chunk: int = 128) -> dict:
     """Sec. 4.4 on the test maps, in chunks (A is formed per chunk and dropped):
     {"committee_scores": {N: [n, L]}, "jaccard": [n]}."""
     model.eval()
@@ -217,10 +187,12 @@ def committee_evidence(model, maps: torch.Tensor, W: torch.Tensor, votes=(1, 3, 
         for n in votes:
             out[n].append(M.committee_scores(A, W, n))
         if A.shape[1] >= 2:
-            jac.append(M.mean_pairwise_jaccard(A, W, jaccard_top))
+            jac.append(M.mean_pairwise_jaccard(A, W, JACCARD_TOP))
     return {"committee_scores": {str(n): torch.cat(v) for n, v in out.items()},
             "jaccard": torch.cat(jac) if jac else torch.zeros(0, dtype=torch.float64)}
 
+
+# --- the grid -------------------------------------------------------------------------------------
 
 ROWS_BASE = {  # table row name -> how it differs from "Ours"
     "Ours": {},
@@ -230,6 +202,7 @@ ROWS_BASE = {  # table row name -> how it differs from "Ours"
 STAGES = ("margin (words)", "margin (random)")   # the margin choice of each word source; and zero_shot_stage(j)
 ZERO_SHOT_MARGIN = 1.0   # zero-shot rows: a fixed m, so the held-out labels take no part in any choice
 OPTIONS = ("word_vectors",)
+ZERO_SHOT_NAMES = ("Ours zero-shot", "Ours (random vectors) zero-shot")   # the book's vectors, the control
 
 
 def rows(profile) -> dict:
@@ -244,7 +217,11 @@ def rows(profile) -> dict:
 
 
 def margin_stage(words: str) -> str:
-    return f"margin ({words})"
+    return f"margin ({words})"            # words: "words" (the book's vectors) or "random"
+
+
+def zero_shot_stage(split: int) -> str:
+    return f"zero-shot features (split {split})"
 
 
 def grid(profile, datasets=("nuswide",), seeds=(0,)) -> list[shared.Run]:
@@ -261,17 +238,14 @@ def grid(profile, datasets=("nuswide",), seeds=(0,)) -> list[shared.Run]:
                    baselines.grid(profile, datasets, seeds, rows=("WARP", "CNN-RNN"), trunk=TRUNK)]
 
 
-def zero_shot_stage(split: int) -> str:
-    return f"zero-shot features (split {split})"
-
+# --- one run ----------------------------------------------------------------------------------------
 
 def zero_shot_features(dataset: str, profile, *, root=None, seed: int = 0, device: str = "auto", weights=None,
                        split: int = 0) -> dict:
     """The frozen features of zero-shot split ``split``: from a backbone whose training never saw
     the split's held-out labels (left out of its BCE), so no layer under the head has learnt them."""
     profile = get_profile(profile)
-    s = settings_for(profile)
-    C = shared.splits(dataset, profile, root, seed).train.num_classes
+    s, C = settings_for(profile), shared.splits(dataset, profile, root, seed).train.num_classes
     unseen = zero_shot_labels(C, seed, s.zero_shot_fraction, split)
     return shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=TRUNK,
                                     exclude_labels=tuple(unseen.tolist()))
@@ -280,21 +254,18 @@ def zero_shot_features(dataset: str, profile, *, root=None, seed: int = 0, devic
 def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
         device: str = "auto", weights=None, word_vectors: str | None = None, settings: dict | None = None,
         force: bool = False) -> dict:
-    """Train and evaluate one transformation ranking row (a cached experiment), or choose a word
-    source's margin (row "margin (words|random)": {"margin", "margin_curve"}).
-
-    ``word_vectors``: None (MiniLM) or a word-vector file for the rows that use the book's words.
-    A row returns {"scores" [N_test, L] (= -norms), "committee_scores" {"1"|"3"|"5": [N_test, L]},
-    "jaccard" [N_test], "history", "margin", "unseen" (held-out label indices, empty if none),
-    "wall_s"} and, computed after loading, "pred" (top-3), "metrics" and "metrics_top5".
-    """
+    """One cached row, or a stage: "margin (words|random)" ({"margin", "margin_curve"}) or
+    "zero-shot features (split j)". ``word_vectors``: None (MiniLM) or a word-vector file (the
+    random control takes its dimension). A row returns {"scores" [N_test, L] (= -norms),
+    "committee_scores" {"1"|"3"|"5": [N_test, L]}, "jaccard" [N_test], "history", "margin",
+    "unseen" (held-out labels), "wall_s"} and, after loading, "pred" (top-3), "pred_top5",
+    "pred_voting", "metrics", "metrics_top5", "metrics_voting"."""
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))
     words = word_vectors or "minilm"
     if row.startswith("margin ("):
-        source = "random" if row == margin_stage("random") else words
         return choose_margin(dataset, profile, root=root, seed=seed, device=device, weights=weights,
-                             words=source, s=s, force=force)
+                             words=words, control=row == margin_stage("random"), s=s, force=force)
     if row.startswith("zero-shot features"):
         split = int(row.rsplit(" ", 1)[1].rstrip(")"))
         return zero_shot_features(dataset, profile, root=root, seed=seed, device=device, weights=weights, split=split)
@@ -307,15 +278,15 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     exclude = () if unseen is None else tuple(unseen.tolist())
     if unseen is None:   # the word source's margin, chosen once at the default k (Fig. 8 and the pooled row reuse it)
         margin = choose_margin(dataset, profile, root=root, seed=seed, device=device, weights=weights,
-                               words=source, s=s)["margin"]
+                               words=words, control=source == "random", s=s)["margin"]
     else:
         margin = ZERO_SHOT_MARGIN
     s = dataclasses.replace(s, k=opts.get("k", s.k), pool=opts.get("pool", s.pool))
-    W = word_matrix(data.train.classes, source, seed)
+    W = row_vectors(data.train.classes, source, words, seed, train_seed)
     name = shared.trunk_of(profile, TRUNK)
-    config = {"chapter": "07_transformation_ranking", "version": 2, **shared.data_key(dataset, profile, root, seed),
+    config = {"chapter": "07_transformation_ranking", "version": 3, **shared.data_key(dataset, profile, root, seed),
               "backbone": name, "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
-              "settings": dataclasses.asdict(s), "words": _word_key(source, W), "zero_shot": split,
+              "settings": dataclasses.asdict(s), "words": _word_key(source, W, seed, train_seed), "zero_shot": split,
               "margin": margin, "train_seed": train_seed, "holdout": profile.holdout}
 
     def compute(folder: Path) -> dict:
@@ -335,34 +306,37 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     return with_metrics(result, data.test.labels, s.top_k)
 
 
-def _word_key(source: str, W: torch.Tensor) -> str:
-    """What a cache key records of the word vectors: their source, and a file's vectors' hash."""
-    if source in ("minilm", "random"):
+def _word_key(source: str, W: torch.Tensor, seed: int = 0, train_seed: int = 0) -> str:
+    """What a cache key records of the word vectors: the source, the control's d and draw, a file's hash."""
+    if source == "minilm":
         return source
+    if source == "random":
+        return f"random:d{W.shape[1]}:draw{RANDOM_DRAW * seed + train_seed}"
     return f"file:{Path(source).name}:{hashlib.sha256(W.numpy().tobytes()).hexdigest()[:16]}"
 
 
 def choose_margin(dataset: str, profile, *, root=None, seed: int = 0, device: str = "auto", weights=None,
-                  words: str = "minilm", s: Settings | None = None, force: bool = False) -> dict:
-    """The margin m of one word source, chosen on the hold-out part of the training set from
-    ``s.margins`` (one model per margin, the first training seed; top-3 C-F1 + O-F1). Cached:
-    {"margin", "margin_curve" [[m, hold-out metrics], ...]}."""
+                  words: str = "minilm", control: bool = False, s: Settings | None = None,
+                  force: bool = False) -> dict:
+    """The margin m of one word source (``control``: the random vectors beside ``words``), chosen on
+    the hold-out part of the training set from ``s.margins`` (one model per margin, the first
+    training seed; top-3 C-F1 + O-F1). Cached: {"margin", "margin_curve" [[m, hold-out metrics], ...]}."""
     profile = get_profile(profile)
     s = s or settings_for(profile)
     data = shared.splits(dataset, profile, root, seed)
-    W = word_matrix(data.train.classes, words, seed)
+    source = "random" if control else words
+    W = row_vectors(data.train.classes, source, words, seed, train_seed=0)
     name = shared.trunk_of(profile, TRUNK)
-    keys = ("epochs", "batch_size", "lr", "hidden", "dropout", "pool", "k", "negatives", "margins", "select_by",
-            "flip", "patience", "holdout", "top_k")
-    config = {"chapter": "07_transformation_ranking", "stage": "margin", "version": 1,
+    keys = [f.name for f in dataclasses.fields(s) if f.name not in ("zero_shot_fraction", "zero_shot_splits", "k_sweep")]
+    config = {"chapter": "07_transformation_ranking", "stage": "margin", "version": 2,
               **shared.data_key(dataset, profile, root, seed), "backbone": name, "image_size": profile.image_size,
               "weights": shared.weights_name(weights, name), "settings": {k: getattr(s, k) for k in keys},
-              "words": _word_key(words, W), "holdout": profile.holdout}
+              "words": _word_key(source, W, seed, 0), "holdout": profile.holdout}
 
     def compute(folder: Path) -> dict:
         feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
         _, m, curve, _ = fit_ranker(feats["train"], data.train.labels, W, s, seed=seed, train_seed=0,
-                                    device=device, desc=f"margin {words}")
+                                    device=device, desc=f"margin {source}")
         return {"margin": m, "margin_curve": [[mm, val] for mm, val in curve]}
 
     return shared.cached("transformation_ranking", config, compute, profile, code=(choose_margin,),
@@ -380,3 +354,147 @@ def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
     out["pred_voting"] = {n: metrics.predict_labels(v, k=top_k) for n, v in result["committee_scores"].items()}
     out["metrics_voting"] = {n: metrics.prf_of_predictions(p, labels) for n, p in out["pred_voting"].items()}
     return out
+
+
+# --- evidence: the rows' label sets, the zero-shot APs, the chance levels ------------------------
+
+def predictions(results: dict, dataset: str, row: str, seeds, top: int = 3) -> list[torch.Tensor]:
+    """[N, L] bool label sets of ``row`` per training seed, at exactly ``top`` labels. "Voting (top N)"
+    is the vote of the rows of A of "Ours" (the same trained models, Table 5); "CNN-RNN (stops at
+    END)" is CNN-RNN's own rule, every label it emits before END (a variable number)."""
+    if row == "CNN-RNN (stops at END)":
+        return [results[dataset, "CNN-RNN", t]["pred_until_end"] for t in seeds]
+    if row.startswith("Voting (top "):
+        if top != 3:
+            raise ValueError("Table 5 votes for top-3 predictions only")
+        return [results[dataset, "Ours", t]["pred_voting"][row[len("Voting (top "):-1]] for t in seeds]
+    runs = [results[dataset, row, t] for t in seeds]
+    if top == 3:
+        return [r["pred"] for r in runs]
+    if "sequences" in runs[0]:
+        raise ValueError(f"{row} is decoded to {runs[0]['sequences_topk'].shape[1]} labels only")
+    return [r["pred_top5"] if "pred_top5" in r else metrics.predict_labels(r["scores"], k=top) for r in runs]
+
+
+def zero_shot_rows(results: dict, dataset: str, name: str) -> list[str]:
+    """The rows of the zero-shot source ``name`` ("Ours zero-shot", ...), one per split."""
+    return sorted({k[1] for k in results if k[0] == dataset and k[1].startswith(f"{name} (split ")})
+
+
+def held_out_ap(results: dict, dataset: str, row: str, seeds, targets: torch.Tensor, weights=None) -> torch.Tensor:
+    """AP of the held-out labels of a zero-shot row: [S, C_unseen] (``weights`` [R, N]: [S, R, C_unseen])."""
+    runs = [results[dataset, row, t] for t in seeds]
+    return torch.stack([metrics.average_precision(r["scores"][:, r["unseen"]], targets[:, r["unseen"]], weights=weights)
+                        for r in runs])
+
+
+def held_out_map(results: dict, dataset: str, name: str, seeds, targets: torch.Tensor, weights) -> torch.Tensor:
+    """[S, 1+R]: the mean AP over every split's held-out labels pooled (one mean per seed and resample);
+    ``name`` "random ranking": the exact expected AP of a random ranking (a fixed row, [1, 1+R])."""
+    parts = []
+    for row in zero_shot_rows(results, dataset, "Ours zero-shot"):
+        if name == "random ranking":
+            u = results[dataset, row, next(iter(seeds))]["unseen"]
+            parts.append(metrics.random_ranking_ap(targets[:, u], weights=weights)[None])
+        else:
+            parts.append(held_out_ap(results, dataset, row.replace("Ours zero-shot", name), seeds, targets, weights))
+    return torch.cat(parts, dim=-1).nanmean(-1)
+
+
+def random_jaccard(n_labels: int, top: int = JACCARD_TOP) -> float:
+    """E[|S ∩ T| / |S ∪ T|] of two independent uniformly random top-``top`` sets of ``n_labels``
+    labels, exactly: |S ∩ T| is hypergeometric. By linearity it is also the expected mean over
+    the k(k-1)/2 pairs of rows, the chance level of Fig. 9."""
+    n = min(top, n_labels)
+    return sum(math.comb(n, i) * math.comb(n_labels - n, n - i) / math.comb(n_labels, n) * i / (2 * n - i)
+               for i in range(n + 1))
+
+
+def mean_jaccard(results: dict, dataset: str, seeds, weights) -> torch.Tensor:
+    """[S, 1+R]: the mean over test images of the rows' mean pairwise Jaccard ("Ours")."""
+    return torch.stack([(weights @ results[dataset, "Ours", t]["jaccard"].double()) / weights.sum(1) for t in seeds])
+
+
+def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
+    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
+
+    Metrics: "CP" ... "OF1" (top-3, every row at exactly 3 labels), the same + " top-5",
+    "held-out mAP" (zero-shot rows, every split pooled; "random ranking" the exact chance AP),
+    "mean Jaccard" ("chance": ``random_jaccard`` of the data set's labels)."""
+    d, y = claim.dataset, data.test.labels
+
+    def values(row: str, metric: str) -> torch.Tensor:
+        if metric == "held-out mAP":
+            return held_out_map(results, d, row, seeds, y, weights)
+        if metric == "mean Jaccard":
+            if row == "chance":
+                return torch.full((1, weights.shape[0]), random_jaccard(y.shape[1]), dtype=torch.float64)
+            return mean_jaccard(results, d, seeds, weights)
+        top = 5 if metric.endswith(TOP5) else 3
+        preds = predictions(results, d, row, seeds, top)
+        return claims.set_metric_values(preds, y, weights, metric.removesuffix(TOP5))
+
+    return {m: (values(claim.better, m), values(claim.worse, m)) for m in claim.metrics}
+
+
+WHY_NOT_TESTABLE = {   # the short part of a claim id -> why the data cannot test it
+    "fewer_images": "every row here trains on the same images; the paper compares its 102,405 training images with "
+                    "the 150,000 of the other methods' split, and the book varies no training-set size",
+    "vs_mie": "MIE (Fast R-CNN region proposals with GoogleNet) is not reproduced",
+    "simpler_than_mie": "MIE is not reproduced, and 'simpler' is a design judgement the tables do not measure",
+    "average_norm": "the generated labels carry no annotation noise, and the book trains no closest-positive variant",
+}
+
+
+def published_deltas(claim: claims.Claim) -> dict:
+    """{metric: the paper's own Δ (points) of the claim's two rows, or None}: top-3 metrics from
+    Tables 3 and 5 (the voting rows), top-5 metrics from Table 4."""
+    top3 = pd.concat([report.reference(TABLES[3]), report.reference(TABLES[5]).drop(index="Full")])
+    top5 = report.reference(TABLES[4])
+    return {m: claims.published_delta(top5 if m.endswith(TOP5) else top3, claim.better, claim.worse,
+                                      m.removesuffix(TOP5)) for m in claim.metrics}
+
+
+def claim_options(claim: claims.Claim, data: shared.Splits) -> dict:
+    """The keyword arguments of ``claims.evaluate`` for ``claim`` besides its values: whether the
+    data can test it (and why not), and the paper's own Δ for each primary metric."""
+    why = WHY_NOT_TESTABLE.get(claim.id.split(".")[1], "")
+    return {"testable": not why, "why_not": why, "published": published_deltas(claim)}
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+
+def seed_metrics(results: dict, dataset: str, row: str, seeds, data: shared.Splits, top: int = 3) -> pd.DataFrame:
+    """Percent, one line per training seed: CP ... OF1 of ``row``'s label sets at exactly ``top`` labels."""
+    preds = predictions(results, dataset, row, seeds, top)
+    return pd.DataFrame([{c: 100 * float(v) for c, v in metrics.prf_of_predictions(p, data.test.labels).items()
+                          if c in SET_METRICS} for p in preds], index=pd.Index(list(seeds), name="seed"))
+
+
+def mean_metrics(results: dict, dataset: str, row: str, seeds, data: shared.Splits, top: int = 3) -> dict:
+    """Percent, mean over ``seeds``: CP ... OF1 of ``row``'s label sets at exactly ``top`` labels."""
+    return seed_metrics(results, dataset, row, seeds, data, top).mean().to_dict()
+
+
+def margin_curves(results: dict, dataset: str) -> pd.DataFrame:
+    """Hold-out top-3 C-F1 + O-F1 (percent) of every margin of the grid, per word source (the stages)."""
+    return pd.DataFrame({source: {m: 100 * (v["CF1"] + v["OF1"]) for m, v in results[dataset, margin_stage(source), 0]
+                                  ["margin_curve"]} for source in ("words", "random")}).rename_axis("margin m")
+
+
+def zero_shot_table(results: dict, data: shared.Splits, dataset: str, seeds) -> pd.DataFrame:
+    """One row per (split, held-out label): prevalence, the exact AP of a random ranking and the AP
+    of each zero-shot source (mean over seeds), in percent."""
+    y = data.test.labels
+    frames = []
+    for row in zero_shot_rows(results, dataset, "Ours zero-shot"):
+        u = results[dataset, row, seeds[0]]["unseen"]
+        cols = {"prevalence": 100 * y[:, u].mean(0).double(),
+                "random ranking (exact)": 100 * metrics.random_ranking_ap(y[:, u])}
+        for name in ZERO_SHOT_NAMES:
+            cols[f"AP {name.removesuffix(' zero-shot')}"] = 100 * held_out_ap(
+                results, dataset, row.replace("Ours zero-shot", name), seeds, y).mean(0)
+        index = pd.MultiIndex.from_tuples([(row.rsplit("(", 1)[1].rstrip(")"), data.test.classes[int(c)]) for c in u],
+                                          names=["split", "label"])
+        frames.append(pd.DataFrame({k: v.numpy() for k, v in cols.items()}, index=index))
+    return pd.concat(frames)

@@ -258,13 +258,34 @@ def bilinear_region_features(maps: torch.Tensor, boxes, image_size, X: int = 7, 
 # --- region encoder (Sec. III-A-3) ----------------------------------------------------
 
 class RegionEncoder(nn.Module):
-    """Two fully connected layers (4096-d in the paper) with ReLU and dropout: C X Y -> v (Sec. III-A-3)."""
+    """Two fully connected layers (4096-d in the paper) with ReLU and dropout: C X Y -> v (Sec. III-A-3).
 
-    def __init__(self, in_features: int, fc_dim: int = 4096, dropout: float = 0.5):
+    By default randomly initialised. ``layers``: the six modules fc6, ReLU, Dropout, fc7, ReLU,
+    Dropout to use instead (``from_vgg16``: VGG16's own pretrained fc6/fc7, as in the paper).
+    """
+
+    def __init__(self, in_features: int, fc_dim: int = 4096, dropout: float = 0.5, *,
+                 layers: nn.Sequential | None = None):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                 nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
-        self.out_features = fc_dim
+        if layers is None:
+            layers = nn.Sequential(nn.Linear(in_features, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                   nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        fc6, fc7 = layers[0], layers[3]
+        if (fc6.in_features, fc6.out_features, fc7.in_features, fc7.out_features) != (in_features, fc_dim,
+                                                                                    fc_dim, fc_dim):
+            raise ValueError(f"layers map {fc6.in_features} -> {fc6.out_features} -> {fc7.out_features}, "
+                             f"not {in_features} -> {fc_dim} -> {fc_dim}")
+        self.net = layers
+        self.in_features, self.out_features = in_features, fc_dim
+
+    @classmethod
+    def from_vgg16(cls, fc67: nn.Sequential) -> "RegionEncoder":
+        """The encoder *is* VGG16's fc6/fc7 (``backbones.vgg16_fc67``: ImageNet weights, shared, not
+        copied): on 512-channel conv5 maps sampled at X = Y = 7 it reads the flattened region as fc6
+        reads pool5 (channel, row, column order), Sec. III-A-3. Use with ``RLSDConfig(in_channels=512,
+        grid=7, fc_dim=4096)``."""
+        fc6, fc7, drop = fc67[0], fc67[3], fc67[2]
+        return cls(fc6.in_features, fc7.out_features, drop.p, layers=fc67)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """[..., C, X, Y] -> [..., fc_dim]."""
@@ -324,11 +345,22 @@ class RegionalLSTM(nn.Module):
 
 # --- fusion and loss (Sec. III-C) --------------------------------------------------------
 
-def fuse_regions(p: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 13: p^(j) = max over regions m and steps t of p_tm^(j). [B, R, T, L] (+ valid [B, R]) -> [B, L]."""
+FUSIONS = ("max", "mean")
+
+
+def fuse_regions(p: torch.Tensor, mask: torch.Tensor | None = None, how: str = "max") -> torch.Tensor:
+    """Eq. 13: p^(j) = max over regions m and steps t of p_tm^(j). [B, R, T, L] (+ valid [B, R]) -> [B, L].
+
+    ``how="mean"`` is the book's ablation of Eq. 13, not the paper's: the mean of the same
+    M x T matrix over the valid regions and all T steps (steps after END count 0, as padded)."""
+    if how not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, not {how!r}")
     if mask is not None:
         p = p.masked_fill(~mask[:, :, None, None], 0.0)              # probabilities >= 0: padding never wins
-    return p.amax(dim=(1, 2))
+    if how == "max":
+        return p.amax(dim=(1, 2))
+    regions = mask.sum(1) if mask is not None else torch.full(p.shape[:1], p.shape[1], device=p.device)
+    return p.sum(dim=(1, 2)) / (regions * p.shape[2]).clamp_min(1)[:, None].to(p.dtype)
 
 
 def rlsd_loss(p: torch.Tensor, y: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
@@ -378,6 +410,7 @@ class RLSDConfig:
     embed: int = 64                  # W_ev, W_es (Sec. IV-A)
     hidden: int = 512                # LSTM memory (Sec. IV-A)
     max_steps: int = 4               # T: not given in the paper
+    fusion: str = "max"              # Eq. 13; "mean": the book's fusion ablation (``fuse_regions``)
 
 
 class RLSD(nn.Module):
@@ -431,7 +464,7 @@ class RLSD(nn.Module):
         v = self.encoder(feats)                                       # [B, R, fc_dim]
         B, R = mask.shape
         p = self.lstm(v.reshape(B * R, -1)).reshape(B, R, self.cfg.max_steps, -1)  # all regions at once
-        fused = fuse_regions(p, mask)                                 # Eq. 13
+        fused = fuse_regions(p, mask, self.cfg.fusion)                # Eq. 13
         if not details:
             return fused
         return {"p": fused, "region_probs": p, "regions": regions, "mask": mask, "loc": loc}

@@ -24,9 +24,7 @@ k = 100 (Sec. 3.6) and d = 300 (GoogleNews word2vec, Sec. 3.4).
 """
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -77,15 +75,19 @@ class TransformationNet(nn.Module):
         return self.head(self.backbone(x).mean(dim=(2, 3)))
 
 
-def alexnet_transformation_net(k: int = PAPER_K, d: int = PAPER_D,
-                               weights: str | os.PathLike | None = None) -> nn.Module:
+def alexnet_transformation_net(k: int = PAPER_K, d: int = PAPER_D, weights=None, *,
+                               download: bool | None = None) -> nn.Module:
     """torchvision AlexNet with fc8 replaced by ``TransformationHead(4096, k, d)``: images -> A [B, k, d].
 
-    ``weights``: a torchvision ``alexnet`` ImageNet state-dict file (e.g. the hub's
-    ``alexnet-owt-7be5be79.pth``), loaded into the 1000-way network *before* fc8 is
-    replaced, so conv1-fc7 are pretrained (Sec. 3.6) and fc8 is freshly initialised.
-    Nothing is downloaded. With ``weights=None`` every layer is randomly initialised
-    (a UserWarning says so): fine for shapes and tests, not for reproducing the paper.
+    ``weights``: the ImageNet weights of conv1-fc7 (Sec. 3.6: fine-tuned from ImageNet), in the
+    forms of ``backbones.build_backbone``: a torchvision ``alexnet`` state-dict file (e.g. the
+    hub's ``alexnet-owt-7be5be79.pth``) or a dict {"alexnet": file, ...}; a dict without an
+    "alexnet" entry (``{}`` included) means the torch hub cache. The file is checked
+    (``backbones.check_weights_file``: readable with weights_only, hash prefix of its name,
+    keys and shapes of the 1000-way AlexNet) and loaded *before* fc8 is replaced, so fc8 is
+    freshly initialised. Nothing is downloaded unless ``download`` / ``MLBOOK_DOWNLOAD_WEIGHTS=1``.
+    ``weights=None``: every layer randomly initialised (a UserWarning says so): for shapes,
+    tests and speed, not for reproducing the paper.
 
     Note: torchvision's AlexNet is the single-GPU "one weird trick" variant
     (conv widths 64-192-384-256-256, an adaptive 6 x 6 pooling before fc6, 224 px input),
@@ -94,17 +96,12 @@ def alexnet_transformation_net(k: int = PAPER_K, d: int = PAPER_D,
     """
     import torchvision
 
-    net = torchvision.models.alexnet(weights=None)
+    from .backbones import imagenet_network
+
     if weights is not None:
-        path = Path(weights)
-        if not path.exists():
-            raise FileNotFoundError(f"AlexNet ImageNet weights not found at {path}; nothing is downloaded. "
-                                    f"Pass the torchvision alexnet state-dict file, or weights=None for random init.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        net.load_state_dict(state)
+        net = imagenet_network("alexnet", weights, download)
     else:
+        net = torchvision.models.alexnet(weights=None)
         warnings.warn("alexnet_transformation_net: no ImageNet weights given, every layer is randomly "
                       "initialised (the paper fine-tunes an ImageNet-pretrained AlexNet, Sec. 3.6)",
                       UserWarning, stacklevel=2)
@@ -259,3 +256,44 @@ def mean_pairwise_jaccard(A: torch.Tensor, W: torch.Tensor, top_n: int = 5) -> t
     jac = inter / union
     off = ~torch.eye(k, dtype=torch.bool, device=M.device)
     return (jac * off).sum((1, 2)) / (k * (k - 1))                  # each pair counted twice / twice
+
+
+# --- the trained head on frozen conv maps (the demo's stand-in for fc6-fc8) -------------
+
+class FrozenMapsRanker(nn.Module):
+    """Conv maps [B, D, h, w] -> A [B, k, d]: flatten, Linear(D*h*w, hidden), ReLU, Dropout,
+    ``TransformationHead(hidden, k, d)`` (Eq. 1 with one hidden layer standing in for fc6-fc7,
+    which read AlexNet's flattened 6 x 6 pool5 maps). ``pool=True``: average-pool the maps
+    first (``in_features`` = D), the input the book's linear baselines (WARP) read."""
+
+    def __init__(self, in_features: int, hidden: int, k: int, d: int, dropout: float = 0.5, pool: bool = False):
+        super().__init__()
+        self.pool = bool(pool)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.head = TransformationHead(hidden, k, d)
+        self.k, self.d = int(k), int(d)
+
+    def features(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.body(maps.mean(dim=(2, 3)) if self.pool else maps)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(maps))
+
+    def norms(self, maps: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """||A w_l||_2 [B, L], the same numbers as ``label_norms(self(maps), W)`` (Sec. 3.5).
+
+        With fewer labels than images in the batch it is cheaper to contract the head's
+        weights with the word vectors first: A w_l = (G x_d w_l) h + B w_l, with G the head's
+        weight viewed as [k, d, hidden] and B its bias viewed as [k, d]; A is never formed.
+        Otherwise A is formed (Eq. 1) and ``label_norms`` applied.
+        """
+        h = self.features(maps)
+        if W.shape[0] >= h.shape[0]:
+            return label_norms(self.head(h), W)
+        W = W.to(h.dtype)
+        G = self.head.weight.view(self.k, self.d, -1)
+        P = torch.einsum("kdh,ld->lkh", G, W)                                 # [L, k, hidden]
+        out = torch.einsum("bh,lkh->blk", h, P)
+        if self.head.bias is not None:
+            out = out + (self.head.bias.view(self.k, self.d) @ W.T).T[None]   # [1, L, k]
+        return torch.linalg.vector_norm(out, dim=2)
