@@ -75,12 +75,13 @@ from mlbook.experiments import shared
 from mlbook.figures import rlsd as figures
 from mlbook.models import backbones
 from mlbook.models import rlsd as model_file
-from mlbook.profiles import get_profile
+from mlbook.profiles import get_profile, pick_device
 from mlbook.report import (learning_curves, reference, save_claims, save_comparison, save_figure, save_table,
                            save_timings)
 
 CHAPTER = "06_rlsd"
 prof = get_profile(profile)
+device = pick_device(device)
 S = X.settings_for(prof)
 side = X.image_side(prof)
 seeds = list(range(train_seeds if train_seeds is not None else prof.train_seeds))

@@ -485,10 +485,8 @@ print(f"mean {jac_mean:.4f}; chance {chance:.4f} with {C} labels, {chance81:.4f}
 
 # %%
 show(metrics.random_ranking_ap)
-zs_table = X.zero_shot_table(results, data, D, seeds)
-zs_names = {f"AP {n.removesuffix(' zero-shot')}": label for n, label in
-            (("Ours zero-shot", f"AP, {SOURCE} vectors"), ("Ours (random vectors) zero-shot", "AP, random vectors"))}
-zs_table = zs_table.rename(columns=zs_names)
+zs_columns = dict(zip(X.ZERO_SHOT_NAMES, (f"AP, {SOURCE} vectors", "AP, random vectors")))
+zs_table = X.zero_shot_table(results, data, D, seeds, zs_columns)
 fig = figures.zero_shot_figure(zs_table, f"Zero-shot AP of the held-out labels (NUS-WIDE, {kind}, "
                                          f"mean of {len(seeds)} seeds)")
 save_figure(fig, CHAPTER, "zero_shot", "per_label")

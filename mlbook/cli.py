@@ -26,8 +26,9 @@ def _add_roots(p: argparse.ArgumentParser) -> None:
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", action="append", default=None, metavar="NAME=FILE",
-                   help="ImageNet weights of a full-profile trunk, e.g. resnet101=/w/resnet101-63fe2227.pth "
-                        "(repeatable; checked against the network it names)")
+                   help="ImageNet weights of a full-profile trunk, checked against the network it names "
+                        "(repeatable): resnet152=/w/resnet152-394f9c45.pth (04), resnet101=/w/resnet101-63fe2227.pth "
+                        "(05), vgg16=/w/vgg16-397923af.pth (06), alexnet=/w/alexnet-owt-7be5be79.pth (07)")
     p.add_argument("--download-weights", action="store_true",
                    help="allow torchvision to download ImageNet weights (needs network; off by default)")
 

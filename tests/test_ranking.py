@@ -4,15 +4,17 @@ import gzip
 import itertools
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from mlbook import audit
 from mlbook import word_vectors as wv
 from mlbook.metrics import predict_labels
 from mlbook.models.backbones import SmallCNN
 from mlbook.models.transformation_ranking import (
-    TransformationHead, TransformationNet, alexnet_transformation_net, classifier_top_sets,
+    FrozenMapsRanker, TransformationHead, TransformationNet, alexnet_transformation_net, classifier_top_sets,
     committee_scores, committee_votes, hinge_rank_loss, label_norms, mean_pairwise_jaccard,
     rank_labels, sample_negatives, scores_from_norms, transform_labels)
 
@@ -324,3 +326,58 @@ def test_minilm_vectors_cached_and_semantic(tmp_path, monkeypatch):
     assert torch.equal(wv.label_vectors(names, "minilm", cache_dir=tmp_path), v)
     with pytest.raises(AssertionError, match="recomputed"):
         wv.minilm_vectors(names[:2], tmp_path)               # other names -> other key
+
+
+def test_source_dim_of_each_word_source(tmp_path):
+    assert wv.source_dim("minilm") == wv.MINILM_DIM
+    assert wv.source_dim(_write(tmp_path / "w2v.txt", "2 4\ndog 1 2 3 4\ncat 4 3 2 1\n")) == 4
+    assert wv.source_dim(_write(tmp_path / "glove.txt", "dog 1 2 3\ncat 3 2 1\n")) == 3
+    with pytest.raises(ValueError, match="no dimension of its own"):
+        wv.source_dim("random")
+    with pytest.raises(ValueError, match="no values"):
+        wv.source_dim(_write(tmp_path / "bad.txt", "dog\n"))
+
+
+# --- the head on frozen conv maps (the demo's stand-in for fc6-fc8) -----------------------
+
+@pytest.mark.parametrize("batch", [4, 20])   # fewer images than labels (A formed) and more (factorised)
+@pytest.mark.parametrize("pool", [False, True])
+def test_frozen_maps_ranker_fast_norms_equal_the_paper_norms(batch, pool):
+    torch.manual_seed(0)
+    model = FrozenMapsRanker(3 if pool else 12, 9, k=4, d=5, pool=pool).eval()
+    maps = torch.randn(batch, 3, 2, 2)
+    W = torch.randn(10, 5)
+    assert model(maps).shape == (batch, 4, 5)
+    torch.testing.assert_close(model.norms(maps, W), label_norms(model(maps), W), atol=1e-5, rtol=1e-5)
+
+
+# --- the paper against its own tables (chapter 01's text-vs-table audit) ------------------
+
+def test_voting_sentence_disagrees_with_the_tables_on_cp_only():
+    """Sec. 4.4: "By using a small N (i.e. N = 3) the combination of the k classifiers outperformed
+    WARP and CNN-RNN"; Table 5's vote has C-P 29.1, Table 3's WARP 31.7 and CNN-RNN 40.5."""
+    text = audit.audit_text_claims()
+    order = text[text["kind"] == "higher"].set_index(["row_b", "column"])
+    assert set(order["row_a"]) == {"Voting (top 3)"} and len(order) == 8
+    assert order.loc[("WARP", "CP"), "from table"] == pytest.approx(29.1 - 31.7)
+    assert order.loc[("CNN-RNN", "CP"), "from table"] == pytest.approx(29.1 - 40.5)
+    disagree = order[order["finding"] == "disagrees"].index.tolist()
+    assert sorted(disagree) == [("CNN-RNN", "CP"), ("WARP", "CP")]
+    assert (order.drop(index=disagree)["finding"] == "agrees").all()
+    assert order["table label"].eq("Table 5 and Table 3").all()
+
+
+def test_order_claim_rounding_rule_on_a_hand_case():
+    cols = ["paper", "section", "quote", "table", "kind", "row_a", "row_b", "column", "stated", "note", "table_b"]
+    hand = pd.DataFrame([  # Table 5 Voting (top 3) OR 62.2 vs Table 3 rows: CNN-RNN 61.7, Ours 63.8
+        ["p", "s", "q", "ranking_table5_nuswide_voting_top3", "higher", "Voting (top 3)", row, "OR", "> 0", "",
+         "ranking_table3_nuswide_top3"] for row in ("CNN-RNN", "Ours")] + [
+        ["p", "s", "q", "ranking_table5_nuswide_voting_top3", "higher", "Voting (top 1)", "Voting (top 3)", "CP",
+         "> 0", "", ""],                                                  # both rows in Table 5: 23.2 vs 29.1
+        ["p", "s", "q", "ranking_table5_nuswide_voting_top3", "higher", "Voting (top 3)", "MIE", "CF1", "> 0", "",
+         "ranking_table3_nuswide_top3"],                                  # Table 5 has no CF1
+    ], columns=cols)
+    out = audit.audit_text_claims(hand)
+    assert list(out["finding"]) == ["agrees", "disagrees", "disagrees", "not checkable"]
+    assert out["beyond tolerance"].iloc[1] == pytest.approx(63.8 - 62.2 - 0.1)
+    assert out["discrepancy"].isna().iloc[:3].all() and "no column 'CF1'" in out["why"].iloc[3]

@@ -1,14 +1,20 @@
-"""Transformation ranking runner (mlbook.experiments.transformation_ranking): the fast norms equal
-the paper's, held-out (zero-shot) labels never reach training, the zero-shot evidence helpers,
-and one cached smoke run end to end."""
+"""Transformation ranking experiments (mlbook.experiments.transformation_ranking): held-out
+(zero-shot) labels reach neither the head's training nor the backbone under it, the random
+control's vectors, the chance levels (exact random-ranking AP, exact random Jaccard), every
+claim of the chapter's claims data computable, and one cached smoke row end to end."""
 import dataclasses
+import itertools
+import math
 
 import pytest
 import torch
 
-from mlbook import metrics
+from mlbook import claims, metrics
+from mlbook.experiments import shared
 from mlbook.experiments import transformation_ranking as tr
 from mlbook.models import transformation_ranking as M
+
+CHAPTER = "07_transformation_ranking"
 
 
 def _toy(n=40, L=6, d=5, seed=0):
@@ -22,30 +28,20 @@ def _toy(n=40, L=6, d=5, seed=0):
 
 def _settings(**kw):
     base = dict(epochs=3, batch_size=8, lr=1e-2, hidden=7, k=3, margins=(0.1, 1.0), patience=5, holdout=0.2)
-    return tr.RankSettings(**{**base, **kw})
+    return tr.Settings(**{**base, **kw})
 
 
-@pytest.mark.parametrize("batch", [4, 20])   # fewer images than labels (A formed) and more (factorised)
-@pytest.mark.parametrize("pool", [False, True])
-def test_fast_norms_equal_the_paper_norms(batch, pool):
-    torch.manual_seed(0)
-    model = tr.FrozenMapsRanker(3 if pool else 12, 9, k=4, d=5, pool=pool).eval()
-    maps = torch.randn(batch, 3, 2, 2)
-    W = torch.randn(10, 5)
-    ref = M.label_norms(model(maps), W)
-    assert torch.allclose(model.norms(maps, W), ref, atol=1e-5, rtol=1e-5)
-
-
-def test_zero_shot_labels_fixed_by_the_data_seed():
+def test_zero_shot_labels_fixed_by_the_data_seed_and_split():
     a, b = tr.zero_shot_labels(24, seed=0), tr.zero_shot_labels(24, seed=0)
     assert torch.equal(a, b) and len(a) == 5 and len(set(a.tolist())) == 5
     assert not torch.equal(a, tr.zero_shot_labels(24, seed=1))
+    assert not torch.equal(a, tr.zero_shot_labels(24, seed=0, split=1))
     known = tr.known_mask(24, a)
     assert known.sum() == 19 and not known[a].any()
     assert tr.known_mask(24, None) is None
 
 
-def test_held_out_labels_never_reach_training():
+def test_held_out_labels_never_reach_the_head():
     """Changing the held-out labels' word vectors and annotations changes nothing that training produces."""
     maps, labels, W = _toy()
     unseen = torch.tensor([1, 4])
@@ -82,6 +78,38 @@ def test_loss_sees_no_held_out_label(monkeypatch):
     assert seen and all(k is not None and not k[unseen].any() and k.sum() == 4 for k in seen)
 
 
+def _scrambled_splits(real_splits, columns):
+    """``shared.splits`` with the training targets of ``columns`` inverted (images unchanged)."""
+    def splits(*args, **kwargs):
+        data = real_splits(*args, **kwargs)
+        labels = data.train.labels.clone()
+        labels[:, columns] = 1.0 - labels[:, columns]
+        return shared.Splits(dataclasses.replace(data.train, labels=labels), data.test)
+    return splits
+
+
+def test_zero_shot_backbone_never_sees_the_held_out_targets(monkeypatch, tmp_path):
+    """The features under a zero-shot head are bit-identical when the held-out labels' training
+    targets are inverted; a backbone trained on every label is not."""
+    monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
+    real_splits = shared.splits
+    C = real_splits("nuswide", "smoke").train.num_classes
+    s = tr.settings_for("smoke")
+    unseen = tr.zero_shot_labels(C, 0, s.zero_shot_fraction, split=1)
+
+    def features(name, scrambled):
+        monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / name))
+        monkeypatch.setattr(shared, "splits", _scrambled_splits(real_splits, unseen) if scrambled else real_splits)
+        zero_shot = tr.zero_shot_features("nuswide", "smoke", device="cpu", split=1)
+        every_label = shared.backbone_features("nuswide", "smoke", None, 0, "cpu", trunk=tr.TRUNK)
+        return zero_shot, every_label
+
+    (zs_a, all_a), (zs_b, all_b) = features("original", False), features("scrambled", True)
+    assert torch.equal(zs_a["train"], zs_b["train"]) and torch.equal(zs_a["test"], zs_b["test"])
+    assert not torch.equal(all_a["train"], all_b["train"])       # the test can fail: the targets do matter
+    assert not torch.equal(zs_a["train"], all_a["train"])         # and the zero-shot backbone is another one
+
+
 def test_margin_chosen_on_hold_out_by_cf1_plus_of1():
     maps, labels, W = _toy()
     model, m, curve, history = tr.fit_ranker(maps, labels, W, _settings(), device="cpu")
@@ -90,31 +118,102 @@ def test_margin_chosen_on_hold_out_by_cf1_plus_of1():
     assert history and "val_loss" in history[0]
 
 
-def test_unseen_recall_and_prevalence():
-    labels = torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=torch.float32)
-    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1], [0.3, 0.1, 0.2], [0.1, 0.7, 0.9]])
-    unseen = torch.tensor([0, 2])
-    # top-1 among labels 0 and 2: image0 -> 0 (hit; 2 missed), image1 -> 0 (no positives),
-    # image2 -> 0 (miss of 2), image3 -> 2 (miss of 0): 1 hit of 4 positive pairs
-    assert float(tr.unseen_recall_at(scores, labels, unseen, 1)[0]) == pytest.approx(0.25)
-    w = torch.ones(1, 4, dtype=torch.float64)
-    assert tr.prevalence(labels, w)[0].tolist() == pytest.approx([0.5, 0.5, 0.5])
-    # a random ranking's mean AP approaches the prevalence
+def test_random_control_takes_the_word_vectors_dimension_and_a_draw_per_seed(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("3 300\n" + "".join(f"{w} " + " ".join(["0.1"] * 299 + [str(i + 1)]) + "\n"
+                                         for i, w in enumerate(["dog", "cat", "sky"])))
+    names = ["dog", "cat", "sky"]
+    file_vectors = tr.row_vectors(names, str(path), str(path), seed=0, train_seed=0)
+    control = [tr.row_vectors(names, "random", str(path), seed=0, train_seed=t) for t in (0, 1)]
+    assert file_vectors.shape == control[0].shape == (3, 300)
+    assert not torch.equal(control[0], control[1])                       # a new draw per training seed
+    assert torch.equal(control[1], tr.row_vectors(names, "random", str(path), seed=0, train_seed=1))
+    assert tr._word_key("random", control[1], 0, 1) != tr._word_key("random", control[0], 0, 0)
+
+
+def test_random_jaccard_is_the_exact_expectation():
+    for L, n in ((6, 2), (7, 3), (5, 5)):
+        sets = [frozenset(c) for c in itertools.combinations(range(L), n)]
+        exact = sum(len(a & b) / len(a | b) for a in sets for b in sets) / len(sets) ** 2
+        assert tr.random_jaccard(L, n) == pytest.approx(exact, abs=1e-12)
+    assert tr.random_jaccard(81) == pytest.approx(0.03516, abs=1e-5)
+
+
+def _fake_results(seeds=(0, 1, 2), n=60, L=10, splits=2):
+    """A results dict with every row the chapter's claims name, from random scores."""
     g = torch.Generator().manual_seed(0)
-    y = (torch.rand(4000, 1, generator=g) < 0.2).float()
-    ap = metrics.average_precision(torch.rand(4000, 1, generator=g), y)
-    assert float(ap[0]) == pytest.approx(float(y.mean()), abs=0.02)
+    y = (torch.rand(n, L, generator=g) < 0.3).float()
+    y[:, 0] = 1.0
+
+    def ranking_row(unseen=()):
+        scores = torch.randn(n, L, generator=g)
+        raw = {"scores": scores, "committee_scores": {k: torch.randn(n, L, generator=g) for k in "135"},
+               "jaccard": torch.rand(n, generator=g, dtype=torch.float64), "unseen": torch.tensor(unseen)}
+        return tr.with_metrics(raw, y)
+
+    results = {}
+    for t in seeds:
+        for row in ("Ours", "Ours (random vectors)", "Ours (k=10)"):
+            results["nuswide", row, t] = ranking_row()
+        for j in range(splits):
+            for name in tr.ZERO_SHOT_NAMES:
+                results["nuswide", f"{name} (split {j})", t] = ranking_row([1 + 2 * j, 2 + 2 * j])
+        for row in ("WARP", "CNN-RNN"):
+            scores = torch.randn(n, L, generator=g)
+            results["nuswide", row, t] = {"scores": scores, "pred": metrics.predict_labels(scores, k=3)}
+    return results, shared.Splits(None, type("Test", (), {"labels": y})())
 
 
-def test_run_row_smoke_zero_shot(monkeypatch, tmp_path):
+def test_every_claim_of_the_chapter_is_computable_or_says_why_not():
+    results, data = _fake_results()
+    weights = claims.image_weights(60, 20, seed=1)
+    catalogue = claims.load(CHAPTER)
+    assert {c.id.split(".")[1] for c in catalogue} >= {"zero_shot_words_vs_random", "zero_shot_vs_chance",
+                                                       "complementary", "fewer_images"}
+    for c in catalogue:
+        options = tr.claim_options(c, data)
+        if not options["testable"]:
+            assert options["why_not"], c.id
+            continue
+        values = tr.claim_values(c, results, data, [0, 1, 2], weights)
+        for metric, (better, worse) in values.items():
+            for side, row in ((better, c.better), (worse, c.worse)):
+                assert side.shape == ((1 if row in c.fixed else 3), 21), (c.id, metric, row)
+                assert torch.isfinite(side).all(), (c.id, metric, row)
+
+
+def test_held_out_map_pools_every_split_and_the_exact_chance_level():
+    results, data = _fake_results(seeds=(0,))
+    y = data.test.labels
+    u = torch.tensor([1, 2, 3, 4])                      # the held-out labels of splits 0 and 1
+    for j in (0, 1):                                    # a perfect ranking of every held-out label
+        results["nuswide", f"Ours zero-shot (split {j})", 0]["scores"] = y.clone()
+    ones = torch.ones(1, len(y), dtype=torch.float64)
+    assert tr.held_out_map(results, "nuswide", "Ours zero-shot", [0], y, ones).item() == pytest.approx(1.0)
+    chance = tr.held_out_map(results, "nuswide", "random ranking", [0], y, ones).item()
+    assert chance == pytest.approx(metrics.random_ranking_ap(y[:, u]).mean().item())
+    assert chance > y[:, u].mean().item()               # above the prevalence, the old null
+
+
+def test_jaccard_claim_against_its_chance_level():
+    results, data = _fake_results()
+    c = claims.get("07.complementary.nuswide")
+    better, worse = tr.claim_values(c, results, data, [0, 1, 2], claims.image_weights(60, 5))["mean Jaccard"]
+    assert torch.allclose(worse, torch.full_like(worse, tr.random_jaccard(10)))
+    assert better[:, 0].tolist() == pytest.approx([results["nuswide", "Ours", t]["jaccard"].mean().item()
+                                                   for t in range(3)])
+
+
+def test_run_smoke_zero_shot_row(monkeypatch, tmp_path):
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
-    r = tr.run_row("nuswide", "smoke", device="cpu", words="random", zero_shot=True)
+    row = "Ours (random vectors) zero-shot (split 0)"
+    r = tr.run(row, "nuswide", "smoke", device="cpu")
     n, L = r["scores"].shape
     assert r["pred"].sum(1).eq(3).all() and r["pred_top5"].sum(1).eq(5).all()
     assert set(r["committee_scores"]) == {"1", "3", "5"} and r["committee_scores"]["3"].shape == (n, L)
     assert r["jaccard"].shape == (n,) and bool(((r["jaccard"] >= 0) & (r["jaccard"] <= 1)).all())
     assert torch.equal(r["unseen"], tr.zero_shot_labels(L, 0))
-    assert r["margin"] in tr.settings_for("smoke").margins
-    again = tr.run_row("nuswide", "smoke", device="cpu", words="random", zero_shot=True)   # from the cache
+    assert r["margin"] == tr.ZERO_SHOT_MARGIN and not math.isnan(r["metrics"]["mAP"])
+    again = tr.run(row, "nuswide", "smoke", device="cpu")   # from the cache
     assert torch.equal(again["scores"], r["scores"])

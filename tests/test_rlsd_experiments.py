@@ -1,25 +1,32 @@
-"""The RLSD chapter's runner (mlbook.experiments.rlsd) on the smoke profile, in a scratch runs/data folder."""
+"""The RLSD chapter's experiments (mlbook.experiments.rlsd): its rows on the smoke profile in a scratch
+runs/data folder, the controls' one-field differences, the region-selection rule, the evidence and
+the claims' metric names."""
 from __future__ import annotations
+
+import dataclasses
+import types
 
 import pytest
 import torch
 
+from mlbook import claims
 from mlbook.data.base import Box
+from mlbook.experiments import rlsd as X
+from mlbook.models import rlsd as M
+
+DEFINING = ("regions", "init", "fusion", "head", "loss")     # the fields that make a row what it is
 
 
 @pytest.fixture()
 def scratch(tmp_path, monkeypatch):
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
-    from mlbook.experiments import rlsd as X
-
     X._splits_cached.cache_clear()
     yield X
     X._splits_cached.cache_clear()
 
 
-def test_generated_region_set_is_deterministic_and_complete(scratch, tmp_path):
-    X = scratch
+def test_generated_region_set_is_deterministic_and_complete(scratch):
     root = X.generated_vg_root("smoke", 6, seed=0)
     first = (root / "region_descriptions.json").read_text()
     again = X.generated_vg_root("smoke", 6, seed=0)
@@ -29,11 +36,8 @@ def test_generated_region_set_is_deterministic_and_complete(scratch, tmp_path):
     assert len(vg) == X.settings_for("smoke").vg_images and all(len(im.boxes) for im in vg)
 
 
-def test_precomputed_regions_are_the_models_own(scratch):
+def test_precomputed_regions_are_the_models_own():
     """The rows feed the frozen layer's regions as boxes: the same regions RLSD picks itself."""
-    X = scratch
-    from mlbook.models import rlsd as M
-
     s = X.settings_for("smoke")
     torch.manual_seed(0)
     model = M.RLSD(X.model_config(s, 8, 5)).eval()
@@ -49,26 +53,153 @@ def test_precomputed_regions_are_the_models_own(scratch):
     assert torch.allclose(own_train[:, :-1], boxes)
 
 
-def test_rows_train_and_score(scratch):
-    X = scratch
-    g = X.run_row("CNN+LSTM", "coco", "smoke")
-    r = X.run_row("RLSD", "coco", "smoke")
-    n, L = r["scores"].shape
-    assert g["scores"].shape == (n, L) and n > 0
-    assert float(r["scores"].min()) >= 0 and float(r["scores"].max()) <= 1
-    assert r["init"] and all(k.startswith(("encoder.", "lstm.")) for k in r["init"])
-    ft = X.pretrain_localization("coco", "smoke", kind="ft")
+def test_proposals_take_the_layers_training_rule():
+    """Ranked proposals: the first and the last M/2 of the whole ranking, in the order the layer's
+    rule gives for boxes ranked by confidence."""
+    boxes = torch.arange(40, dtype=torch.float32).reshape(10, 4)
+    assert X.ranked_training_regions(boxes, 4).tolist() == boxes[[0, 1, 8, 9]].tolist()
+    assert X.ranked_training_regions(boxes, 5).tolist() == boxes[[0, 1, 2, 8, 9]].tolist()
+    assert X.ranked_training_regions(boxes[:3], 4).tolist() == boxes[:3].tolist()
+    scores = torch.linspace(1, 0, 10)                         # the ranking is by confidence
+    by_layer = M.sample_training_regions(boxes, scores, 4, 64)[:-1]   # without the whole image
+    assert torch.equal(by_layer, X.ranked_training_regions(boxes, 4))
+
+
+def test_every_control_differs_from_its_parent_in_one_field():
+    for name, row in X.ROWS.items():
+        if row.parent is None:
+            continue
+        parent = X.ROWS.get(row.parent, X.MULTI_CNN if row.parent == "Multi-CNN" else None)
+        assert parent is not None, name
+        changed = [f for f in DEFINING if getattr(row, f) != getattr(parent, f)]
+        assert len(changed) == 1, (name, changed)
+        assert row.serves, name
+    assert all(row.parent in (None, *X.ROWS, "Multi-CNN") for row in X.ROWS.values())
+
+
+def test_grid_trains_every_row_with_every_seed():
+    runs = X.grid("smoke", ["voc", "coco", "nuswide"], [0, 1, 2])
+    keys = {r.key for r in runs}
+    for name, row in X.ROWS.items():
+        for d in row.datasets or ("voc", "coco", "nuswide"):
+            if row.regions == "ft" and d == "nuswide":
+                continue
+            assert all((d, name, s) in keys for s in (0, 1, 2)), (name, d)
+    for r in runs:   # a row that starts from CNN+LSTM runs in a later wave than CNN+LSTM
+        if r.row in X.ROWS and X.ROWS[r.row].init:
+            assert r.wave > next(q.wave for q in runs if q.key == (r.dataset, "CNN+LSTM", r.train_seed))
+
+
+def test_rows_train_and_differ_from_their_parents_in_one_thing(scratch):
+    run = lambda row: X.run(row, "coco", "smoke", device="cpu")  # noqa: E731
+    base, rlsd = run("CNN+LSTM"), run("RLSD")
+    n, L = rlsd["scores"].shape
+    assert base["scores"].shape == (n, L) and n > 0
+    assert 0 <= float(rlsd["scores"].min()) and float(rlsd["scores"].max()) <= 1
+    assert rlsd["init"] and all(k.startswith(("encoder.", "lstm.")) for k in rlsd["init"])
+    continued = run("CNN+LSTM (continued)")
+    assert continued["config"] == base["config"] and continued["init"] and not base["init"]
+    assert not torch.equal(continued["scores"], base["scores"])          # it trained further
+    mean = run("RLSD (mean fusion)")
+    differs = {k for k in rlsd["config"] if rlsd["config"][k] != mean["config"][k]}
+    assert differs == {"fusion"} and mean["init"] == rlsd["init"]
+    scratch_row = run("RLSD (no LSTM pre-training)")
+    assert scratch_row["config"] == rlsd["config"] and scratch_row["init"] == []
+    two_fc, eq14 = run("Multi-CNN (2-fc)"), run("Multi-CNN (Eq. 14)")
+    assert two_fc["head_settings"] == eq14["head_settings"]               # Multi-CNN's own optimizer settings
+    assert 0 < float(two_fc["scores"].min()) and float(two_fc["scores"].max()) < 1           # sigmoids
+    assert torch.allclose(eq14["scores"].sum(1), torch.ones(n), atol=1e-5)                   # a softmax
+    ft = X.run("localization (ft-RPN)", "coco", "smoke", device="cpu")
     assert ft["n_images"] + ft["n_without_boxes"] == len(X.splits("coco", "smoke").train)
     with pytest.raises(ValueError, match="kind"):
-        X.localization_config("coco", "smoke", kind="other")
+        X.pretrain_localization("coco", "smoke", kind="other")
 
 
-def test_objects_per_region_counts_centres():
-    from mlbook.experiments import rlsd as X
+def test_mean_fusion_averages_the_valid_regions_and_all_steps():
+    p = torch.tensor([[[[0.2, 0.4], [0.0, 0.0]], [[0.6, 0.0], [0.2, 0.0]], [[0.9, 0.9], [0.9, 0.9]]]])  # [1, 3, 2, 2]
+    mask = torch.tensor([[True, True, False]])
+    assert torch.allclose(M.fuse_regions(p, mask), torch.tensor([[0.6, 0.4]]))              # Eq. 13
+    assert torch.allclose(M.fuse_regions(p, mask, "mean"), torch.tensor([[0.25, 0.1]]))     # (0.2+0.6+0.2)/4
+    with pytest.raises(ValueError, match="fusion"):
+        M.fuse_regions(p, mask, "median")
 
+
+def test_region_statistics_count_centres_and_areas():
     regions = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 32.0, 32.0]]])
     boxes = [[Box(1, 1, 2, 2, 0), Box(20, 20, 4, 4, 1)]]          # centres (2, 2) and (22, 22)
-    idx, vals = X.objects_per_region(regions, torch.tensor([2]), boxes, [(32, 32)], side=32)
-    assert idx.tolist() == [0] and vals.tolist() == [1.5]          # 1 in the small region, 2 in the large
-    idx, vals = X.objects_per_region(regions, torch.tensor([2]), [[]], [(32, 32)], side=32)
-    assert len(idx) == 0                                           # images without boxes left out
+    st = X.region_statistics(regions, torch.tensor([2]), boxes, [(32, 32)], side=32)
+    assert st["images"].tolist() == [0] and st["objects"].tolist() == [1.5]   # 1 in the small region, 2 in the large
+    assert st["multi"].tolist() == [0.5]
+    assert torch.allclose(st["area"], torch.tensor([(100 / 1024 + 1.0) / 2], dtype=torch.float64))
+    st = X.region_statistics(regions, torch.tensor([2]), [[]], [(32, 32)], side=32)
+    assert len(st["images"]) == 0                                  # images without boxes left out
+
+
+# --- claims: metric names and testability on a small fake run -------------------------------------
+
+CLASSES = ["bottle", "tvmonitor", "chair", "bird", "kite", "person"]
+
+
+def _fake(dataset: str, n: int = 40, boxes: bool = True, big: bool = False):
+    g = torch.Generator().manual_seed(0)
+    labels = (torch.rand(n, len(CLASSES), generator=g) < 0.35).float()
+    labels[labels.sum(1) == 0, 5] = 1.0
+    side = 0.8 if big else 0.3
+    test = types.SimpleNamespace(
+        labels=labels, ignore=None, classes=CLASSES, image_sizes=[(100, 100)] * n,
+        boxes=[[Box(10, 10, 100 * side * (0.5 + 0.5 * (c % 2)), 100 * side, c) for c in labels[i].nonzero().flatten().tolist()]
+               for i in range(n)] if boxes else None)
+    data = types.SimpleNamespace(train=test, test=test)
+    results = {}
+    for row in [*X.ROWS, *X.BASELINE_ROWS.values()]:
+        for s in range(3):
+            scores = torch.rand(n, len(CLASSES), generator=g)
+            results[dataset, row, s] = {"scores": scores, "history": [{"epoch": 1, "best_epoch": 1 + s}]}
+    pred = torch.zeros(n, len(CLASSES), dtype=torch.bool)
+    pred[:, :3] = True
+    for s in range(3):
+        results[dataset, "CNN-RNN", s].update(sequences=None, pred=pred)
+    stage = {"regions_test": torch.tensor([[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 48.0, 48.0]]).expand(n, 2, 4),
+             "counts_test": torch.full((n,), 2), "side": 48}
+    results[dataset, "localization (region set)", 0] = results[dataset, "selective search", 0] = stage
+    return data, X.table_results(results)
+
+
+def test_claim_values_give_every_primary_metric_of_every_claim():
+    trained = {*X.ROWS, *X.BASELINE_ROWS}
+    weights = claims.image_weights(40, 7, seed=1)
+    for claim in claims.load("06_rlsd"):
+        data, results = _fake(claim.dataset, big=True)
+        testable, why = X.testability(claim, data, trained)
+        if not testable:
+            assert why and ("published only" in why or "chose" in why), (claim.id, why)
+            continue
+        values = X.claim_values(claim, results, data, [0, 1, 2], weights)
+        assert set(values) == set(claim.metrics), claim.id
+        for better, worse in values.values():
+            assert better.shape[-1] == worse.shape[-1] == 8 and torch.isfinite(better).all(), claim.id
+        row = claims.evaluate(claim, values, **{k: v for k, v in X.claim_options(claim, data, trained).items()
+                                               if k in ("scale", "published")})
+        assert row["verdict"] in claims.VERDICTS
+
+
+def test_testability_follows_the_data_not_the_outputs():
+    trained = {*X.ROWS, *X.BASELINE_ROWS}
+    falls = claims.get("06.recall_falls.coco")
+    assert X.testability(falls, _fake("coco", big=True)[0], trained)[0]
+    ok, why = X.testability(falls, _fake("coco", big=False)[0], trained)   # no object fills the image
+    assert not ok and "too few objects" in why
+    regions = claims.get("06.regions_vs_proposals.coco")
+    ok, why = X.testability(regions, _fake("coco", boxes=False)[0], trained)
+    assert not ok and "no object boxes" in why
+    published = claims.get("06.vs_published.voc")
+    assert not X.testability(published, _fake("voc")[0], trained)[0]
+    epochs = claims.get("06.pretraining_converges.coco")
+    assert X.claim_options(epochs, _fake("coco")[0], trained)["scale"] == 1.0
+
+
+def test_control_claims_compare_trained_rows():
+    trained = {*X.ROWS, *X.BASELINE_ROWS}
+    for c in X.control_claims(["voc", "coco", "nuswide"]):
+        assert {c.better, c.worse} <= trained and c.metrics == ("mAP",) and not c.quoted
+    assert dataclasses.is_dataclass(X.ROWS["RLSD"])

@@ -451,8 +451,9 @@ def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, s
     inputs = (x_train, data.train.labels, shared.ignore_mask(data.train))
     history = baselines.train_head(model, inputs, loss, hs, seed=seed, train_seed=train_seed, device=device,
                                    folder=folder, desc=row)
-    model.to(device).eval()
-    return {"history": history, "scores": _batched(lambda x: prob(logits(model, x)), x_test, device=device),
+    dev = pick_device(device)
+    model.to(dev).eval()
+    return {"history": history, "scores": _batched(lambda x: prob(logits(model, x)), x_test, device=dev),
             "head_settings": dataclasses.asdict(hs)}
 
 
@@ -622,8 +623,8 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
     d, test = claim.dataset, data.test
     y, ign = test.labels, test.ignore
 
-    def runs(row):
-        key = BASELINE_ROWS.get(row, row)
+    def runs(row):   # results under the paper's names (``table_results``) or the baselines' own
+        key = row if (d, row, seeds[0]) in results else BASELINE_ROWS.get(row, row)
         return [results[d, key, t] for t in seeds]
 
     def values(row: str, metric: str) -> torch.Tensor:

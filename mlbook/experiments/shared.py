@@ -281,10 +281,13 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
 
 
 def weights_name(weights, name: str) -> str | None:
-    """What a cache key records of the weights a trunk was built with: the file's name (never a
-    machine path), or None for the torch hub cache / the small CNN."""
-    path = backbones.weights_file(weights, name) if name != "small_cnn" else None
-    return Path(path).name if path else None
+    """What a cache key records of the weights a trunk was built with: the checkpoint's file name
+    (never a machine path; a file named with --weights and the torch hub cache's copy of the same
+    checkpoint give the same key), or None for the small CNN."""
+    if name == "small_cnn":
+        return None
+    path = backbones.weights_file(weights, name)
+    return Path(path).name if path else backbones.WEIGHTS[name].file
 
 
 # --- the grid of a chapter and the one way to compute it -----------------------------------------

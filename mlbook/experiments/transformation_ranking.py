@@ -482,9 +482,9 @@ def margin_curves(results: dict, dataset: str) -> pd.DataFrame:
                                   ["margin_curve"]} for source in ("words", "random")}).rename_axis("margin m")
 
 
-def zero_shot_table(results: dict, data: shared.Splits, dataset: str, seeds) -> pd.DataFrame:
+def zero_shot_table(results: dict, data: shared.Splits, dataset: str, seeds, columns: dict) -> pd.DataFrame:
     """One row per (split, held-out label): prevalence, the exact AP of a random ranking and the AP
-    of each zero-shot source (mean over seeds), in percent."""
+    of each zero-shot source (mean over seeds; ``columns``: source name -> column), in percent."""
     y = data.test.labels
     frames = []
     for row in zero_shot_rows(results, dataset, "Ours zero-shot"):
@@ -492,7 +492,7 @@ def zero_shot_table(results: dict, data: shared.Splits, dataset: str, seeds) -> 
         cols = {"prevalence": 100 * y[:, u].mean(0).double(),
                 "random ranking (exact)": 100 * metrics.random_ranking_ap(y[:, u])}
         for name in ZERO_SHOT_NAMES:
-            cols[f"AP {name.removesuffix(' zero-shot')}"] = 100 * held_out_ap(
+            cols[columns[name]] = 100 * held_out_ap(
                 results, dataset, row.replace("Ours zero-shot", name), seeds, y).mean(0)
         index = pd.MultiIndex.from_tuples([(row.rsplit("(", 1)[1].rstrip(")"), data.test.classes[int(c)]) for c in u],
                                           names=["split", "label"])

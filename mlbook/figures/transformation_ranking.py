@@ -111,7 +111,7 @@ def zero_shot_figure(table: pd.DataFrame, title: str):
     labels = [f"{label}\n(split {split})" for split, label in table.index]
     x = np.arange(len(table))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(table)), 3.8))
-    ap_columns = [c for c in table.columns if c.startswith("AP ")]
+    ap_columns = [c for c in table.columns if c.startswith("AP")]
     width = 0.8 / len(ap_columns)
     for i, column in enumerate(ap_columns):
         ax.bar(x + (i - (len(ap_columns) - 1) / 2) * width, table[column], width, label=column)

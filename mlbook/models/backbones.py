@@ -99,6 +99,7 @@ class ResNetTrunk(nn.Module):
     """A torchvision ResNet without its pooling and fc: conv5_x maps [B, 2048, S/32, S/32]."""
 
     stride = 32
+    out_channels = 2048   # ResNet-50/101/152 (bottleneck blocks); set from the network's fc below
 
     def __init__(self, resnet: nn.Module):
         super().__init__()
@@ -160,8 +161,7 @@ def trunk_shape(name: str) -> tuple[int, int]:
         return 128, SmallCNN.stride
     if name not in _TRUNKS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {backbone_names()}")
-    cls = _TRUNKS[name]
-    return (2048 if cls is ResNetTrunk else cls.out_channels), cls.stride
+    return _TRUNKS[name].out_channels, _TRUNKS[name].stride
 
 
 def backbone_names() -> list[str]:
@@ -200,7 +200,7 @@ class ImageNetWeights:
         return os.path.basename(self.url)
 
 
-# The V1 (original) ImageNet weights: the ones the papers' era of networks were trained to.
+# torchvision's V1 weights: the original ImageNet training, as in the papers' time (V2 is a later recipe).
 WEIGHTS: dict[str, ImageNetWeights] = {
     "resnet50": ImageNetWeights("resnet50", "ResNet50_Weights.IMAGENET1K_V1"),
     "resnet101": ImageNetWeights("resnet101", "ResNet101_Weights.IMAGENET1K_V1"),
