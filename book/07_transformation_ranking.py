@@ -593,7 +593,12 @@ save_table(power, CHAPTER, "power", "The smallest effect (points) each claim cou
 # - **Fine-tuning.** The backbone is frozen; the paper's gains from fine-tuning AlexNet end to
 #   end with this loss cannot show here.
 # - **Zero-shot.** The held-out labels of {glue:text}`zs_splits` splits of one generated data
-#   set: a test of the paper's remark on these labels, not a zero-shot benchmark.
+#   set: a test of the paper's remark on these labels, not a zero-shot benchmark. Their
+#   images stay in training with their other labels (the labels are masked, the images are
+#   not removed), so a held-out object can still shape the features as an unnamed pattern.
+#   In the full profile the frozen ImageNet trunk never saw NUS-WIDE's labels, but ImageNet's
+#   classes include some of them (dog, tiger, zebra, …), as in any zero-shot study on
+#   ImageNet features.
 # - **Not testable.** MIE is not reproduced; "fewer training images" compares training-set
 #   sizes across papers, which no run here varies; the generated labels have no annotation
 #   noise, which is what the average positive norm of Eq. 3 is said to guard against.

@@ -320,27 +320,54 @@ def _positive_thresholds(keys: torch.Tensor, ties: str) -> _Thresholds:
                        _key_images(pos_keys))
 
 
-def _class_cumsum(x: torch.Tensor, thr: _Thresholds, parts: int = 1, dtype=None) -> torch.Tensor:
-    """Cumulative sums along the last dim, restarted at every class's first threshold; ``x``
-    [..., parts * G] holds ``parts`` runs of the G thresholds side by side. One running sum over
-    everything, minus its value just before each class starts: exact for integer counts while
-    the grand total fits the mantissa of ``dtype`` (default: ``x``'s)."""
+class _Scratch:
+    """Reused work tensors, by name: on CPU a fresh tensor of tens of MB costs more (page faults)
+    than the pass that fills it, so each chunk of resamples reuses the previous chunk's."""
+
+    def __init__(self):
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, shape: tuple, dtype, device) -> torch.Tensor:
+        size = math.prod(shape)
+        t = self.tensors.get(name)
+        if t is None or t.dtype != dtype or t.numel() < size:
+            t = self.tensors[name] = torch.empty(size, dtype=dtype, device=device)
+        return t[:size].view(shape)
+
+
+def _class_cumsum(x: torch.Tensor, thr: _Thresholds, parts: int = 1, scratch: _Scratch | None = None
+                  ) -> list[torch.Tensor]:
+    """Cumulative sums along the thresholds restarted at every class's first one: ``x`` [..., parts
+    * G] holds ``parts`` runs of the G thresholds side by side; returns one float64 [..., G]
+    tensor per run. One running sum over everything in ``x``'s dtype, minus its value just
+    before each class starts: exact for integer counts while the grand total fits that dtype's
+    mantissa. ``scratch``: where the work tensors live (fresh ones without it)."""
     g, s = len(thr.end), len(thr.cls)
-    cum = torch.cumsum(x, -1, dtype=dtype)
+    scratch = scratch or _Scratch()
+    lead = x.shape[:-1]
+    cum = torch.cumsum(x, -1, out=scratch("cum", x.shape, x.dtype, x.device))
     run = torch.arange(parts, device=x.device)[:, None]
     before = cum.index_select(-1, (run * g + thr.start - 1).flatten().clamp_min(0))   # [..., parts * S]
     before[..., 0] = 0.0                               # the first class starts at column 0
-    return cum.sub_(before.index_select(-1, (run * s + thr.slot).flatten()))
+    out = []
+    for k in range(parts):
+        base = torch.index_select(before[..., k * s:(k + 1) * s], -1, thr.slot,
+                                  out=scratch("base", lead + (g,), x.dtype, x.device))
+        out.append(torch.sub(cum[..., k * g:(k + 1) * g], base,
+                             out=scratch(f"run{k}", lead + (g,), torch.float64, x.device)))
+    return out
 
 
 def _ap_from_counts(pos, tp, ranked, thr: _Thresholds, n_classes: int) -> torch.Tensor:
     """AP [..., C] from per-threshold counts [..., G]: ``pos`` positives at the threshold,
-    ``tp`` positives and ``ranked`` entries at or above it (weighted or not), float64.
+    ``tp`` positives and ``ranked`` entries at or above it (weighted or not; ``tp`` and
+    ``ranked`` float64 and contiguous, overwritten).
     AP = sum_thresholds pos * (tp / ranked) / sum pos, i.e. sklearn's sum_n (R_n - R_{n-1}) P_n."""
     lead = pos.shape[:-1]
     npos = tp.index_select(-1, thr.last)                    # all positives: tp at the last threshold
-    num = torch.zeros(lead + (len(thr.cls),), dtype=torch.float64, device=pos.device)
-    num.index_add_(pos.ndim - 1, thr.slot, tp.mul(pos).div_(ranked.clamp_min(1e-300)))
+    term = tp.div_(ranked.clamp_min_(1e-300)).mul_(pos)
+    per_class = (thr.last - thr.start + 1).expand(lead + (len(thr.cls),)).contiguous()
+    num = torch.segment_reduce(term, "sum", lengths=per_class, axis=len(lead))
     ap = torch.full(lead + (n_classes,), float("nan"), dtype=torch.float64, device=pos.device)
     ap[..., thr.cls] = torch.where(npos > 0, num / npos.clamp_min(1e-300), float("nan"))
     return ap
@@ -351,7 +378,8 @@ def _ap_unweighted(thr: _Thresholds, n_classes: int) -> torch.Tensor:
     pos = thr.positives.double()
     if len(pos) == 0:
         return torch.full((n_classes,), float("nan"), dtype=torch.float64, device=pos.device)
-    return _ap_from_counts(pos, _class_cumsum(pos, thr), (thr.end + 1).double(), thr, n_classes)
+    tp, = _class_cumsum(pos, thr)
+    return _ap_from_counts(pos, tp, (thr.end + 1).double(), thr, n_classes)
 
 
 def _block_matrix(keys: torch.Tensor, thr: _Thresholds, dtype) -> torch.Tensor:
@@ -376,18 +404,21 @@ def _block_matrix(keys: torch.Tensor, thr: _Thresholds, dtype) -> torch.Tensor:
                                        size=(len(counts), n), check_invariants=False)
 
 
-def _weight_chunk(part: torch.Tensor) -> torch.Tensor:
-    """A chunk of resamples [r, N] as the dense [N, r] operand of the sparse product: float32 when
-    the weights are integers with row sums below 2**24 (every partial sum is then an integer that
-    float32 holds exactly), float64 otherwise."""
+def _weight_chunk(part: torch.Tensor, scratch: _Scratch) -> tuple[torch.Tensor, float]:
+    """A chunk of resamples [r, N] as the dense [N, r] operand of the sparse product, and its
+    largest row sum. float32 when the weights are integers with row sums below 2**24 (every
+    partial sum is then an integer that float32 holds exactly), float64 otherwise."""
     total = part.sum(1)
     if not bool(torch.isfinite(total).all()) or float(part.min()) < 0:
         raise ValueError("weights must be finite and non-negative (image counts)")
-    exact32 = float(total.max()) < 2 ** 24 and torch.equal(part, part.round())
-    return part.t().to(torch.float32 if exact32 else torch.float64).contiguous()
+    largest = float(total.max())
+    rounded = torch.round(part, out=scratch("rounded", part.shape, part.dtype, part.device))
+    dtype = torch.float32 if largest < 2 ** 24 and torch.equal(part, rounded) else torch.float64
+    return scratch("weights", part.t().shape, dtype, part.device).copy_(part.t()), largest
 
 
-def _ap_weighted(keys: torch.Tensor, thr: _Thresholds, weights: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+def _ap_weighted(keys: torch.Tensor, thr: _Thresholds, weights: torch.Tensor, chunk: int = 64,
+                 rows: int = 8) -> torch.Tensor:
     """AP [R, C] on R resamples ``weights`` [R, N] (image counts), from the one ranking.
 
     Only the G thresholds that hold a positive matter: each resample needs the weighted counts
@@ -395,7 +426,8 @@ def _ap_weighted(keys: torch.Tensor, thr: _Thresholds, weights: torch.Tensor, ch
     [2G, N] block matrix with the weights (C * N additions per resample, in a single pass),
     then one cumulative sum over the thresholds. Exact: counts are summed as integers (in
     float32 only while every sum stays below 2**24, see ``_weight_chunk``), precisions in
-    float64. ``chunk`` resamples at a time (about ``chunk * (40 G + 8 N)`` bytes)."""
+    float64. The product takes ``chunk`` resamples at a time (work tensors of about
+    ``chunk * (16 G + 12 N)`` bytes), the rest ``rows`` at a time (its work stays in cache)."""
     n_classes, n = keys.shape
     w = weights.to(keys.device)
     if w.ndim != 2 or w.shape[1] != n:
@@ -403,18 +435,19 @@ def _ap_weighted(keys: torch.Tensor, thr: _Thresholds, weights: torch.Tensor, ch
     g = len(thr.end)
     if g == 0 or len(w) == 0:                               # no positive anywhere, or no resample
         return torch.full((len(w), n_classes), float("nan"), dtype=torch.float64, device=keys.device)
-    blocks, out = {}, []
+    scratch, blocks, out = _Scratch(), {}, []
     for part in w.split(chunk):
-        wt = _weight_chunk(part)
+        wt, largest = _weight_chunk(part, scratch)
         if wt.dtype not in blocks:
             blocks[wt.dtype] = _block_matrix(keys, thr, wt.dtype)
-        counts = (blocks[wt.dtype] @ wt).t().contiguous()                      # [r, 2G]
-        # the running sum covers both runs of every class: 2 S row sums at most
-        grand_total = 2 * len(thr.cls) * float(part.sum(1).max())
-        cum = _class_cumsum(counts, thr, parts=2,
-                            dtype=torch.float32 if wt.dtype == torch.float32 and grand_total < 2 ** 24
-                            else torch.float64).double()                     # [ranked | tp]
-        out.append(_ap_from_counts(counts[:, g:].double(), cum[:, g:], cum[:, :g], thr, n_classes))
+        product = scratch("product", (2 * g, len(part)), wt.dtype, keys.device)
+        torch.addmm(product, blocks[wt.dtype], wt, beta=0, out=product)   # beta=0: no zero-filled result
+        counts = scratch("counts", (len(part), 2 * g), wt.dtype, keys.device).copy_(product.t())
+        if 2 * len(thr.cls) * largest >= 2 ** 24:    # the running sum (2 S row sums at most) needs float64
+            counts = counts.double()
+        for few in counts.split(rows):
+            ranked, tp = _class_cumsum(few, thr, parts=2, scratch=scratch)
+            out.append(_ap_from_counts(few[:, g:], tp, ranked, thr, n_classes))
     return torch.cat(out)
 
 

@@ -6,6 +6,13 @@ for the sizes; nothing else in a chapter branches on the profile name.
 - smoke: seconds per chapter, tiny generated data; used by tests and nbval.
 - demo:  the default; generated data; the whole book in minutes on a 2-core CPU.
 - full:  the papers' settings on real data on a GPU.
+
+A **dry run** is any profile limited in images and optimizer steps (``Profile.limited``;
+``reproduce``/``train`` ``--limit-images N --max-steps N``): the first N training and N test
+images of every split, at most N optimizer steps per training run. It exercises the code path
+of a real run at the real sizes of the networks, and every table it writes says "dry run"
+(``report``). ``reproduce`` hands the limits to the chapters' kernels through ``LIMIT_ENV`` and
+``STEPS_ENV``, which ``get_profile`` applies to the profile a chapter names.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import os
 from pathlib import Path
 
 PROFILES = ("smoke", "demo", "full")
+LIMIT_ENV, STEPS_ENV = "MLBOOK_LIMIT_IMAGES", "MLBOOK_MAX_STEPS"   # a dry run's limits, for the chapters' kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +46,33 @@ class Profile:
     holdout: float = 0.1    # part of the training set held out for early stopping and choices
     max_train: int | None = None  # cap on real training images (None = all)
     max_test: int | None = None   # cap on real test images (None = all; a dry run's limit)
+    max_steps: int | None = None  # cap on optimizer steps per training run, all epochs (a dry run's limit)
+    trunk_sizes: tuple = ()       # ((trunk, input side), ...): a trunk read at another side than image_size
     threads: int | None = 1       # CPU threads of every computation (None: torch's default); fixed,
                                   # so the numbers do not depend on the machine's core count
 
     def replace(self, **changes) -> "Profile":
         return dataclasses.replace(self, **changes)
+
+    def limited(self, images: int | None = None, steps: int | None = None) -> "Profile":
+        """This profile as a dry run: the first ``images`` training and test images of every split,
+        at most ``steps`` optimizer steps per training run (None leaves a limit as it is)."""
+        changes = {"max_train": images, "max_test": images} if images is not None else {}
+        if steps is not None:
+            changes["max_steps"] = steps
+        for name, value in changes.items():
+            if value < 1:
+                raise ValueError(f"a dry run's {name} must be at least 1, not {value}")
+        return self.replace(**changes)
+
+    @property
+    def dry_run(self) -> bool:
+        """Limited in images or optimizer steps: its numbers are no result of the paper's setting."""
+        return any(v is not None for v in (self.max_train, self.max_test, self.max_steps))
+
+    def size_for(self, trunk: str) -> int:
+        """The input side at which ``trunk`` reads images (AlexNet: 224 px in the full profile)."""
+        return dict(self.trunk_sizes).get(trunk, self.image_size)
 
 
 _PROFILES = {
@@ -60,17 +90,46 @@ _PROFILES = {
         name="full", gen_train=0, gen_test=0, gen_classes=0, gen_image_size=0,
         image_size=448, backbone="resnet101", backbone_epochs=0, head_epochs=30,
         finetune_epochs=60, batch_size=32, num_workers=8, in_memory=False, threads=None,
+        trunk_sizes=(("alexnet", 224),),   # the ranking paper's AlexNet is a 224/227 px network
     ),
 }
 
 
 def get_profile(name: "str | Profile") -> Profile:
-    """The profile of that name (a Profile passes through: one coercion for the package)."""
+    """The profile of that name (a Profile passes through: one coercion for the package), limited
+    as a dry run when ``LIMIT_ENV`` / ``STEPS_ENV`` are set (``reproduce --limit-images/--max-steps``
+    sets them for the chapters it runs)."""
     if isinstance(name, Profile):
         return name
     if name not in _PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return _PROFILES[name]
+    images, steps = env_limits()
+    profile = _PROFILES[name]
+    return profile.limited(images, steps) if images is not None or steps is not None else profile
+
+
+def env_limits() -> tuple[int | None, int | None]:
+    """(images, steps) of a dry run from ``LIMIT_ENV`` and ``STEPS_ENV`` (None where unset)."""
+    def read(var: str) -> int | None:
+        text = os.environ.get(var, "").strip()
+        if not text:
+            return None
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"{var} must be a positive integer, not {text!r}")
+        return int(text)
+    return read(LIMIT_ENV), read(STEPS_ENV)
+
+
+def dry_run_note(profile: Profile) -> str:
+    """What a caption says of a dry run (empty for a real run)."""
+    if not profile.dry_run:
+        return ""
+    parts = []
+    if profile.max_train is not None or profile.max_test is not None:
+        parts.append(f"the first {profile.max_train or 'all'} training and {profile.max_test or 'all'} test images")
+    if profile.max_steps is not None:
+        parts.append(f"at most {profile.max_steps} optimizer steps per run")
+    return f"DRY RUN ({', '.join(parts)}): a test of the code path, not a result"
 
 
 def project_root() -> Path:

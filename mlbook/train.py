@@ -7,7 +7,12 @@
   hold-out loss has not improved for ``patience`` epochs, and the weights of the
   best epoch are restored (the test split is never seen here);
 - a progress bar over epochs; seeded and deterministic on CPU: the shuffle of
-  epoch e depends only on (seed, e), so a resumed run sees the same batches.
+  epoch e depends only on (seed, e), so a resumed run sees the same batches;
+- a cap on optimizer steps (``max_steps``, or the ambient ``step_limit`` a dry run sets):
+  training stops after that many steps over all epochs;
+- a device stage: a dataset may carry ``on_device(batch) -> batch``, applied to every batch
+  once it is on the device (streamed frozen maps: the trunk runs there, per batch), in
+  ``fit``, ``evaluate_loss`` and ``predict`` alike.
 
 ``loss_fn(model, batch)`` keeps the loop model-agnostic: each chapter says what a
 batch is and what its loss is, the loop does the rest. It returns a scalar
@@ -16,6 +21,8 @@ CADM's L_cls, pull and push) are logged separately in the history.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import time
 from pathlib import Path
@@ -75,6 +82,45 @@ class _EpochSampler(RandomSampler):
         return iter(torch.randperm(len(self.data_source), generator=g).tolist())
 
 
+_STEP_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("mlbook_step_limit", default=None)
+
+
+@contextlib.contextmanager
+def step_limit(steps: int | None):
+    """Cap every ``fit`` inside the block at ``steps`` optimizer steps (None: no cap); a dry
+    run's ``Profile.max_steps``, set around each cached computation by ``experiments.shared``."""
+    token = _STEP_LIMIT.set(steps)
+    try:
+        yield
+    finally:
+        _STEP_LIMIT.reset(token)
+
+
+def _carried(dataset, name: str):
+    """An attribute a dataset carries, looked up through ``Subset`` wrappers (None if absent)."""
+    while dataset is not None:
+        value = getattr(dataset, name, None)
+        if value is not None:
+            return value
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
+def device_stage(dataset) -> Callable[[Any], Any] | None:
+    """The ``on_device`` batch transform a dataset carries (streamed maps), or None."""
+    return _carried(dataset, "on_device")
+
+
+def loader_workers(dataset, asked: int = 0) -> int:
+    """DataLoader workers: ``asked``, else the ``loader_workers`` a dataset of images on disk carries."""
+    return asked or int(_carried(dataset, "loader_workers") or 0)
+
+
+def _on_device(batch: Any, device, stage) -> Any:
+    batch = to_device(batch, device)
+    return stage(batch) if stage is not None else batch
+
+
 def _terms(out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(total loss, {term: value}) from what a loss_fn returned."""
     if isinstance(out, dict):
@@ -88,8 +134,9 @@ def evaluate_loss(model, dataset: Dataset, loss_fn, *, batch_size: int, device: 
     model.eval()
     sums: dict[str, float] = {}
     count = 0
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        batch = to_device(batch, device)
+    stage = device_stage(dataset)
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=loader_workers(dataset)):
+        batch = _on_device(batch, device, stage)
         loss, terms = _terms(loss_fn(model, batch))
         n = _batch_len(batch)
         for k, v in {"loss": loss, **terms}.items():
@@ -119,6 +166,7 @@ def fit(
     on_epoch_end: Callable[[int, torch.nn.Module], dict] | None = None,
     progress: bool = True,
     desc: str = "train",
+    max_steps: int | None = None,
 ) -> list[dict]:
     """Train ``model`` in place; return the per-epoch history.
 
@@ -132,6 +180,9 @@ def fit(
     ``model.training`` are off). ``make_scheduler`` is stepped once per epoch;
     ``on_epoch_end(epoch, model)`` may return extra numbers for the history.
     A checkpoint at ``checkpoint`` is written after every epoch and resumed from.
+    ``max_steps`` (default: the ambient ``step_limit``, None: no cap) ends training after that
+    many optimizer steps over all epochs; records then carry ``steps`` and the last one
+    ``max_steps_reached``.
     """
     from tqdm.auto import tqdm
 
@@ -156,12 +207,15 @@ def fit(
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     else:
         sampler = _EpochSampler(dataset, seed)
+    num_workers = loader_workers(dataset, num_workers)
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         pin_memory=device.startswith("cuda"), drop_last=False,
         persistent_workers=num_workers > 0,
     )
     use_amp = amp and device.startswith("cuda")
+    stage = device_stage(dataset)
+    step_cap = max_steps if max_steps is not None else _STEP_LIMIT.get()
 
     history: list[dict] = []
     start_epoch, best_loss, best_epoch, best_state = 0, float("inf"), 0, None
@@ -177,8 +231,9 @@ def fit(
         best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best_state"]
         if rank == 0 and progress:
             print(f"resuming {desc} from {ckpt.name} at epoch {start_epoch + 1}/{epochs}")
-    if history and history[-1].get("stopped_early"):
-        start_epoch = epochs   # an early-stopped run that was checkpointed is finished
+    if history and (history[-1].get("stopped_early") or history[-1].get("max_steps_reached")):
+        start_epoch = epochs   # an early-stopped (or step-capped) run that was checkpointed is finished
+    steps_done = sum(r.get("steps", 0) for r in history)
 
     bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress or rank != 0,
                initial=start_epoch, total=epochs, leave=False)
@@ -187,9 +242,9 @@ def fit(
         train_model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
-        count = 0
+        count, steps = 0, 0
         for batch in loader:
-            batch = to_device(batch, device)
+            batch = _on_device(batch, device, stage)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss, terms = _terms(loss_fn(train_model, batch))
             if not torch.isfinite(loss):
@@ -203,10 +258,18 @@ def fit(
             for k, v in {"loss": loss, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
             count += n
+            steps += 1
+            if step_cap is not None and steps_done + steps >= step_cap:
+                break
         if scheduler is not None:
             scheduler.step()
         record = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
                   "seconds": time.perf_counter() - t0, "images": count * world}
+        if step_cap is not None:   # only under a cap, so an uncapped run's history is as before
+            steps_done += steps
+            record["steps"] = steps
+            if steps_done >= step_cap:
+                record["max_steps_reached"] = True
         if val_dataset is not None:
             val = evaluate_loss(model, val_dataset, val_loss_fn, batch_size=batch_size, device=device)
             record.update({f"val_{k}": v for k, v in val.items()})
@@ -220,6 +283,7 @@ def fit(
         stop = (val_dataset is not None and patience is not None and epoch + 1 - best_epoch >= patience)
         if stop:
             record["stopped_early"] = True
+        stop = stop or bool(record.get("max_steps_reached"))
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         if ckpt is not None and rank == 0:
@@ -258,9 +322,29 @@ def predict(
     batch_size: int = 256,
     device: str = "auto",
     num_workers: int = 0,
-) -> torch.Tensor:
-    """Apply ``fn(batch_on_device) -> tensor`` over a dataset in order; concatenate on CPU."""
+    out: torch.Tensor | None = None,
+    collect: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor | None:
+    """Apply ``fn(batch_on_device) -> tensor`` over a dataset in order; concatenate on CPU (float32).
+
+    Outputs as large as a data set's conv maps are never held whole: ``out``, a preallocated
+    tensor (over a memory-mapped file, say), receives them row by row in its own dtype and is
+    returned; ``collect(first_row, outputs)`` is called with each batch's outputs instead (it
+    writes them where it wants) and nothing is returned.
+    """
     device = pick_device(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    outs = [fn(to_device(batch, device)).float().cpu() for batch in loader]
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        num_workers=loader_workers(dataset, num_workers))
+    stage = device_stage(dataset)
+    if out is not None:
+        def collect(row, y):   # noqa: F811 (the preallocated tensor as a collector)
+            out[row:row + len(y)] = y.to("cpu", out.dtype)
+    if collect is not None:
+        row = 0
+        for batch in loader:
+            y = fn(_on_device(batch, device, stage))
+            collect(row, y)
+            row += len(y)
+        return out
+    outs = [fn(_on_device(batch, device, stage)).float().cpu() for batch in loader]
     return torch.cat(outs) if outs else torch.empty(0)

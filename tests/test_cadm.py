@@ -236,3 +236,32 @@ def test_resampled_map_matches_metrics_on_explicit_resamples():
     ones = torch.ones(1, N, dtype=torch.float64)
     assert average_precision(scores, targets, ignore, weights=ones).nanmean(1).item() == pytest.approx(
         mean_average_precision(scores, targets.float(), ignore), abs=1e-9)
+
+
+def test_grid_and_every_listed_claim_of_the_chapter():
+    seeds = [0, 1, 2]
+    runs = cadm_exp.grid("smoke", ["coco", "nuswide"], seeds)
+    for d in ("coco", "nuswide"):
+        assert {(r.row, r.train_seed) for r in runs if r.paper == "cadm" and r.dataset == d} == {
+            (v, s) for v in cadm_exp.ROWS for s in seeds}
+    g = torch.Generator().manual_seed(5)
+    n, C = 30, 4
+    y = (torch.rand(n, C, generator=g) < 0.5).float()
+    y[:, 0] = 1.0
+    results = {(d, v, s): {"test_outputs": {k: torch.randn(n, C, generator=g) for k in ("logits", "scls", "cadm_sum")},
+                           "metrics": {m: float(torch.rand(1, generator=g)) for m in cadm_exp.TABLE_METRICS}}
+               for d in ("coco", "nuswide") for v in cadm_exp.ROWS for s in seeds}
+
+    class Test:
+        labels, ignore = y, None
+
+    data = type("Data", (), {"test": Test})
+    for c in claims.load("05_cadm"):
+        options = cadm_exp.claim_options(c, results, seeds)
+        row = claims.evaluate(c, lambda w, c=c: cadm_exp.claim_values(c, results, data, seeds, w), n_images=n,
+                              **options)
+        assert row["verdict"] in claims.VERDICTS
+        if c.metrics == ("mAP",) and not c.fixed:
+            assert set(options["secondary"]) == set(cadm_exp.TABLE_METRICS) - {"mAP"}    # shown, not voted
+        if c.id.startswith("05.embedding."):
+            assert options["published"]["mAP"] is not None

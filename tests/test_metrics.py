@@ -373,8 +373,9 @@ def test_evaluate_all_and_summary_are_consistent():
     assert d["mAP"] == pytest.approx(float(np.mean(sk_ap(s, t))), abs=1e-12)
     assert d["mAP@10"]["per=class,normalize=min"] == M.map_at_k(s, t, 10)
     assert set(d["conventions"]) == set(M.PAPER_CONVENTIONS)
-    sm = M.summary(s, t, protocol="rlsd")
-    assert sm == {"mAP": d["mAP"], **M.prf(s, t, k=3, floor=0.5)}
+    # RLSD: top-3 is the primary protocol, the 0.5 floor a variant (PAPER_CONVENTIONS["rlsd"])
+    assert M.summary(s, t, protocol="rlsd") == {"mAP": d["mAP"], **M.prf(s, t, k=3)}
+    assert M.summary(s, t, protocol="top3+floor0.5") == {"mAP": d["mAP"], **M.prf(s, t, k=3, floor=0.5)}
     assert M.summary(s, t, protocol="all") == {"mAP": d["mAP"], **M.prf(s, t, threshold=0.5)}
     with pytest.raises(ValueError, match="unknown protocol"):
         M.summary(s, t, protocol="top4")
@@ -460,3 +461,310 @@ def test_evaluate_files_errors_name_the_file(tmp_path):
         load_matrix(tmp_path / "text.csv")
     with pytest.raises(FileNotFoundError, match="missing.npy"):
         load_matrix(tmp_path / "missing.npy")
+
+
+# ---------------------------------------------------------------- AP: the one-sort ranking
+
+
+def stable_rank_scores(s):
+    """Scores made distinct by the "stable" order (score desc, then lower row first): sklearn's AP
+    on them is the stable-ties AP of ``s``."""
+    s = np.asarray(s, dtype=np.float64)
+    order = np.argsort(-s, axis=0, kind="stable")
+    out = np.empty(s.shape)
+    np.put_along_axis(out, order, -np.arange(len(s), dtype=np.float64)[:, None], axis=0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("decimals", [None, 1, 2])
+def test_ap_stable_ties_match_sklearn_on_the_stable_order(dtype, decimals):
+    s, t = random_problem(400, 6, 20, decimals=decimals, dtype=dtype)
+    ign = torch.rand(s.shape, generator=torch.Generator().manual_seed(21)) < 0.15
+    ap = M.average_precision(s, t, ties="stable")
+    np.testing.assert_allclose(ap.numpy(), sk_ap(stable_rank_scores(s), t), rtol=0, atol=1e-12)
+    api = M.average_precision(s, t, ign, ties="stable")
+    for j in range(6):   # ignoring = deleting: the stable order of the kept entries
+        keep = ~ign[:, j].numpy()
+        ref = average_precision_score(t[keep, j].int().numpy(), stable_rank_scores(s[keep, j:j + 1])[:, 0])
+        assert float(api[j]) == pytest.approx(ref, abs=1e-12)
+
+
+def test_ap_key_order_negative_scores_signed_zeros_and_extremes():
+    # both score paths: float32 packing, and float64 values float32 would round (ranked by argsort)
+    values = [-3e38, -1.5, -1e-40, -0.0, 0.0, 1e-45, 0.25, 0.25, 7.0, 3e38]
+    for s in (torch.tensor(values, dtype=torch.float32), torch.tensor(values, dtype=torch.float64) + 1e-300):
+        key = M._descending_key(s.float() if s.dtype == torch.float32 else s)
+        ref = torch.argsort(-s.double(), stable=True)
+        assert torch.equal(torch.argsort(key, stable=True), ref)
+    key = M._descending_key(torch.tensor([-0.0, 0.0]))
+    assert key[0] == key[1]                                         # -0.0 and 0.0 tie, as in sklearn
+    s = torch.tensor([[0.0], [-0.0], [0.0], [-1.0]])
+    t = torch.tensor([[0], [1], [0], [1]])
+    np.testing.assert_allclose(M.average_precision(s, t).numpy(), sk_ap(s, t), atol=1e-15)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_torch_sort_path_equals_numpy_path(exact):
+    # the branch a CUDA tensor takes (torch.sort), run on CPU, against numpy's
+    s, t = random_problem(300, 5, 22, decimals=2, dtype=torch.float64)
+    if exact:
+        s = s.float().double()                                     # float32 holds it: packed keys
+    ign = torch.rand(s.shape, generator=torch.Generator().manual_seed(23)) < 0.1
+    sc, tg, valid = M._check(s, t, ign)
+    a = M._sorted_keys(sc, tg, valid, use_numpy=True)
+    b = M._sorted_keys(sc, tg, valid, use_numpy=False)
+    assert torch.equal(a, b)
+    assert bool((a[:, 1:] > a[:, :-1]).all())                      # every row strictly ascending
+    assert torch.equal(M._key_images(a).sort(1).values, torch.arange(300).expand(5, 300))
+
+
+def test_ap_integer_scores_and_float64_that_float32_holds():
+    s, t = random_problem(200, 4, 24, decimals=1)
+    ints = (s * 10).round().long()                                 # integer scores (ties)
+    np.testing.assert_allclose(M.average_precision(ints, t).numpy(), sk_ap(ints, t), atol=1e-12)
+    s32 = s.float().double()                                       # float64 through the 32-bit keys
+    np.testing.assert_allclose(M.average_precision(s32, t).numpy(), sk_ap(s32, t), atol=1e-12)
+
+
+def test_ap_empty_cases():
+    s = torch.rand(5, 3)
+    assert M.average_precision(s, torch.zeros(5, 3)).isnan().all()
+    w = torch.ones(2, 5)
+    assert M.average_precision(s, torch.zeros(5, 3), weights=w).shape == (2, 3)
+    assert M.average_precision(s, torch.ones(5, 3), weights=torch.zeros(0, 5)).shape == (0, 3)
+    # every entry of class 1 ignored, class 2 without positive: NaN; class 0 as usual
+    t = torch.tensor([[1, 1, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    ign = torch.zeros(5, 3, dtype=torch.bool)
+    ign[:, 1] = True
+    ap = M.average_precision(s, t, ign)
+    assert ap[1].isnan() and ap[2].isnan()
+    assert float(ap[0]) == pytest.approx(float(sk_ap(s[:, :1], t[:, :1])[0]), abs=1e-12)
+
+
+# ---------------------------------------------------------------- AP on bootstrap resamples
+
+
+def explicit_resample(weights_row, *arrays):
+    idx = np.repeat(np.arange(len(weights_row)), np.asarray(weights_row, dtype=np.int64))
+    return [np.asarray(a)[idx] for a in arrays]
+
+
+@pytest.mark.parametrize("ties", ["sklearn", "stable"])
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_weighted_ap_equals_sklearn_on_explicit_resamples(ties, decimals):
+    s, t = random_problem(120, 5, 25, p=0.2, decimals=decimals)
+    ign = torch.rand(s.shape, generator=torch.Generator().manual_seed(26)) < 0.1
+    weights = M.bootstrap_weights(40, 120, seed=3)
+    ap = M.average_precision(s, t, ign, ties=ties, weights=weights)
+    assert ap.shape == (40, 5) and ap.dtype == torch.float64
+    # an image drawn k times is k tied copies: with "stable" ties the copies share one threshold,
+    # so the reference ranks the images once (stable order) and resamples those ranks
+    ranked = stable_rank_scores(s) if ties == "stable" else s.numpy()
+    for r in (0, 1, 17, 39):
+        rs, rt, ri = explicit_resample(weights[r], ranked, t.numpy(), ign.numpy())
+        for j in range(5):
+            keep = ~ri[:, j]
+            if rt[keep, j].sum() == 0:
+                assert math.isnan(float(ap[r, j]))
+                continue
+            ref = average_precision_score(rt[keep, j].astype(int), rs[keep, j])
+            assert float(ap[r, j]) == pytest.approx(ref, abs=1e-12)
+
+
+def test_weighted_ap_row_of_ones_is_the_plain_ap():
+    s, t = random_problem(500, 8, 27, decimals=2, dtype=torch.float32)
+    ign = torch.rand(s.shape, generator=torch.Generator().manual_seed(28)) < 0.05
+    for ties in ("sklearn", "stable"):
+        plain = M.average_precision(s, t, ign, ties=ties)
+        weighted = M.average_precision(s, t, ign, ties=ties, weights=torch.ones(3, 500, dtype=torch.float64))
+        np.testing.assert_allclose(weighted.numpy(), plain[None].expand(3, -1).numpy(), rtol=0, atol=1e-15)
+
+
+def test_weighted_ap_any_weights_chunks_and_exactness_paths():
+    s, t = random_problem(150, 4, 29, decimals=1)
+    w = M.bootstrap_weights(75, 150, seed=4)                       # > one chunk of 32 and of 8 rows
+    ap = M.average_precision(s, t, weights=w)
+    one_by_one = torch.cat([M.average_precision(s, t, weights=w[r:r + 1]) for r in range(75)])
+    np.testing.assert_allclose(ap.numpy(), one_by_one.numpy(), rtol=0, atol=1e-15)
+    # AP does not change when every weight of a row is scaled: non-integer weights take the
+    # float64 path, huge integer row sums (>= 2**24) the float64 running sums; both stay exact
+    np.testing.assert_allclose(M.average_precision(s, t, weights=w / 3).numpy(), ap.numpy(), atol=1e-13)
+    np.testing.assert_allclose(M.average_precision(s, t, weights=w * 2 ** 20).numpy(), ap.numpy(), atol=1e-13)
+    for typed in (w.float(), w.long()):                             # float32 or integer counts
+        np.testing.assert_allclose(M.average_precision(s, t, weights=typed).numpy(), ap.numpy(), atol=1e-15)
+
+
+def test_weighted_ap_bad_weights():
+    s, t = random_problem(20, 2, 30)
+    for bad in (torch.ones(2, 19), -torch.ones(1, 20), torch.full((1, 20), float("nan"))):
+        with pytest.raises(ValueError, match="weights"):
+            M.average_precision(s, t, weights=bad)
+
+
+def test_weighted_ap_empty_resample_rows_are_nan():
+    s, t = random_problem(30, 3, 31)
+    w = torch.zeros(2, 30)
+    w[1, 0] = 1.0                       # only image 0 drawn: every class has a positive there
+    ap = M.average_precision(s, t, weights=w)
+    assert ap[0].isnan().all()
+    assert torch.equal(ap[1], torch.ones(3, dtype=torch.float64))
+
+
+def test_pr_curve_with_ignore_matches_sklearn_on_kept_entries():
+    s, t = random_problem(150, 3, 32, decimals=2)
+    ign = torch.rand(s.shape, generator=torch.Generator().manual_seed(33)) < 0.2
+    for j, c in enumerate(M.pr_curve(s, t, ignore=ign)):
+        keep = ~ign[:, j]
+        p, r, thr = precision_recall_curve(t[keep, j].int().numpy(), s[keep, j].numpy())
+        np.testing.assert_allclose(c["thresholds"].numpy(), thr[::-1])
+        np.testing.assert_allclose(c["precision"].numpy(), p[:-1][::-1], atol=1e-12)
+        np.testing.assert_allclose(c["recall"].numpy(), r[:-1][::-1], atol=1e-12)
+
+
+# ---------------------------------------------------------------- AP of a random ranking
+
+
+def brute_random_ap(n, m):
+    """Mean AP over every permutation of n items, m of them positive (the first m)."""
+    import itertools
+
+    total, count = 0.0, 0
+    for perm in itertools.permutations(range(n)):
+        hits, acc = 0, 0.0
+        for rank, item in enumerate(perm, 1):
+            if item < m:
+                hits += 1
+                acc += hits / rank
+        total += acc / m
+        count += 1
+    return total / count
+
+
+def test_random_ranking_ap_equals_enumeration_of_all_permutations():
+    for n in range(1, 7):
+        t = torch.zeros(n, n + 1)
+        for m in range(n + 1):
+            t[:m, m] = 1                                           # column m has m positives
+        got = M.random_ranking_ap(t)
+        assert math.isnan(float(got[0]))                           # m = 0: no positive
+        for m in range(1, n + 1):
+            assert float(got[m]) == pytest.approx(brute_random_ap(n, m), abs=1e-12)
+    h = sum(1 / p for p in range(1, 11))
+    t = torch.zeros(10, 2)
+    t[0, 0] = 1
+    t[:, 1] = 1
+    assert M.random_ranking_ap(t).tolist() == pytest.approx([h / 10, 1.0], abs=1e-13)   # m = 1, m = n
+
+
+def test_random_ranking_ap_monte_carlo_at_600_images_exceeds_prevalence():
+    n, m, k = 600, 26, 3000
+    t = torch.zeros(n, 1, dtype=torch.bool)
+    t[:m] = True
+    exact = float(M.random_ranking_ap(t)[0])
+    g = torch.Generator().manual_seed(34)
+    scores = torch.argsort(torch.rand(n, k, generator=g), dim=0).double()   # k random rankings
+    ap = M.average_precision(scores, t.expand(n, k))
+    se = float(ap.std()) / math.sqrt(k)
+    assert abs(float(ap.mean()) - exact) < 4 * se
+    assert exact - m / n > 10 * se                                 # the prevalence is too low
+    assert exact == pytest.approx((m - 1) / (n - 1) + sum(1 / p for p in range(1, n + 1)) * (n - m) / (n * (n - 1)))
+
+
+def test_random_ranking_ap_weights_and_ignore():
+    g = torch.Generator().manual_seed(35)
+    t = torch.rand(12, 3, generator=g) < 0.4
+    t[0] = True
+    ign = torch.zeros(12, 3, dtype=torch.bool)
+    ign[1:4, 2] = True
+    w = torch.tensor([[2.0, 0, 1, 3, 0, 1, 1, 0, 2, 1, 1, 0]])
+    got = M.random_ranking_ap(t, ign, weights=torch.cat([torch.ones(1, 12), w]))
+    assert got.shape == (2, 3)
+    assert torch.equal(got[0], M.random_ranking_ap(t, ign))
+    idx = torch.repeat_interleave(torch.arange(12), w[0].long())   # the resample as a list of items
+    np.testing.assert_allclose(got[1].numpy(), M.random_ranking_ap(t[idx], ign[idx]).numpy(), atol=1e-13)
+    keep = ~ign[:, 2]
+    assert float(got[0, 2]) == pytest.approx(float(M.random_ranking_ap(t[keep, 2:3])[0]), abs=1e-13)
+
+
+# ---------------------------------------------------------------- evidence helpers
+
+
+def boxes_case():
+    from mlbook.data.base import Box
+
+    # image 0: 100 x 100; image 1: 200 x 50 (area 10,000 each)
+    boxes = [[Box(0, 0, 10, 10, label=0), Box(5, 5, 50, 50, label=0), Box(0, 0, 20, 5, label=2)],
+             [Box(0, 0, 100, 25, label=1), Box(1, 1, 0, 7, label=2)]]
+    return boxes, [(100, 100), (200, 50)]
+
+
+def test_relative_sizes_and_object_size_hits():
+    boxes, sizes = boxes_case()
+    rel = M.relative_sizes(boxes, sizes)
+    assert rel == {0: pytest.approx([0.1, 0.5]), 2: pytest.approx([0.1, 0.0]), 1: pytest.approx([0.5])}
+    pred = torch.tensor([[1, 0, 0], [0, 0, 1]], dtype=torch.bool)
+    images, size, hits = M.object_size_hits(pred, boxes, sizes)
+    # one entry per (image, label): its largest box
+    assert images.tolist() == [0, 0, 1, 1]
+    assert size.tolist() == pytest.approx([0.5, 0.1, 0.5, 0.0])
+    assert hits.tolist() == [True, False, False, True]
+    assert images.dtype == torch.long and hits.dtype == torch.bool
+
+
+def test_size_buckets_and_bucket_recall():
+    sizes = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    bucket, edges = M.size_buckets(sizes, n=3)
+    # quantiles 1/3 and 2/3 of six sizes, linearly interpolated: positions 5/3 and 10/3
+    assert edges == pytest.approx([0.2 + 0.1 * 2 / 3, 0.4 + 0.1 / 3], abs=1e-7)
+    assert bucket.tolist() == [0, 0, 1, 1, 2, 2]
+    hits = torch.tensor([True, False, True, True, False, False])
+    images = torch.tensor([0, 1, 1, 2, 2, 0])
+    w = torch.tensor([[1.0, 1, 1], [3, 0, 1], [0, 0, 0]])
+    # bucket 0 = objects 0 (image 0, hit) and 1 (image 1, miss)
+    assert M.bucket_recall(hits, images, bucket, 0, w).tolist() == pytest.approx([0.5, 1.0, 0.0])
+    # bucket 1 = objects 2 (image 1, hit) and 3 (image 2, hit)
+    assert M.bucket_recall(hits, images, bucket, 1, w).tolist() == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_recall_by_area():
+    boxes, sizes = boxes_case()
+    pred = torch.tensor([[1, 0, 0], [0, 0, 1]], dtype=torch.bool)
+    # areas: (0, label 0) 0.25 hit, (0, 2) 0.01 miss, (1, 1) 0.25 miss, (1, 2) 0.0 hit
+    recall, counts = M.recall_by_area(pred, boxes, sizes, [0.0, 0.005, 0.25, 1.0])
+    assert counts == [1, 3, 0]                       # an area equal to an edge goes to the lower bin
+    assert recall[0] == 1.0 and recall[1] == pytest.approx(1 / 3) and math.isnan(recall[2])
+
+
+def test_weighted_mean_pair_mean_positive_wins():
+    w = torch.tensor([[1.0, 1, 1], [2, 0, 1]])
+    images, values = torch.tensor([0, 0, 2]), torch.tensor([1.0, 3.0, 5.0])
+    assert M.weighted_mean(images, values, w).tolist() == pytest.approx([3.0, (2 + 6 + 5) / 5])
+    v = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    mask = torch.tensor([[1, 0], [1, 1], [0, 1]], dtype=torch.bool)
+    assert M.pair_mean(v, mask, w).tolist() == pytest.approx([(1 + 3 + 4 + 6) / 4, (2 * 1 + 6) / 3])
+    total = torch.tensor([[9.0, 1.0, 2.0], [1.0, 3.0, 4.0], [5.0, 5.0, 0.0]])
+    y = torch.tensor([[1, 0, 0], [1, 0, 1], [1, 1, 0]])
+    # image 0: 9 > 1, 9 > 2 -> 2 of 2; image 1: 1 < 3, 4 > 3 -> 1 of 2; image 2: 5 > 0 twice -> 2 of 2
+    assert M.positive_wins(total, y, w).tolist() == pytest.approx([5 / 6, (2 * 2 + 2) / (2 * 2 + 2)])
+
+
+def test_unseen_recall_at():
+    scores = torch.tensor([[0.9, 0.1, 0.8, 0.7], [0.2, 0.3, 0.4, 0.1]])
+    labels = torch.tensor([[1, 0, 1, 1], [0, 1, 0, 1]])
+    unseen = torch.tensor([2, 3])
+    # top-1 among labels 2, 3: image 0 -> 2 (hit of 2 positives), image 1 -> 2 (miss of 1)
+    assert M.unseen_recall_at(scores, labels, unseen, 1).tolist() == pytest.approx([1 / 3])
+    w = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert M.unseen_recall_at(scores, labels, unseen, 1, w).tolist() == pytest.approx([0.5, 0.0])
+    mask = torch.tensor([False, False, True, True])
+    assert M.unseen_recall_at(scores, labels, mask, 2).tolist() == pytest.approx([1.0])
+
+
+def test_all_lists_the_public_names():
+    import inspect
+
+    assert all(hasattr(M, name) for name in M.__all__)
+    public = [n for n, obj in vars(M).items() if not n.startswith("_")
+              and inspect.isfunction(obj) and obj.__module__ == M.__name__]
+    assert sorted(set(public) - set(M.__all__)) == []

@@ -359,3 +359,52 @@ def test_set_merged_beams_hold_distinct_sets():
     a, _ = decoding.beam_search(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
     r, _ = bench.beam_search_reference(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
     assert torch.equal(a, r)
+
+
+# --- the chapter's grid and claims ------------------------------------------------------------------
+
+def test_grid_trains_every_table_row_with_every_seed():
+    runs = ofr_exp.grid("smoke", ["nuswide", "coco"], [0, 1, 2])
+    for d in ("nuswide", "coco"):
+        rows = {r.row for r in runs if r.dataset == d and r.paper != "shared"}
+        assert rows == set(ofr_exp.table_rows(d))                       # baselines included
+        for row in rows:
+            assert sorted(r.train_seed for r in runs if r.dataset == d and r.row == row) == [0, 1, 2]
+    assert "KNN" in ofr_exp.table_rows("nuswide") and "KNN" not in ofr_exp.table_rows("coco")
+    trunks = {dict(r.options).get("trunk") for r in runs if r.paper == "baselines"}
+    assert trunks == {ofr_exp.TRUNK}                                     # baselines on the paper's trunk
+    assert min(r.wave for r in runs) == -1 and all(r.paper == "shared" for r in runs if r.wave == -1)
+
+
+def fake_chapter_results(seeds, n=40, C=6, seed=0):
+    """Random predictions of every row of chapter 04 and test data with object boxes (COCO)."""
+    from mlbook.data.base import Box
+
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, C, generator=g) < 0.4).float()
+    boxes = [[Box(0, 0, float(torch.randint(2, 30, (1,), generator=g)), 10.0, c) for c in row.nonzero().flatten().tolist()]
+             for row in y]
+    test = type("Test", (), {"labels": y, "ignore": None, "boxes": boxes, "image_sizes": [(32, 32)] * n})
+    results = {}
+    for d in ("nuswide", "coco"):
+        for row in ofr_exp.table_rows(d):
+            for s in seeds:
+                pred = lambda: torch.rand(n, C, generator=g) < 0.4  # noqa: E731
+                results[d, row, s] = {"pred": pred(), "pred_paper": pred(), "pred_paper_greedy": pred(),
+                                      "pred_paper_merged": pred()}
+    return results, type("Data", (), {"test": test})
+
+
+def test_every_listed_claim_of_the_chapter_evaluates():
+    seeds = [0, 1, 2]
+    results, data = fake_chapter_results(seeds)
+    catalogue = claims.load("04_order_free_rnn")
+    assert {c.dataset for c in catalogue} == {"nuswide", "coco"}
+    for c in catalogue:
+        options = ofr_exp.claim_options(c, data)
+        row = claims.evaluate(c, lambda w, c=c: ofr_exp.claim_values(c, results, data, seeds, w),
+                              n_images=len(data.test.labels), **options)
+        assert row["verdict"] in claims.VERDICTS and row["id"] == c.id
+        assert set(options["published"]) == set(c.metrics)
+        if c.better == "Ours" and c.worse in ofr_exp.table_rows(c.dataset) and c.metrics == ("CF1", "OF1"):
+            assert all(v is not None for v in options["published"].values())   # the paper's own Δ is shown

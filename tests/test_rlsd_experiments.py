@@ -203,3 +203,15 @@ def test_control_claims_compare_trained_rows():
     for c in X.control_claims(["voc", "coco", "nuswide"]):
         assert {c.better, c.worse} <= trained and c.metrics == ("mAP",) and not c.quoted
     assert dataclasses.is_dataclass(X.ROWS["RLSD"])
+
+
+def test_map_at_10_on_resamples_equals_the_metric_on_repeated_images():
+    torch.manual_seed(0)
+    for n in (300, 12):
+        scores = (torch.rand(n, 6) * 20).round() / 20                       # ties
+        targets = (torch.rand(n, 6) < 0.2).float()
+        weights = claims.image_weights(n, 20, seed=2)
+        fast = X.map_at_k_resampled(scores, targets, weights)
+        for r, w in enumerate(weights):
+            idx = torch.repeat_interleave(torch.arange(n), w.round().long())
+            assert abs(float(fast[r]) - X.metrics.map_at_k(scores[idx], targets[idx], 10)) < 1e-12

@@ -264,7 +264,7 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
         C, h, w = feats["train"].shape[1:]
         torch.manual_seed(seed)
         loc = M.LocalizationLayer(C, len(M.ANCHOR_SCALES) * len(M.ANCHOR_RATIOS), s.loc_hidden)
-        out: dict = {}
+        out: dict = {"side": side}
         start = time.perf_counter()
         if kind == "vg":
             backbone, _ = shared.shared_backbone(dataset, profile, root, seed, device, weights, trunk=TRUNK)
@@ -583,12 +583,33 @@ def area_bin_pairs(test, bins=AREA_BINS) -> dict:
     return {name: int(((sizes ** 2 >= lo) & (sizes ** 2 < hi)).sum()) for name, (lo, hi) in bins.items()}
 
 
-def _resampled(fn, scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """fn(scores, targets) on every image resample (``weights`` [1+R, N] image counts) -> [1+R]:
-    an image drawn k times is repeated k times."""
-    index = torch.arange(len(scores))
-    return torch.tensor([fn(scores[idx], targets[idx]) for idx in
-                         (torch.repeat_interleave(index, w.round().long()) for w in weights)], dtype=torch.float64)
+def map_at_k_resampled(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, k: int = 10,
+                       chunk: int = 250) -> torch.Tensor:
+    """``metrics.map_at_k`` (per class, normalised by min(k, positives)) on image resamples
+    ``weights`` [R, N] (counts: an image drawn w times is w adjacent copies in its class's
+    ranking) -> [R], from one sort per class. A relevant image with e copies in the top k after
+    B copies (H of them relevant) adds sum_{u=1..e} (H + u) / (B + u) = e - (B - H)(h(B + e) - h(B)),
+    h the harmonic numbers."""
+    y = targets.double().t()                                                   # [C, N]
+    order = torch.sort(scores.t().double(), dim=1, descending=True, stable=True).indices
+    rel = torch.gather(y, 1, order)                                            # [C, N] in rank order
+    depth = min(order.shape[1], 10 * k)                                        # ranks that can reach the top k
+    harmonic = torch.cat([torch.zeros(1, dtype=torch.float64),
+                          (1 / torch.arange(1, 2 * k + 1, dtype=torch.float64)).cumsum(0)])
+    out = []
+    for w in weights.double().split(chunk):
+        wr = w[:, order[:, :depth]]                                            # [R, C, depth]
+        d = depth if bool((wr.sum(-1) >= k).all()) else order.shape[1]         # rarely: every rank
+        wr, r = w[:, order[:, :d]], rel[:, :d]
+        before = (wr.cumsum(-1) - wr).clamp(max=k)                             # copies ranked above (capped)
+        hits = (wr * r).cumsum(-1) - wr * r
+        copies = torch.minimum(wr, k - before)                                 # copies inside the top k
+        b, e = before.long(), copies.long()
+        ap = (r * (copies - (before - hits) * (harmonic[b + e] - harmonic[b]))).sum(-1)   # [R, C]
+        positives = w @ y.t()                                                  # [R, C]
+        has = positives > 0
+        out.append((ap / positives.clamp(max=k).clamp_min(1e-12) * has).sum(1) / has.sum(1).clamp_min(1))
+    return torch.cat(out)
 
 
 def _size_recall(pred, test, weights, metric: str) -> torch.Tensor:
@@ -643,7 +664,7 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
         if metric == "mAP":
             return claims.map_values(scores, y, weights, ign)
         if metric == "mAP@10":
-            return torch.stack([_resampled(lambda s, t: metrics.map_at_k(s, t, 10), sc, y, weights) for sc in scores])
+            return torch.stack([map_at_k_resampled(sc, y, weights) for sc in scores])
         if metric.startswith("AP "):
             cls = _fig8_classes(test) if metric == "AP Fig. 8 classes" else [test.classes.index(metric[3:])]
             return torch.stack([metrics.average_precision(sc, y, ign, weights=weights)[:, cls].mean(1) for sc in scores])

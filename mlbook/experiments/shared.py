@@ -10,7 +10,11 @@
   once per data set from scratch with BCE **on the fit part only** (the hold-out tenth is
   never seen, so choices made there are not made on features fitted to it); the full
   profile loads the ImageNet trunk the paper names instead.
-- ``backbone_features``: frozen conv maps of every image, cached.
+- ``backbone_features``: frozen conv maps of every image. Where they are kept is chosen per
+  trunk from their size (``map_storage``): in memory (demo, smoke), written once to disk as a
+  float16 file per split read lazily (``DiskMaps``), or, where even that would not fit the
+  disk, never stored: computed by the frozen trunk per batch on the device (``StreamedMaps``).
+  ``take``, ``map_rows``, ``map_apply`` and ``pooled`` read any of the three alike.
 - ``cached``: ``mlbook.cache.run`` with the computation pinned (``pinned``): a fixed
   number of CPU threads and deterministic algorithms, so a result does not depend on the
   machine's core count or on which process computed it.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib
 import io
@@ -34,17 +39,20 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .. import cache
+from ..cache import atomic_write_text
 from ..data import ImageDataset, image_tensor_cache, load_splits
 from ..data import transforms as T
 from ..data.synthetic import GENERATOR_VERSION
 from ..metrics import mean_average_precision
 from ..models import backbones
+from ..plan import SPLITS
 from ..profiles import Profile, get_profile, pick_device
-from ..train import fit, predict, seed_everything
+from ..train import device_stage, fit, loader_workers, predict, seed_everything, step_limit, to_device
 
 PAPERS = ("shared", "baselines", "order_free_rnn", "cadm", "rlsd", "transformation_ranking")
 
@@ -72,6 +80,8 @@ def data_key(dataset: str, profile: Profile, root: str | None, seed: int) -> dic
     key = {"dataset": dataset, "real": bool(root), "max_train": profile.max_train}
     if profile.max_test is not None:
         key["max_test"] = profile.max_test
+    if profile.max_steps is not None:   # a dry run's results are never mistaken for a real run's
+        key["max_steps"] = profile.max_steps
     if not root:  # generated data: the generator's version, sizes and seed define it
         key.update(profile=profile.name, gen=[profile.gen_train, profile.gen_test, profile.gen_classes,
                                               profile.gen_image_size], seed=seed, generator=GENERATOR_VERSION)
@@ -113,10 +123,15 @@ def as_input(images: torch.Tensor, train: bool) -> torch.Tensor:
     return T.normalize_uint8(images)
 
 
-def image_set(data, profile: Profile, train: bool) -> Dataset:
+def image_set(data, profile: Profile, train: bool, size: int | None = None) -> Dataset:
+    """(image, labels, ignore) of a split at ``size`` px (default the profile's): decoded once into
+    memory (demo, smoke) or read from disk per item with ``profile.num_workers`` loader workers."""
+    size = size or profile.image_size
     if profile.in_memory:
-        return TensorDataset(image_tensor_cache(data, profile.image_size), data.labels, ignore_mask(data))
-    return ImageDataset(data, T.image_transform(profile.image_size, train))
+        return TensorDataset(image_tensor_cache(data, size), data.labels, ignore_mask(data))
+    images = ImageDataset(data, T.image_transform(size, train))
+    images.loader_workers = profile.num_workers   # read by train.fit / predict (train.loader_workers)
+    return images
 
 
 def holdout_split(n: int, fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,11 +167,17 @@ def pinned(profile: Profile):
 def cached(method: str, config: dict, compute, profile: Profile, *, code, data, force: bool = False) -> dict:
     """``cache.run`` with ``compute`` pinned (``pinned``) and every random generator (torch, numpy,
     random) seeded from the config first, so that nothing a computation draws without its own seed
-    depends on what the process computed before it."""
+    depends on what the process computed before it. A dry run's step cap (``Profile.max_steps``)
+    holds for every ``train.fit`` inside. In the full profile a finished run's checkpoints are
+    removed (they only serve to resume an interrupted run; hundreds of them would fill the disk)."""
     def pinned_compute(folder: Path) -> dict:
         seed_everything(int(cache.config_hash(config)[:8], 16))
-        with pinned(profile):
-            return compute(folder)
+        with pinned(profile), step_limit(profile.max_steps):   # a dry run caps every fit inside
+            result = compute(folder)
+        if not profile.in_memory:   # full profile: a finished run's checkpoint (weights + optimizer) only
+            for ckpt in folder.glob("checkpoint*.pt"):   # took disk; the result is written next
+                ckpt.unlink()
+        return result
     return cache.run(method, config, pinned_compute, code=code, data=data, force=force)
 
 
@@ -241,12 +262,21 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
                       exclude_labels: tuple[int, ...] = ()) -> dict:
     """Frozen conv maps of the row's trunk: {"train": [N, D, h, w], "test": ...} (float16).
 
+    Kept where ``map_storage`` says: in memory (demo, smoke: tensors, cached whole), on disk
+    (``DiskMaps``: one float16 file per split, written once, cached) or streamed
+    (``StreamedMaps``: nothing stored, the trunk runs per batch on the device). The lazy
+    kinds have ``shape``; read every kind with ``take``, ``map_rows``, ``map_apply``, ``pooled``.
+    The result also says ``"storage"`` and, on disk, the ``"bytes"`` written.
+
     ``upto``: stop after that many conv blocks of the SmallCNN (None = all), for fine-tuning
     only the blocks above; then also ``"train_flipped"`` (the maps of the mirrored training
     images), so training keeps its random horizontal flips.
     """
     profile = get_profile(profile)
     name = trunk_of(profile, trunk)
+    storage = map_storage(name, dataset, profile)
+    if storage != "memory":
+        return _lazy_features(dataset, profile, root, seed, device, weights, name, storage)
     data = splits(dataset, profile, root, seed)
     exclude = tuple(sorted(int(c) for c in exclude_labels))
     config = {"stage": "backbone_features", "version": 3, **data_key(dataset, profile, root, seed),
@@ -278,6 +308,253 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
 
     return cached("backbone_features", config, compute, profile, code=(backbone_features,),
                   data=data_fingerprint(data))
+
+
+# --- frozen maps too large for memory: on disk, or streamed ---------------------------------------
+
+MAP_DTYPE = torch.float16
+MAP_DISK_ENV = "MLBOOK_MAP_DISK_GIB"
+#: default disk the frozen maps of one trunk and data set may take: half the 64 GiB disk of the
+#: GPU machine the full profile is planned for (the rest holds the data set, the environment, the
+#: weights and the runs' checkpoints); ``MLBOOK_MAP_DISK_GIB`` overrides it.
+MAP_DISK_GIB = 32.0
+
+
+@functools.lru_cache(maxsize=None)
+def map_shape(trunk: str, size: int) -> tuple[int, int, int]:
+    """(C, h, w) of ``trunk``'s maps of a ``size`` x ``size`` image, from a meta-device forward."""
+    with torch.device("meta"):
+        net = backbones.random_backbone(trunk).eval()
+        return tuple(net(torch.empty(1, 3, size, size)).shape[1:])
+
+
+def map_bytes(trunk: str, size: int, images: int) -> int:
+    """Bytes of the float16 maps of ``images`` images."""
+    c, h, w = map_shape(trunk, size)
+    return images * c * h * w * torch.finfo(MAP_DTYPE).bits // 8
+
+
+def map_disk_budget() -> float:
+    """Bytes the frozen maps of one trunk and data set may take on disk (``MAP_DISK_ENV``, GiB)."""
+    return float(os.environ.get(MAP_DISK_ENV, "") or MAP_DISK_GIB) * 2 ** 30
+
+
+def map_storage(trunk: str, dataset: str, profile: Profile) -> str:
+    """Where the frozen maps of ``trunk`` on ``dataset`` are kept: "memory" (demo, smoke), "disk"
+    when the maps of the real data set's train and test splits (``plan.SPLITS``, whatever a root
+    holds: a dry run on a few images takes the path the full run takes) fit ``map_disk_budget``,
+    else "stream"."""
+    if profile.in_memory:
+        return "memory"
+    images = sum(SPLITS[dataset]) if dataset in SPLITS else 0
+    return "disk" if map_bytes(trunk, profile.size_for(trunk), images) <= map_disk_budget() else "stream"
+
+
+@torch.no_grad()
+def trunk_maps(trunk: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The frozen trunk's maps of normalised images, float16 (bf16 autocast on a GPU): one function
+    for the maps written to disk and the maps streamed, so both paths see the same numbers."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.is_cuda):
+        return trunk(images).to(MAP_DTYPE)
+
+
+class LazyMaps:
+    """The frozen maps [N, C, h, w] of a split, never held whole in memory (``DiskMaps``,
+    ``StreamedMaps``). ``index``: the split's images this view holds, in order."""
+
+    def __init__(self, chw: tuple, index: torch.Tensor):
+        self.chw, self.index = tuple(chw), torch.as_tensor(index, dtype=torch.long)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.index), *self.chw))
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subset(self, index) -> "LazyMaps":
+        view = object.__new__(type(self))   # a view: shares everything but the index
+        view.__dict__.update(self.__dict__)
+        view.index = self.index[torch.as_tensor(index, dtype=torch.long)]
+        return view
+
+    def rows(self, *columns) -> Dataset:
+        """A Dataset of (maps or image, *columns[i]); ``columns`` aligned with this view."""
+        raise NotImplementedError
+
+
+class _Rows(Dataset):
+    """(item(i), *columns[i]) for a lazy map set; carries the device stage and loader workers."""
+
+    def __init__(self, item, n: int, columns, on_device=None, loader_workers: int = 0):
+        if any(len(c) != n for c in columns):
+            raise ValueError(f"columns of {[len(c) for c in columns]} rows beside {n} maps")
+        self.item, self.n, self.columns = item, n, columns
+        self.on_device, self.loader_workers = on_device, loader_workers
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        return (self.item(i), *(c[i] for c in self.columns))
+
+
+class DiskMaps(LazyMaps):
+    """Maps in a file of raw float16 [N_split, C, h, w] (C order, readable as
+    ``numpy.memmap(file, dtype=float16, shape=...)``); each item is read with one positioned read,
+    so only the batches in use are in memory."""
+
+    def __init__(self, file: Path, n_split: int, chw: tuple, index=None):
+        super().__init__(chw, torch.arange(n_split) if index is None else index)
+        self.file, self.n_split = Path(file), n_split
+        self.item_bytes = int(np.prod(chw)) * 2
+
+    def read(self, i: int) -> torch.Tensor:
+        j = int(self.index[i])
+        with open(self.file, "rb") as f:
+            raw = os.pread(f.fileno(), self.item_bytes, j * self.item_bytes)
+        return torch.from_numpy(np.frombuffer(raw, dtype=np.float16).reshape(self.chw).copy())
+
+    def rows(self, *columns) -> Dataset:
+        return _Rows(self.read, len(self), columns)
+
+    def memmap(self) -> np.ndarray:
+        """The whole split's file as a read-only ``numpy.memmap`` (for a user's own analysis)."""
+        return np.memmap(self.file, dtype=np.float16, mode="r", shape=(self.n_split, *self.chw))
+
+
+class StreamedMaps(LazyMaps):
+    """Maps never stored: a Dataset of images whose ``on_device`` stage runs the frozen trunk on the
+    batch where it trains (``train.fit``/``predict`` apply it), so the loss sees maps as from disk."""
+
+    def __init__(self, images: Dataset, trunk_fn, chw: tuple, index=None, loader_workers: int = 0):
+        super().__init__(chw, torch.arange(len(images)) if index is None else index)
+        self.images, self.trunk_fn, self.loader_workers = images, trunk_fn, loader_workers
+
+    def stage(self, batch):
+        trunk = self.trunk_fn()
+        images = batch[0]
+        trunk.to(images.device)
+        return (trunk_maps(trunk, images), *batch[1:])
+
+    def rows(self, *columns) -> Dataset:
+        return _Rows(lambda i: self.images[int(self.index[i])][0], len(self), columns, self.stage,
+                     self.loader_workers)
+
+
+def _lazy_features(dataset, profile, root, seed, device, weights, name: str, storage: str) -> dict:
+    """``backbone_features`` of a trunk whose maps do not fit in memory (``map_storage``)."""
+    data = splits(dataset, profile, root, seed)
+    size = profile.size_for(name)
+    chw = map_shape(name, size)
+    images = {split: image_set(getattr(data, split), profile, train=False, size=size) for split in ("train", "test")}
+    trunk_fn = functools.partial(frozen_trunk, name, weights_name(weights, name), weights)
+    if storage == "stream":
+        return {"storage": "stream", **{split: StreamedMaps(ds, trunk_fn, chw, loader_workers=profile.num_workers)
+                                        for split, ds in images.items()}}
+    config = {"stage": "backbone_maps_on_disk", "version": 1, **data_key(dataset, profile, root, seed),
+              "backbone": name, "image_size": size, "weights": weights_name(weights, name)}
+
+    def compute(folder: Path) -> dict:
+        dev = pick_device(device)
+        written = {split: write_maps(folder / f"{split}.f16", ds, trunk_fn, chw, dev, profile.batch_size * 2,
+                                     f"{name} {dataset} {split}") for split, ds in images.items()}
+        return {"storage": "disk", "files": {s: f"{s}.f16" for s in written}, "rows": written,
+                "chw": list(chw), "bytes": sum(map_bytes(name, size, n) for n in written.values())}
+
+    result = cached("backbone_maps", config, compute, profile, code=(_lazy_features,), data=data_fingerprint(data))
+    folder = cache.run_dir("backbone_maps", config)
+    return {**result, **{split: DiskMaps(folder / file, result["rows"][split], tuple(result["chw"]))
+                         for split, file in result["files"].items()}}
+
+
+_BUILT_TRUNKS: dict = {}
+
+
+def frozen_trunk(name: str, weights_key, weights) -> torch.nn.Module:
+    """The ImageNet trunk ``name`` in eval mode without gradients, built once per process and
+    weights file (a chapter's runs share it instead of reloading 0.5 GB per run)."""
+    key = (name, weights_key)
+    if key not in _BUILT_TRUNKS:
+        net = backbones.build_backbone(name, weights=weights).eval()
+        _BUILT_TRUNKS[key] = net.requires_grad_(False)
+    return _BUILT_TRUNKS[key]
+
+
+def write_maps(file: Path, images: Dataset, trunk_fn, chw: tuple, device: str, batch_size: int,
+               what: str, chunk: int = 2048) -> int:
+    """Write the trunk's float16 maps of every image to ``file`` (raw [N, C, h, w]); return N.
+
+    Resumable and atomic: rows go to ``<file>.partial`` in chunks of ``chunk`` images, each
+    followed by a one-line ``<file>.rows`` count; an interrupted write resumes after the last
+    complete chunk, and the finished file is renamed into place."""
+    n, item = len(images), int(np.prod(chw)) * 2
+    partial, progress = file.with_name(file.name + ".partial"), file.with_name(file.name + ".rows")
+    done = int(progress.read_text()) if partial.exists() and progress.exists() else 0
+    trunk = trunk_fn().to(device)
+    with open(partial, "r+b" if done else "wb") as f:
+        f.truncate(n * item)
+        for first in range(done, n, chunk):
+            rows = range(first, min(n, first + chunk))
+
+            def collect(row, maps, first=first):
+                if not bool(torch.isfinite(maps).all()):
+                    raise FloatingPointError(f"backbone maps of {what}: not finite in float16 (wrong weights?)")
+                os.pwrite(f.fileno(), maps.cpu().contiguous().numpy().tobytes(), (first + row) * item)
+
+            predict(lambda b: trunk_maps(trunk, b[0]), Subset(images, rows), device=device,
+                    batch_size=batch_size, num_workers=loader_workers(images), collect=collect)
+            f.flush()
+            os.fsync(f.fileno())
+            atomic_write_text(str(rows.stop), progress)
+    os.replace(partial, file)
+    progress.unlink(missing_ok=True)
+    return n
+
+
+# --- reading maps of any storage alike -------------------------------------------------------------
+
+def take(maps, index):
+    """The maps of the images ``index`` (a tensor's rows, or a lazy view)."""
+    return maps.subset(index) if isinstance(maps, LazyMaps) else maps[index]
+
+
+def map_rows(maps, *columns) -> Dataset:
+    """A Dataset of (maps[i], *columns[i]): ``TensorDataset`` for tensors (as before), the lazy
+    set's own rows otherwise (maps read from disk, or images whose maps the device stage computes)."""
+    return maps.rows(*columns) if isinstance(maps, LazyMaps) else TensorDataset(maps, *columns)
+
+
+@torch.no_grad()
+def map_apply(fn, maps, *columns, device: str = "cpu", batch_size: int = 256):
+    """``fn(maps as float32, *columns)`` over every image: for tensors one call on the whole
+    set (as before); for lazy maps batch by batch on ``device``, the outputs (tensors, or tuples
+    of tensors) concatenated on the CPU in their own dtypes."""
+    if not isinstance(maps, LazyMaps):
+        return fn(maps.float(), *columns)
+    dev = pick_device(device)
+    rows = map_rows(maps, *columns)
+    stage = device_stage(rows)
+    outs = []
+    for batch in torch.utils.data.DataLoader(rows, batch_size=batch_size, shuffle=False,
+                                             num_workers=loader_workers(rows)):
+        batch = to_device(batch, dev)
+        batch = stage(batch) if stage is not None else batch
+        y = fn(batch[0].float(), *batch[1:])
+        outs.append(tuple(t.cpu() for t in y) if isinstance(y, tuple) else y.cpu())
+    if outs and isinstance(outs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+    return torch.cat(outs)
+
+
+def pooled(maps, device: str = "cpu") -> torch.Tensor:
+    """Globally average-pooled maps [N, C] (float32), what the baselines' heads read."""
+    if not isinstance(maps, LazyMaps):
+        return maps.float().mean(dim=(2, 3)) if maps.ndim == 4 else maps.float()
+    return map_apply(lambda x: x.mean(dim=(2, 3)), maps, device=device)
 
 
 def weights_name(weights, name: str) -> str | None:

@@ -73,8 +73,8 @@ def settings_for(profile) -> Settings:
     at a run's results, was widened again); two values in smoke."""
     profile = get_profile(profile)
     if profile.name == "smoke":
-        return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=8,
-                        margins=(0.3, 1.0), patience=profile.patience, holdout=profile.holdout, k_sweep=(2, 8))
+        return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=16,
+                        margins=(0.3, 1.0), patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 16))
     if profile.backbone == "small_cnn":
         return Settings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128,
                         patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
