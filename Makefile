@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce verify test test-fast install clean
+.PHONY: reproduce verify test test-fast test-full install clean
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ test: $(STAMP)
 ## the unit tests only (no chapter runs, book builds, real-data or JupyterLab tests): seconds, for development
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+## the full profile as a GPU user runs it: `reproduce --profile full --chapters 04,05,06,07 --limit-images 16
+## --max-steps 2` through the CLI on genuine photos, random weights for every trunk at the papers' sizes, its peak
+## RSS checked against `plan` (tests/test_full_profile.py; too slow for `make test`, which skips it)
+test-full: $(STAMP)
+	MLBOOK_TEST_FULL=1 $(PY) -m pytest tests/test_full_profile.py tests/test_plan.py -p no:randomly -s
 
 clean:
 	rm -rf _build runs data .pytest_cache

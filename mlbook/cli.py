@@ -33,6 +33,13 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
                    help="allow torchvision to download ImageNet weights (needs network; off by default)")
 
 
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit-images", type=int, default=None, metavar="N",
+                   help="dry run: the first N training and N test images of every split (every table says 'dry run')")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="dry run: at most N optimizer steps per training run, over all its epochs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlbook", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: book/, or _build/smoke for the smoke profile)")
     p.add_argument("--no-build", action="store_true", help="skip the Jupyter Book build")
     _add_weights(p)
+    _add_dry_run(p)
+    p.add_argument("--vg-root", default=None, metavar="PATH",
+                   help="RLSD: genuine Visual Genome (image_data.json, region_descriptions.json, images); "
+                        "needed by the full profile (default in demo/smoke: a generated stand-in)")
+    p.add_argument("--proposals-root", default=None, metavar="PATH",
+                   help="RLSD: your own proposals, <PATH>/<image stem>.txt with 'x1 y1 x2 y2' per line, "
+                        "ranked (e.g. MCG boxes), instead of selective search")
     p.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
 
     p = sub.add_parser("data", help="inspect or generate data sets")
@@ -87,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vg-root", default=None, metavar="PATH", help="RLSD: genuine Visual Genome (default: generated)")
     p.add_argument("--word-vectors", default=None, metavar="FILE",
                    help="transformation ranking: a word2vec/GloVe text file (default: MiniLM, offline)")
+    p.add_argument("--proposals-root", default=None, metavar="PATH",
+                   help="RLSD: your own proposals (<PATH>/<image stem>.txt, 'x1 y1 x2 y2' per line) "
+                        "instead of selective search")
     _add_weights(p)
+    _add_dry_run(p)
     p.add_argument("--force", action="store_true", help="recompute even if a cached result exists")
 
     p = sub.add_parser("verify", help="re-run chapters into a scratch folder and compare every number and "
@@ -108,11 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", default=None, metavar="DIR",
                    help="compare this existing figures tree with the reference, run nothing")
 
-    p = sub.add_parser("plan", help="GPU hours of the full profile's training runs, FLOPs counted on the meta device")
+    p = sub.add_parser("plan", help="GPU hours, peak host/GPU memory and disk of every run of the full profile's "
+                       "grids (FLOPs and sizes from the shapes, on the meta device); exit 1 if a run does not fit")
     p.add_argument("--profile", choices=("full",), default="full")
-    p.add_argument("--gpu", choices=("h100", "h200", "a100", "l4"), default="h100")
+    p.add_argument("--machine", choices=("h200", "h100", "a100", "l4"), default="h200",
+                   help="the machine the plan must fit: its GPU, 128 GiB RAM, 64 GiB disk, 16 cores (default h200)")
+    p.add_argument("--gpu", choices=("h100", "h200", "a100", "l4"), default=None,
+                   help="price the GPU hours on this GPU (default: the machine's)")
     p.add_argument("--utilisation", type=float, default=0.4, help="share of the GPU's bf16 peak reached (default 0.4)")
     p.add_argument("--seeds", type=int, default=3, help="training seeds per compared row (default 3)")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                   help="where the runs train (cpu: the device's memory is host memory, as in a CPU dry run)")
+    p.add_argument("--rows", action="store_true", help="a last column naming the grid rows of each run group")
+    _add_dry_run(p)
 
     p = sub.add_parser("bench", help="speed ratios measured in one run")
     bsub = p.add_subparsers(dest="bench_command", required=True)
@@ -161,7 +187,7 @@ def _train(args) -> int:
     from .profiles import get_profile
     from .reproduce import weights_parameter
 
-    prof = get_profile(args.profile)
+    prof = get_profile(args.profile).limited(args.limit_images, args.max_steps)
     if args.patience is not None:
         prof = prof.replace(patience=args.patience)
     methods = _methods(prof)
@@ -176,7 +202,7 @@ def _train(args) -> int:
     paper, row = wanted
     settings = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
                                   ("patience", args.patience)) if v is not None}
-    options = {"vg_root": args.vg_root, "word_vectors": args.word_vectors}
+    options = {"vg_root": args.vg_root, "word_vectors": args.word_vectors, "proposals_root": args.proposals_root}
     weights = weights_parameter(args.weights)
     _require_weights(prof, [shared.paper_module(paper)], weights, args.download_weights)
     setting = shared.Setting(prof, {args.dataset: args.root}, args.seed, args.device, weights,
@@ -195,6 +221,26 @@ def _train(args) -> int:
         print(json.dumps({"method": f"{paper}:{row}", "dataset": args.dataset, "train_seed": train_seed,
                           **numbers}, indent=2))
     return 0
+
+
+def _plan(args) -> int:
+    """``python -m mlbook plan``: the table, then one line per run group that does not fit the machine (exit 1)."""
+    from .plan import disk_note, fits, plan
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile).limited(args.limit_images, args.max_steps)
+    from .plan import MACHINES
+
+    table = plan(args.gpu or MACHINES[args.machine].gpu, args.utilisation, args.seeds, machine=args.machine, profile=profile,
+                 device=args.device, rows=args.rows)
+    print(table.to_markdown(index=False))
+    note = disk_note(table, args.machine)
+    if note:
+        print(note)
+    problems = fits(table, args.machine)
+    for line in problems:
+        print(f"does not fit: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _require_weights(profile, modules, weights, download: bool) -> None:
@@ -251,10 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                       reference=args.reference, against=args.against)
 
     if args.command == "plan":
-        from .plan import plan
-
-        print(plan(args.gpu, args.utilisation, args.seeds).to_markdown(index=False))
-        return 0
+        return _plan(args)
 
     if args.command == "bench":
         from . import bench

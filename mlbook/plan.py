@@ -220,6 +220,10 @@ class Context:
             n_fit = min(n_fit, math.ceil(self.profile.max_steps * batch / epochs))
         return n_fit, epochs
 
+    def batch(self, size: int, dataset: str) -> int:
+        """A batch as large as the data allow (a dry run's few images make smaller ones)."""
+        return max(1, min(size, max(self.split(dataset))))
+
     def base_host(self) -> float:
         return (PROCESS_GIB + (CUDA_HOST_GIB if self.device != "cpu" else 0.0)) * GIB
 
@@ -300,7 +304,7 @@ def _features_cost(run, ctx: Context, chapter: str) -> RunCost:
     storage, size, chw = maps_of(ctx, trunk, run.dataset)
     n = sum(ctx.split(run.dataset))
     t = trunk_net(trunk, size)
-    batch = prof.batch_size * 2
+    batch = ctx.batch(prof.batch_size * 2, run.dataset)
     loader = loader_bytes(prof.num_workers, batch, image_bytes(size))
     if storage == "stream":
         host, gpu = ctx.peaks(host=4 * t.params, gpu=0.0)
@@ -337,7 +341,7 @@ def _order_free_cost(run, ctx: Context) -> RunCost:
     s = X.settings_for(ctx.profile)
     C = CLASSES[run.dataset]
     trunk = X.TRUNK
-    reads = map_input(ctx, trunk, run.dataset, s.batch_size)
+    reads = map_input(ctx, trunk, run.dataset, ctx.batch(s.batch_size, run.dataset))
     chw = reads["chw"]
     head = measured(("order_free", C, run.row, dataclasses.astuple(s)), lambda: _StepLoss(OrderFreeRNN(OrderFreeConfig(
         num_classes=C, feat_dim=chw[0], hidden=s.hidden, att_dim=s.att_dim, pred_hidden=s.pred_hidden,
@@ -348,7 +352,7 @@ def _order_free_cost(run, ctx: Context) -> RunCost:
     # hold-out loss every epoch, the threshold chosen over its grid, four decodings of the test split
     extra = epochs * (n_train - n_fit) * forward + (n_train - n_fit) * len(s.thresholds) * s.beam * forward \
         + n_test * 4 * s.beam * forward
-    host, gpu = training_memory(head, s.batch_size, "adam")
+    host, gpu = training_memory(head, ctx.batch(s.batch_size, run.dataset), "adam")
     host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C),
                           gpu=gpu + reads["gpu"])
     peak, kept = row_disk(reads, head, "adam", 4 * head.params + n_test * (6 * 8 * 4))   # weights, sequences
@@ -363,7 +367,7 @@ def _maps_label(trunk: str, storage: str) -> str:
 
 def _pooled_cost(ctx: Context, trunk: str, dataset: str, chapter: str) -> RunCost:
     """The pooled features [N, C] the baselines read, computed once per trunk and data set."""
-    reads = map_input(ctx, trunk, dataset, ctx.profile.batch_size * 2)
+    reads = map_input(ctx, trunk, dataset, ctx.batch(ctx.profile.batch_size * 2, dataset))
     n = sum(ctx.split(dataset))
     pooled = n * reads["chw"][0] * 4
     host, gpu = ctx.peaks(host=reads["host"] + 2 * pooled, gpu=reads["gpu"])
@@ -388,14 +392,14 @@ def _baseline_cost(run, ctx: Context, chapter: str) -> RunCost:
         flops = 2 * D * n_train * (1 + len(s.knn_ks))
         chunk = min(1024, n_test) * n_train * 4 * 3
         host, gpu = ctx.peaks(host=features + chunk + outputs_bytes(n_train + n_test, C), gpu=0.0)
-        return RunCost(chapter, f"KNN on pooled {trunk} features", run.dataset, 0.0, 0, 0, 1,
-                       flops * n_test, host, gpu, n_test * C * 4, rows=(run.row,), kept_bytes=n_test * C * 4)
+        return RunCost(chapter, f"KNN on pooled {trunk} features", run.dataset, flops, n_test, 1, 1,
+                       host_bytes=host, gpu_bytes=gpu, disk_bytes=n_test * C * 4, kept_bytes=n_test * C * 4)
     if kind == "head":
         net = measured(("linear", D, C), lambda: M.LinearHead(D, C), ((1, D),), train=True)
     else:
         net = measured(("cnn_rnn", D, C, s.rnn_embed, s.rnn_hidden), lambda: _CNNRNNLoss(M.CNNRNN(D, C, s.rnn_embed, s.rnn_hidden), C), ((1, D),), train=True)
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
-    host, gpu = training_memory(net, s.batch_size, "adam")
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
     host, gpu = ctx.peaks(host=host + features + outputs_bytes(n_train + n_test, C), gpu=gpu)
     what = "linear heads" if kind == "head" else "CNN-RNN"
     peak, kept = row_disk({}, net, "adam", n_test * C * 4 * 2)
@@ -429,8 +433,8 @@ def _cadm_cost(run, ctx: Context) -> RunCost:
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     n_train, n_test = ctx.split(run.dataset)
     forward = net.flops / 3
-    host, gpu = training_memory(net, s.batch_size, "sgd")
-    loader = loader_bytes(ctx.profile.num_workers, max(s.batch_size, 128), image_bytes(size))
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "sgd")
+    loader = loader_bytes(ctx.profile.num_workers, ctx.batch(max(s.batch_size, 128), run.dataset), image_bytes(size))
     host, gpu = ctx.peaks(host=host + 4 * net.params + loader + outputs_bytes(n_train + n_test, C, 6), gpu=gpu)
     peak, kept = row_disk({}, net, "sgd", outputs_bytes(n_test, C) + 6 * C * h * w * 2)   # outputs, Fig. 2 maps
     return RunCost("05", f"CADM fine-tuning {X.TRUNK} at {size} px", run.dataset, net.flops, n_fit, epochs, 1,
@@ -458,7 +462,7 @@ def _rlsd_cost(run, ctx: Context) -> RunCost:
     s = X.settings_for(prof)
     C = CLASSES[run.dataset]
     side = prof.size_for(X.TRUNK)
-    reads = map_input(ctx, X.TRUNK, run.dataset, s.batch_size)
+    reads = map_input(ctx, X.TRUNK, run.dataset, ctx.batch(s.batch_size, run.dataset))
     chw = reads["chw"]
     n_train, n_test = ctx.split(run.dataset)
     label = _maps_label(X.TRUNK, reads["storage"])
@@ -478,10 +482,11 @@ def _rlsd_cost(run, ctx: Context) -> RunCost:
         # the region set's maps are computed once and held; the target images' maps are read every epoch
         once = images * trunk_net(X.TRUNK, side).flops if region_set else 0.0
         fwd = 0.0 if region_set else reads["flops"]
-        host, gpu = training_memory(loc, s.batch_size, "adam")
-        maps = images * 2 * chw[0] * chw[1] * chw[2] if X.STAGES[run.row] == "vg" else 0.0
-        host, gpu = ctx.peaks(host=host + maps + (n_train + n_test) * s.train_regions * 16 * 2 + reads["host"],
-                              gpu=gpu + reads["gpu"])
+        host, gpu = training_memory(loc, ctx.batch(s.batch_size, run.dataset), "adam")
+        maps = images * 2 * chw[0] * chw[1] * chw[2] if region_set else 0.0   # the region set's maps, held
+        anchors = images * chw[1] * chw[2] * len(ANCHOR_SCALES) * len(ANCHOR_RATIOS) * (4 * 4 + 8)   # targets, labels
+        host, gpu = ctx.peaks(host=host + maps + anchors + (n_train + n_test) * s.train_regions * 16 * 2
+                              + reads["host"], gpu=gpu + reads["gpu"])
         peak, kept = row_disk(reads, loc, "adam", 4 * loc.params + (n_train + n_test) * s.train_regions * 16)
         return RunCost("06", f"localization layer ({run.row.split('(')[1].rstrip(')')}) on {label}", run.dataset,
                        loc.flops + fwd, images, epochs, 1, once + (n_train + n_test) * (loc.flops / 3 + reads["flops"]),
@@ -498,7 +503,7 @@ def _rlsd_cost(run, ctx: Context) -> RunCost:
                   frozen=("m.loc",))
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     forward = net.flops / 3 + reads["flops"]
-    host, gpu = training_memory(net, s.batch_size, "adam")
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
     regions = (n_train + n_test) * (s.train_regions + s.test_regions) * 16
     host, gpu = ctx.peaks(host=host + reads["host"] + regions + outputs_bytes(n_train + n_test, C),
                           gpu=gpu + reads["gpu"])
@@ -533,7 +538,7 @@ def _rlsd_control_cost(run, ctx, s, reads, label) -> RunCost:
                   ((1, chw[0], s.grid, s.grid),), train=True)
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     n_train, n_test = ctx.split(run.dataset)
-    host, gpu = training_memory(enc, s.batch_size, "adam")
+    host, gpu = training_memory(enc, ctx.batch(s.batch_size, run.dataset), "adam")
     host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C), gpu=gpu + reads["gpu"])
     return RunCost("06", f"Multi-CNN (2-fc) on {label}", run.dataset, enc.flops + reads["flops"], n_fit, epochs, 1,
                    n_test * (enc.flops / 3 + reads["flops"]), host, gpu, row_disk(reads, enc, "adam", n_test * C * 4)[0],
@@ -588,8 +593,8 @@ def _ranking_cost(run, ctx: Context) -> RunCost:
     net = measured(("ranking", k, d, C), lambda: _RankingLoss(k, d, C), ((1, 3, size, size),), train=True)
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     n_train, n_test = ctx.split(run.dataset)
-    host, gpu = training_memory(net, s.batch_size, "adam")
-    loader = loader_bytes(prof.num_workers, s.batch_size, image_bytes(size))
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
+    loader = loader_bytes(prof.num_workers, ctx.batch(s.batch_size, run.dataset), image_bytes(size))
     host, gpu = ctx.peaks(host=host + 4 * net.params + loader + outputs_bytes(n_train + n_test, C, 6), gpu=gpu)
     what = "margin choice: one fit per margin" if fits > 1 else f"rows, k = {k}"
     return RunCost("07", f"AlexNet fine-tuned at {size} px, fc8 -> k x d ({what})", run.dataset, net.flops * fits,
@@ -672,25 +677,25 @@ def _paper_trunk(paper: str, chapter: str) -> str:
 
 
 def plan(gpu: str = "h100", utilisation: float = 0.4, seeds: int = 3, *, machine: str | None = None,
-         profile=None, device: str = "cuda") -> pd.DataFrame:
+         profile=None, device: str = "cuda", rows: bool = False) -> pd.DataFrame:
     """The cost table: one row per run group (GPU hours at ``utilisation`` of the GPU's bf16 peak,
     peak host and GPU memory and disk of one run of the group, selective-search hours on the
-    machine's cores) and a total. ``machine`` (a key of ``MACHINES``) names the GPU and the cores."""
-    if machine is not None:
-        gpu = MACHINES[machine].gpu
+    machine's cores) and a total. ``machine`` (a key of ``MACHINES``, default the GPU's) gives the cores.
+    ``profile``: the full profile, or a dry run of it (``Profile.limited``); ``device="cpu"`` plans a
+    CPU run (the device's memory is host memory); ``rows``: a last column naming the grid rows of each group."""
     if gpu not in GPU_PEAK:
         raise ValueError(f"unknown GPU {gpu!r}; choose one of {sorted(GPU_PEAK)}")
     cores = MACHINES[machine or gpu].cores
     rate = GPU_PEAK[gpu] * utilisation
     runs = full_book_runs(seeds, profile, device)
-    rows = [{"chapter": r.chapter, "run": r.run, "data set": r.dataset,
+    table = [{"chapter": r.chapter, "run": r.run, "data set": r.dataset,
              "GFLOPs / image": f"{r.flops_per_image / 1e9:.4g}",
              "images x epochs x runs": f"{r.images:,} x {r.epochs} x {r.runs}",
              "PFLOPs": round(r.flops / 1e15, 3), "GPU hours": round(r.flops / rate / 3600, 2),
              "host GiB": round(r.host_bytes / GIB, 2), "GPU GiB": round(r.gpu_bytes / GIB, 2),
              "disk GiB": round(r.disk_bytes / GIB, 2),
              "SS hours": round(r.ss_core_seconds / cores / 3600, 2), "rows": ", ".join(r.rows)} for r in runs]
-    rows.append({"chapter": "", "run": f"total ({gpu.upper()}, {utilisation:.0%} of {GPU_PEAK[gpu] / 1e12:.0f} "
+    table.append({"chapter": "", "run": f"total ({gpu.upper()}, {utilisation:.0%} of {GPU_PEAK[gpu] / 1e12:.0f} "
                  f"TFLOP/s bf16; selective search on {cores} cores)", "data set": "", "GFLOPs / image": "",
                  "images x epochs x runs": "", "PFLOPs": round(sum(r.flops for r in runs) / 1e15, 1),
                  "GPU hours": round(sum(r.flops for r in runs) / rate / 3600, 1),
@@ -698,7 +703,8 @@ def plan(gpu: str = "h100", utilisation: float = 0.4, seeds: int = 3, *, machine
                  "GPU GiB": round(max(r.gpu_bytes for r in runs) / GIB, 2),
                  "disk GiB": round((sum(r.kept_bytes for r in runs) + max(r.disk_bytes for r in runs)) / GIB, 2),
                  "SS hours": round(sum(r.ss_core_seconds for r in runs) / cores / 3600, 2), "rows": ""})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(table)
+    return table if rows else table.drop(columns="rows")
 
 
 def fits(table: pd.DataFrame, machine: str) -> list[str]:

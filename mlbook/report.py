@@ -15,13 +15,14 @@ folder otherwise (``mlbook reproduce`` sets ``MLBOOK_FIGURES``).
 from __future__ import annotations
 
 import io
+import os
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from .cache import atomic_path, atomic_write_text
-from .profiles import figures_dir
+from .profiles import dry_run_note, figures_dir, get_profile
 
 # --- published numbers ---------------------------------------------------------
 
@@ -103,11 +104,22 @@ def _display(df: pd.DataFrame, caption: str | None) -> None:
         print((caption + "\n" if caption else "") + to_markdown(df))
 
 
+def caption_suffix(profile=None) -> str:
+    """The caption suffix of a dry run (``--limit-images`` / ``--max-steps``), "" for a real run: every
+    table a dry run saves says "DRY RUN" (``save_table``, ``save_comparison`` add it). ``profile``: a
+    Profile or a name (default the chapters' ``MLBOOK_PROFILE``, with the limits ``reproduce`` hands them)."""
+    note = dry_run_note(get_profile(profile or os.environ.get("MLBOOK_PROFILE", "demo")))
+    return f" -- {note}" if note else ""
+
+
 def save_table(df: pd.DataFrame, chapter: str, n: int | str, caption: str = "", show: bool = True) -> None:
     """Write figures/<chapter>/table_<n>.csv and .md (atomically) and display it.
 
     Returns nothing, so a notebook cell ending with it shows no machine-specific path.
     """
+    suffix = caption_suffix()
+    if suffix:
+        caption = (caption or f"Table {n}") + suffix
     folder = chapter_dir(chapter)
     buf = io.StringIO()
     df.to_csv(buf)
@@ -135,6 +147,7 @@ def save_comparison(reproduced: pd.DataFrame, published: pd.DataFrame, chapter: 
                     caption: str, dataset: str, show: bool = True) -> None:
     """A reproduced-vs-published table: Markdown cells ``reproduced (paper)`` for the reader,
     a tidy CSV (``tidy``) for machines."""
+    caption += caption_suffix()
     folder = chapter_dir(chapter)
     shown = side_by_side(reproduced, published)
     atomic_write_text(tidy(reproduced, published, f"table_{n}", dataset).to_csv(index=False),

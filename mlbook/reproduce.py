@@ -13,16 +13,18 @@ given), so it never overwrites another profile's notebooks, tables or figures.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .profiles import project_root
+from .profiles import LIMIT_ENV, STEPS_ENV, project_root
 
 DEFAULTS = {"profile": "demo", "coco_root": None, "nuswide_root": None, "voc_root": None,
-            "device": "auto", "seed": 0, "weights": None}
+            "device": "auto", "seed": 0, "weights": None, "proposals_root": None, "vg_root": None}
+DRY_RUN_FLAGS = {"limit_images": LIMIT_ENV, "max_steps": STEPS_ENV}   # handed to the kernels as environment
 
 
 def weights_parameter(pairs: list[str] | None) -> dict | None:
@@ -71,6 +73,26 @@ def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None
             raise SystemExit(f"error: {err}") from None
 
 
+def require_chapter_data(todo: list[Path], profile: str, args) -> None:
+    """Before any work: in a profile that generates no data (full), every data root the chosen
+    chapters read is given, or one message lists every missing flag."""
+    from .plan import CHAPTERS
+    from .profiles import get_profile
+
+    if get_profile(profile).gen_train > 0:
+        return
+    missing = []
+    for py in todo:
+        datasets = CHAPTERS.get(py.stem, (None, ()))[1]
+        missing += [f"--{d}-root" for d in datasets if not getattr(args, f"{d}_root", None)]
+        if py.stem == "06_rlsd" and not getattr(args, "vg_root", None):
+            missing.append("--vg-root")
+    if missing:
+        flags = ", ".join(dict.fromkeys(missing))
+        raise SystemExit(f"error: the {profile} profile reads real data only; the chosen chapters need {flags} "
+                         "(see README: data roots)")
+
+
 def select(all_chapters: list[Path], wanted: str | None) -> list[Path]:
     """``wanted``: comma-separated chapter numbers or name fragments ('00,order_free')."""
     if not wanted:
@@ -97,6 +119,12 @@ def strip_injected(nb) -> int:
     return before - len(nb.cells)
 
 
+def declared_parameters(nb) -> set[str]:
+    """The names a chapter's ``parameters`` cell assigns (what papermill may inject into it)."""
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return {m.group(1) for c in cells for m in re.finditer(r"^([A-Za-z_]\w*)\s*=", c.source, re.M)}
+
+
 def execute_chapter(py: Path, out: Path, parameters: dict, log_output: bool = False) -> float:
     """Execute one chapter; write the executed notebook to ``out``; return seconds."""
     import jupytext
@@ -108,6 +136,7 @@ def execute_chapter(py: Path, out: Path, parameters: dict, log_output: bool = Fa
         cell.id = f"cell-{i:03d}"
     if "kernelspec" not in nb.metadata:
         raise SystemExit(f"{py}: no kernelspec in the jupytext header (run: jupytext --set-kernel python3 {py})")
+    parameters = {k: v for k, v in parameters.items() if k in declared_parameters(nb)}   # e.g. vg_root: 06 only
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / py.with_suffix(".ipynb").name
         nbformat.write(nb, src)
@@ -156,6 +185,20 @@ def build_book(root: Path) -> float:
     return time.perf_counter() - start
 
 
+def set_dry_run(args) -> dict:
+    """``--limit-images`` / ``--max-steps`` -> the environment the chapters' kernels inherit (their
+    ``get_profile`` applies it, and every table they save says "dry run"); returns the limits given."""
+    limits = {flag: getattr(args, flag, None) for flag in DRY_RUN_FLAGS}
+    for flag, value in limits.items():
+        if value is not None and value < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
+        if value is not None:
+            os.environ[DRY_RUN_FLAGS[flag]] = str(value)
+        else:
+            os.environ.pop(DRY_RUN_FLAGS[flag], None)
+    return {k: v for k, v in limits.items() if v is not None}
+
+
 def output_dir(root: Path, profile: str, parameters: dict) -> Path:
     """book/ for the default run only; else _build/<profile>[-custom]/."""
     if profile == "demo" and not parameters:
@@ -173,13 +216,16 @@ def main(args) -> int:
     if getattr(args, "download_weights", False):
         os.environ["MLBOOK_DOWNLOAD_WEIGHTS"] = "1"   # the chapters' kernels inherit it
     require_chapter_weights(todo, args.profile, args.weights, getattr(args, "download_weights", False))
+    require_chapter_data(todo, args.profile, args)
+    dry_run = set_dry_run(args)
     parameters = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, DEFAULTS[k]) != DEFAULTS[k]}
-    out_dir = Path(args.output_dir) if args.output_dir else output_dir(root, args.profile, parameters)
+    out_dir = Path(args.output_dir) if args.output_dir else output_dir(root, args.profile, {**parameters, **dry_run})
     if out_dir.resolve() != (root / "book").resolve():   # figures and tables go where the notebooks go
         os.environ["MLBOOK_FIGURES"] = str(out_dir / "figures")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:jupyter_client")
     print(f"profile {args.profile}: {len(todo)} chapter(s) -> {out_dir}"
-          + (f" with parameters {parameters}" if parameters else ""))
+          + (f" with parameters {parameters}" if parameters else "")
+          + (f"; DRY RUN {dry_run}" if dry_run else ""))
     times: dict[str, float] = {}
     bar = tqdm(todo, desc="chapters", unit="ch")
     for py in bar:

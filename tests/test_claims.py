@@ -233,9 +233,9 @@ def test_claims_data_loads_and_is_complete():
     assert len({c.id for c in all_claims}) == len(all_claims)
     for chapter in CHAPTERS:
         assert claims.load(chapter), chapter
-    upper = claims.get("06.upper_bound.voc")
-    assert (upper.test, upper.margin, upper.better, upper.worse) == ("non-inferiority", 2.0, "RLSD", "RLSD+ft-RPN")
-    assert "only 1.2% lower" in upper.margin_source
+    close = claims.get("06.close_to_upper_bound.voc")
+    assert (close.test, close.margin, close.better, close.worse) == ("non-inferiority", 2.0, "RLSD", "RLSD+ft-RPN")
+    assert "only 1.2% lower" in close.margin_source
     assert claims.get("07.k_little_effect.nuswide").test == "equivalence"
     with pytest.raises(KeyError):
         claims.get("99.nothing.coco")

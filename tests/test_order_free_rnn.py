@@ -240,24 +240,33 @@ def fake_data(monkeypatch, tmp_path, n_train=40, n_test=12, classes=5, test_maps
 
 
 def test_threshold_chosen_on_training_holdout_only(monkeypatch, tmp_path):
+    """The stopping threshold is chosen from decodes of the held-out training rows and their labels
+    only; the test maps (all NaN here) are decoded once, after the choice."""
     n_test = 12
     feats, labels = fake_data(monkeypatch, tmp_path, n_test=n_test,
                               test_maps=torch.full((n_test, D, 3, 3), float("nan")).half())
-    seen = []
-    real_select = ofr_exp.select_threshold
+    decoded_maps, chosen_on = [], []
+    real_apply, real_select = stages.map_apply, ofr_exp.select_threshold
 
-    def spy(decode_fn, val_maps, val_labels, *args, **kw):
-        seen.append((val_maps.clone(), val_labels.clone()))
+    def spy_apply(fn, maps, *columns, **kw):
+        decoded_maps.append(maps.float().clone())
+        return real_apply(fn, maps, *columns, **kw)
+
+    def spy_select(decode_fn, val_maps, val_labels, *args, **kw):
+        chosen_on.append((len(decoded_maps), val_labels.clone()))
         return real_select(decode_fn, val_maps, val_labels, *args, **kw)
 
-    monkeypatch.setattr(ofr_exp, "select_threshold", spy)
+    monkeypatch.setattr(stages, "map_apply", spy_apply)
+    monkeypatch.setattr(ofr_exp, "select_threshold", spy_select)
     result = ofr_exp.run("Ours", "nuswide", get_profile("smoke"), device="cpu")
 
     _, val_idx = stages.holdout_split(len(labels), ofr_exp.settings_for(get_profile("smoke")).holdout, 0)
-    (val_maps, val_labels), = seen
-    assert torch.equal(val_maps, feats["train"][val_idx].float())       # exactly the held-out training rows
+    (n_decoded, val_labels), = chosen_on
+    assert n_decoded == 1                                               # only the hold-out decode came before
+    assert torch.equal(decoded_maps[0], feats["train"][val_idx].float())  # exactly the held-out training rows
     assert torch.equal(val_labels, labels[val_idx])
-    assert not torch.isnan(val_maps).any()                              # the NaN test maps never reached it
+    assert not torch.isnan(decoded_maps[0]).any()                       # the NaN test maps never reached it
+    assert torch.isnan(decoded_maps[1]).all() and len(decoded_maps) == 2
     assert math.isfinite(result["threshold"]) and result["threshold"] > 0
     assert result["sequences"].shape[0] == n_test
 
@@ -349,7 +358,8 @@ def test_bench_decode_runs_and_agrees():
 def test_set_merged_beams_hold_distinct_sets():
     """With merge_sets the K beams of an image never hold one label set in two orders."""
     torch.manual_seed(0)
-    model = ofr.OrderFreeRNN(ofr.OrderFreeConfig(num_classes=5, feat_dim=D, hidden=16, att_dim=8, pred_hidden=16)).eval()
+    model = ofr.OrderFreeRNN(ofr.OrderFreeConfig(num_classes=5, feat_dim=D, hidden=16, att_dim=8,
+                                                 pred_hidden=16)).eval()
     context, state = model.decode_inputs(torch.randn(6, D, 3, 3))
     from mlbook.decoding import drop_repeated_sets
     cand = torch.tensor([[0.0, -0.1, -0.2, -0.3]])
@@ -382,8 +392,8 @@ def fake_chapter_results(seeds, n=40, C=6, seed=0):
 
     g = torch.Generator().manual_seed(seed)
     y = (torch.rand(n, C, generator=g) < 0.4).float()
-    boxes = [[Box(0, 0, float(torch.randint(2, 30, (1,), generator=g)), 10.0, c) for c in row.nonzero().flatten().tolist()]
-             for row in y]
+    side = lambda: float(torch.randint(2, 30, (1,), generator=g))  # noqa: E731
+    boxes = [[Box(0, 0, side(), 10.0, c) for c in row.nonzero().flatten().tolist()] for row in y]
     test = type("Test", (), {"labels": y, "ignore": None, "boxes": boxes, "image_sizes": [(32, 32)] * n})
     results = {}
     for d in ("nuswide", "coco"):

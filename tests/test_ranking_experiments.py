@@ -110,6 +110,27 @@ def test_zero_shot_backbone_never_sees_the_held_out_targets(monkeypatch, tmp_pat
     assert not torch.equal(zs_a["train"], all_a["train"])         # and the zero-shot backbone is another one
 
 
+def test_maps_on_disk_train_and_score_as_maps_in_memory(tmp_path):
+    """The full profile's maps live on disk (``shared.DiskMaps``): the head trains, scores and votes
+    on them exactly as on the same maps held in memory."""
+    maps, labels, W = _toy()
+    maps = maps.half()
+    file = tmp_path / "train.f16"
+    file.write_bytes(maps.numpy().tobytes())
+    on_disk = shared.DiskMaps(file, len(maps), tuple(maps.shape[1:]))
+    s = _settings(margins=(0.5,))
+    (m1, _, curve1, _), (m2, _, curve2, _) = (tr.fit_ranker(x, labels, W, s, seed=0, train_seed=1, device="cpu")
+                                              for x in (maps, on_disk))
+    assert curve1 == curve2
+    for v1, v2 in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(v1, v2)
+    torch.testing.assert_close(tr.test_norms(m1, maps, W), tr.test_norms(m1, on_disk, W))
+    e1, e2 = tr.committee_evidence(m1, maps, W), tr.committee_evidence(m1, on_disk, W)
+    torch.testing.assert_close(e1["jaccard"], e2["jaccard"])
+    for n in ("1", "3", "5"):
+        torch.testing.assert_close(e1["committee_scores"][n], e2["committee_scores"][n])
+
+
 def test_margin_chosen_on_hold_out_by_cf1_plus_of1():
     maps, labels, W = _toy()
     model, m, curve, history = tr.fit_ranker(maps, labels, W, _settings(), device="cpu")

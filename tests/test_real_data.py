@@ -1,5 +1,6 @@
 """The book on genuine photos: chapters on a COCO-2014-layout root built from coco128, and the
-full-profile code path (ResNet trunks, on-disk images, bf16 autocast) at tiny sizes."""
+full-profile code path (ResNet trunks, on-disk images, frozen maps on disk or streamed, bf16
+autocast) at tiny sizes. ``build_coco2014`` is shared with tests/test_full_profile.py."""
 import json
 import os
 import shutil
@@ -16,15 +17,13 @@ COCO128 = ROOT.parent / "shared" / "data" / "coco128"
 pytestmark = [pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/data/coco128 absent"), pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def coco2014(tmp_path_factory) -> Path:
-    """coco128 laid out as COCO 2014: train2014/ and val2014/ with the genuine annotations,
-    split by image id (the lower two thirds train, the rest val)."""
-    root = tmp_path_factory.mktemp("coco2014")
+def build_coco2014(root: Path) -> Path:
+    """coco128 laid out as COCO 2014 under ``root``: train2014/ and val2014/ with the genuine
+    annotations, split by image id (the lower two thirds train, the rest val)."""
     doc = json.loads((COCO128 / "annotations" / "instances_train2017.json").read_text())
     ids = sorted(im["id"] for im in doc["images"])
     cut = ids[len(ids) * 2 // 3]
-    (root / "annotations").mkdir()
+    (root / "annotations").mkdir(parents=True)
     for split, keep in (("train2014", lambda i: i < cut), ("val2014", lambda i: i >= cut)):
         images = [im for im in doc["images"] if keep(im["id"])]
         wanted = {im["id"] for im in images}
@@ -34,6 +33,11 @@ def coco2014(tmp_path_factory) -> Path:
         for im in images:
             shutil.copy(COCO128 / "train2017" / im["file_name"], root / split / im["file_name"])
     return root
+
+
+@pytest.fixture(scope="module")
+def coco2014(tmp_path_factory) -> Path:
+    return build_coco2014(tmp_path_factory.mktemp("coco2014"))
 
 
 def test_chapters_on_real_coco_write_real_tables_beside_their_notebooks(coco2014, tmp_path):
@@ -58,34 +62,42 @@ def test_chapters_on_real_coco_write_real_tables_beside_their_notebooks(coco2014
     assert not committed.exists() or "on real data" not in committed.read_text()
 
 
-def test_full_profile_path_at_tiny_sizes(coco2014, tmp_path):
-    """A ResNet trunk with a weights file (random init, saved as torchvision writes it), images read
-    from disk, the Order-Free RNN on frozen ResNet maps and CADM fine-tuning the ResNet end to end
-    (ResNet-50 here, for speed: ResNet-101/152 take the same code path)."""
+def _random_weights(tmp_path: Path, name: str) -> Path:
+    """A random ``name`` state dict saved as torchvision writes one, under a plain name (no hash
+    prefix to check); zero-initialised residual branches keep a random ResNet's maps in float16 range."""
     import torchvision
 
-    from mlbook import bench
-    from mlbook.experiments import cadm, order_free_rnn
+    file = tmp_path / f"{name}-random.pth"
+    torch.save(getattr(torchvision.models, name)(weights=None, zero_init_residual=True).state_dict(), file)
+    return file
+
+
+@pytest.mark.parametrize("storage", ["disk", "stream"])
+def test_full_profile_path_at_tiny_sizes(coco2014, tmp_path, monkeypatch, storage):
+    """A ResNet trunk with a weights file named by network ({name: file}, as ``--weights NAME=FILE``
+    hands it), images read from disk, the Order-Free RNN on frozen ResNet maps kept on disk or
+    streamed (the disk budget decides), a baseline on their pooled features, and CADM fine-tuning
+    the ResNet end to end (ResNet-50 here, for speed: ResNet-101/152 take the same code path)."""
+    from mlbook.experiments import baselines, cadm, order_free_rnn, shared
     from mlbook.profiles import get_profile
 
-    files = {}
-    for name in ("resnet50",):
-        files[name] = tmp_path / f"{name}.pth"
-        # zero-initialised residual branches keep a random trunk's activations in float16 range
-        torch.save(getattr(torchvision.models, name)(weights=None, zero_init_residual=True).state_dict(), files[name])
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv(shared.MAP_DISK_ENV, "100" if storage == "disk" else "0")
+    weights = {name: str(_random_weights(tmp_path, name)) for name in ("resnet50", cadm.TRUNK)}
     tiny = get_profile("full").replace(image_size=32, batch_size=16, num_workers=0, head_epochs=1,
-                                       finetune_epochs=1, patience=1, train_seeds=1)
-    r = order_free_rnn.run_row("Ours", "coco", tiny, str(coco2014), weights=str(files["resnet50"]), device="cpu",
-                               backbone="resnet50")   # the paper's ResNet-152 has the same code path
+                                       finetune_epochs=1, patience=1, train_seeds=1, backbone="resnet50")
+    feats = shared.backbone_features("coco", tiny, str(coco2014), device="cpu", weights=weights, trunk="resnet50")
+    assert feats["storage"] == storage and feats["test"].shape == (42, 2048, 1, 1)
+    r = order_free_rnn.run("Ours", "coco", tiny, root=str(coco2014), weights=weights, device="cpu", trunk="resnet50")
     assert r["sequences"].shape[0] == 42 and 0 <= r["metrics"]["OF1"] <= 1
-    c = cadm.run_variant("lambda0.5", "coco", tiny.replace(backbone="resnet50"), str(coco2014),
-                         weights=str(files["resnet50"]), device="cpu", recipe=cadm.Recipe(epochs=1, batch_size=16))
+    b = baselines.run("Resnet-baseline", "coco", tiny, root=str(coco2014), weights=weights, device="cpu",
+                      trunk="resnet50")
+    assert b["scores"].shape == (42, 80)
+    c = cadm.run("lambda0.5", "coco", tiny, root=str(coco2014), weights=weights, device="cpu",
+                 settings={"epochs": 1, "batch_size": 16})
     assert c["test_outputs"]["logits"].shape == (42, 80) and len(c["history"]) == 1
     assert c["fig_cadm"].shape[-2:] == (1, 1)                  # 32 px / 32: ResNet's conv5 grid
-    # the bf16 autocast and channels-last branch of a GPU run, on the CPU
-    speed = bench.bench_train(model="cadm", profile="full", image_size=32, batch_size=2, steps=1, warmup=0,
-                              device="cpu", dtype="bfloat16", channels_last=True, num_classes=5)
-    assert set(speed) == {"baseline", "lambda0.5"} and all(v > 0 for v in speed.values())
-    with pytest.raises(FileNotFoundError, match="Nothing is downloaded"):
-        order_free_rnn.run_row("Ours", "coco", tiny, str(coco2014), weights=str(tmp_path / "absent.pth"),
-                               backbone="resnet50")
+    assert not list((tmp_path / "runs").rglob("checkpoint*.pt"))   # full profile: removed once a run is done
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        shared.backbone_features("coco", tiny, str(coco2014), weights={"resnet50": str(tmp_path / "absent.pth")},
+                                 trunk="resnet50")

@@ -76,7 +76,8 @@ def train_head(model, inputs: tuple, loss_fn, s, *, seed: int, train_seed: int, 
     """Adam on the fit part of the training tensors, early stopping on the hold-out part
     (the split depends on the data seed only). Returns the history."""
     fit_idx, val_idx = shared.holdout_split(len(inputs[0]), s.holdout, seed)
-    part = lambda idx: torch.utils.data.TensorDataset(*(x[idx] for x in inputs))  # noqa: E731
+    # inputs[0] may be frozen maps kept on disk or streamed (shared.map_rows: a TensorDataset for tensors)
+    part = lambda idx: shared.map_rows(shared.take(inputs[0], idx), *(x[idx] for x in inputs[1:]))  # noqa: E731
     return fit(model, part(fit_idx), loss_fn, epochs=s.epochs, batch_size=s.batch_size, device=device,
                seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
                make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr, weight_decay=s.weight_decay),
@@ -122,10 +123,10 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
               "settings": dataclasses.asdict(s), "train_seed": train_seed}
 
     def compute(folder: Path) -> dict:
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        pooled = shared.pooled_features(dataset, profile, root, seed, device, weights, trunk=name)
         y_train = data.train.labels
         C = y_train.shape[1]
-        x_train, x_test = B.pooled(feats["train"]), B.pooled(feats["test"])
+        x_train, x_test = pooled["train"], pooled["test"]
         torch.manual_seed(train_seed)
         out: dict = {"history": []}
         desc = f"{row} {dataset}"

@@ -302,7 +302,8 @@ def secondary_deltas(claim: claims.Claim, results: dict, seeds) -> dict:
     two variants on table metrics."""
     if claim.fixed or not set(claim.metrics) <= set(TABLE_METRICS):
         return {}
-    mean = lambda row, m: sum(results[claim.dataset, variant_of(row), s]["metrics"][m] for s in seeds) / len(seeds)  # noqa: E731
+    def mean(row, m):
+        return sum(results[claim.dataset, variant_of(row), s]["metrics"][m] for s in seeds) / len(seeds)
     return {m: 100 * (mean(claim.better, m) - mean(claim.worse, m)) for m in TABLE_METRICS if m not in claim.metrics}
 
 

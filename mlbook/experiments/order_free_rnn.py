@@ -124,15 +124,18 @@ def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor, cfg: M.
     tensors = [train_maps, train_labels]
     if cfg.order != "learned":
         tensors.append(M.fixed_order_sequences(train_labels, M.label_rank(train_labels[fit_idx], cfg.order)))
-    part = lambda idx: torch.utils.data.TensorDataset(*(x[idx] for x in tensors))  # noqa: E731
+    # frozen maps in memory, on disk or streamed (shared.map_rows: a TensorDataset for tensors, as before)
+    part = lambda idx: shared.map_rows(shared.take(train_maps, idx), *(x[idx] for x in tensors[1:]))  # noqa: E731
     history = fit(model, part(fit_idx), lambda m, batch: m.loss(*batch), epochs=s.epochs, batch_size=s.batch_size,
                   device=device, seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
                   make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr),
                   checkpoint=checkpoint, desc=desc, progress=False)
     model.eval()   # decoding runs where the model was trained
-    decode = lambda maps, tau: model.decode(maps.float(), beam=s.beam, max_len=max_len, threshold=tau)  # noqa: E731
-    tau, curve = select_threshold(decode, train_maps[val_idx].float(), train_labels[val_idx],
-                                  s.thresholds, s.select_by)
+    # every threshold decoded in one pass over the hold-out maps (streamed maps: one trunk pass, not 12)
+    decoded = shared.map_apply(lambda x: tuple(model.decode(x, beam=s.beam, max_len=max_len, threshold=t)
+                                               for t in s.thresholds), shared.take(train_maps, val_idx), device=device)
+    decoded = dict(zip(s.thresholds, decoded))
+    tau, curve = select_threshold(lambda maps, t: decoded[t], None, train_labels[val_idx], s.thresholds, s.select_by)
     return model, tau, curve, history, max_len
 
 
@@ -165,12 +168,13 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         model, tau, curve, history, max_len = fit_order_free(
             feats["train"], data.train.labels, cfg, s, seed=seed, train_seed=train_seed, device=device,
             checkpoint=folder / "checkpoint.pt", desc=f"{row} {dataset}")
-        test_maps = feats["test"].float()
         kw = dict(max_len=max_len, threshold=tau)
-        return {"sequences": model.decode(test_maps, beam=s.beam, **kw),
-                "sequences_greedy": model.decode(test_maps, beam=1, **kw),
-                "sequences_merged": model.decode(test_maps, beam=s.beam, merge_sets=True, **kw),
-                "sequences_topk": topk_sequences(model, test_maps, s.top_k, s.beam),
+        decodings = lambda x: (model.decode(x, beam=s.beam, **kw), model.decode(x, beam=1, **kw),  # noqa: E731
+                               model.decode(x, beam=s.beam, merge_sets=True, **kw),
+                               topk_sequences(model, x, s.top_k, s.beam))
+        # one pass over the test maps of any storage (streamed: the trunk runs once per image, not 4 times)
+        beam, greedy, merged, topk = shared.map_apply(decodings, feats["test"], device=device)
+        return {"sequences": beam, "sequences_greedy": greedy, "sequences_merged": merged, "sequences_topk": topk,
                 "threshold": tau, "val_curve": [[t, m] for t, m in curve], "history": history,
                 "max_len": max_len, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "config": dataclasses.asdict(cfg)}
@@ -222,9 +226,19 @@ def protocol_table(results: dict, data: shared.Splits, dataset: str, seeds, rows
             if preds[0] is None:
                 continue
             scores = [metrics.prf_of_predictions(p, y) for p in preds]
-            out[row, rule] = {"labels / image": round(sum(float(p.sum(1).float().mean()) for p in preds) / len(preds), 2),
-                              **{m: round(100 * sum(sc[m] for sc in scores) / len(scores), 1) for m in metrics.PRF_KEYS}}
+            out[row, rule] = {"labels / image": round(labels_per_image(preds), 2),
+                              **{m: round(100 * _mean(sc[m] for sc in scores), 1) for m in metrics.PRF_KEYS}}
     return pd.DataFrame.from_dict(out, orient="index").rename_axis(["row", "rule"])
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values]
+    return sum(values) / len(values)
+
+
+def labels_per_image(preds) -> float:
+    """Mean number of labels predicted per image, over the images and the seeds' predictions."""
+    return _mean(p.sum(1).float().mean() for p in preds)
 
 
 def decoding_table(results: dict, dataset: str, seeds, rows=tuple(ROWS)) -> pd.DataFrame:
@@ -234,19 +248,18 @@ def decoding_table(results: dict, dataset: str, seeds, rows=tuple(ROWS)) -> pd.D
     table = {}
     for row in rows:
         runs = [results[dataset, row, s] for s in seeds]
-        mean = lambda key, m: round(100 * sum(r[key][m] for r in runs) / len(runs), 1)  # noqa: E731
         entry = {"thresholds": "/".join(f"{r['threshold']:g}" for r in runs),
-                 "labels / image": round(sum(float(r["pred_paper"].sum(1).float().mean()) for r in runs) / len(runs), 2)}
-        for name, key in (("beam", "metrics_paper"), ("greedy", "metrics_paper_greedy"), ("merged", "metrics_paper_merged")):
-            entry.update({f"{name} {m}": mean(key, m) for m in ("CF1", "OF1")})
+                 "labels / image": round(labels_per_image(r["pred_paper"] for r in runs), 2)}
+        for name, key in (("beam", "metrics_paper"), ("greedy", "metrics_paper_greedy"),
+                          ("merged", "metrics_paper_merged")):
+            entry.update({f"{name} {m}": round(100 * _mean(r[key][m] for r in runs), 1) for m in ("CF1", "OF1")})
         table[row] = entry
     return pd.DataFrame.from_dict(table, orient="index").rename_axis("row")
 
 
 def mean_metrics(results: dict, dataset: str, row: str, seeds, key: str = "metrics") -> dict:
     """{CP..OF1: % } of one row, mean over ``seeds`` (the tables' cells)."""
-    runs = [results[dataset, row, s] for s in seeds]
-    return {m: 100 * sum(r[key][m] for r in runs) / len(runs) for m in metrics.PRF_KEYS}
+    return {m: 100 * _mean(results[dataset, row, s][key][m] for s in seeds) for m in metrics.PRF_KEYS}
 
 
 def load_model(result: dict) -> M.OrderFreeRNN:

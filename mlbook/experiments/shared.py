@@ -27,6 +27,7 @@ seeds of the methods are ``train_seed``.
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import functools
@@ -36,6 +37,7 @@ import io
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -358,7 +360,7 @@ def trunk_maps(trunk: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         return trunk(images).to(MAP_DTYPE)
 
 
-class LazyMaps:
+class LazyMaps(abc.ABC):
     """The frozen maps [N, C, h, w] of a split, never held whole in memory (``DiskMaps``,
     ``StreamedMaps``). ``index``: the split's images this view holds, in order."""
 
@@ -381,9 +383,20 @@ class LazyMaps:
         view.index = self.index[torch.as_tensor(index, dtype=torch.long)]
         return view
 
+    @abc.abstractmethod
     def rows(self, *columns) -> Dataset:
         """A Dataset of (maps or image, *columns[i]); ``columns`` aligned with this view."""
-        raise NotImplementedError
+
+    def float(self):
+        raise TypeError("frozen maps kept on disk or streamed are never materialised whole (tens of GB): "
+                        "read them batch by batch with shared.map_apply / map_rows / pooled")
+
+    def __getitem__(self, index) -> torch.Tensor:
+        """The float16 maps of a few images (an int, or a list / tensor of indices), computed or read
+        now: for a figure's examples, never for a whole split (use ``map_apply``)."""
+        if isinstance(index, int):
+            return self[[index]][0]
+        return map_apply(lambda x: x.to(MAP_DTYPE), self.subset(index), device="auto")
 
 
 class _Rows(Dataset):
@@ -453,7 +466,9 @@ def _lazy_features(dataset, profile, root, seed, device, weights, name: str, sto
     images = {split: image_set(getattr(data, split), profile, train=False, size=size) for split in ("train", "test")}
     trunk_fn = functools.partial(frozen_trunk, name, weights_name(weights, name), weights)
     if storage == "stream":
-        return {"storage": "stream", **{split: StreamedMaps(ds, trunk_fn, chw, loader_workers=profile.num_workers)
+        start = time.perf_counter()
+        trunk_fn()   # built (weights checked) now, so a missing or wrong file fails before any training
+        return {"storage": "stream", "wall_s": time.perf_counter() - start, **{split: StreamedMaps(ds, trunk_fn, chw, loader_workers=profile.num_workers)
                                         for split, ds in images.items()}}
     config = {"stage": "backbone_maps_on_disk", "version": 1, **data_key(dataset, profile, root, seed),
               "backbone": name, "image_size": size, "weights": weights_name(weights, name)}
@@ -471,17 +486,16 @@ def _lazy_features(dataset, profile, root, seed, device, weights, name: str, sto
                          for split, file in result["files"].items()}}
 
 
-_BUILT_TRUNKS: dict = {}
-
-
 def frozen_trunk(name: str, weights_key, weights) -> torch.nn.Module:
     """The ImageNet trunk ``name`` in eval mode without gradients, built once per process and
     weights file (a chapter's runs share it instead of reloading 0.5 GB per run)."""
-    key = (name, weights_key)
-    if key not in _BUILT_TRUNKS:
-        net = backbones.build_backbone(name, weights=weights).eval()
-        _BUILT_TRUNKS[key] = net.requires_grad_(False)
-    return _BUILT_TRUNKS[key]
+    path = backbones.weights_file(weights, name)
+    return _built_trunk(name, None if path is None else str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _built_trunk(name: str, path: str | None) -> torch.nn.Module:
+    return backbones.build_backbone(name, weights=path).eval().requires_grad_(False)
 
 
 def write_maps(file: Path, images: Dataset, trunk_fn, chw: tuple, device: str, batch_size: int,
@@ -550,11 +564,31 @@ def map_apply(fn, maps, *columns, device: str = "cpu", batch_size: int = 256):
     return torch.cat(outs)
 
 
-def pooled(maps, device: str = "cpu") -> torch.Tensor:
+def pooled_features(dataset: str, profile: Profile | str, root: str | None = None, seed: int = 0,
+                    device: str = "auto", weights=None, *, trunk: str | None = None) -> dict:
+    """{"train": [N, C], "test": [N, C]} globally average-pooled frozen maps (float32), what the
+    baselines read. From maps in memory, pooled on each call (as before); from lazy maps, computed
+    once and cached (a streamed trunk's pass over a data set is worth keeping: [N, C] is small)."""
+    profile = get_profile(profile)
+    name = trunk_of(profile, trunk)
+    feats = backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+    if feats.get("storage", "memory") == "memory":
+        return {"train": pooled(feats["train"]), "test": pooled(feats["test"])}
+    data = splits(dataset, profile, root, seed)
+    config = {"stage": "pooled_features", "version": 1, **data_key(dataset, profile, root, seed), "backbone": name,
+              "image_size": profile.size_for(name), "weights": weights_name(weights, name)}
+
+    def compute(folder: Path) -> dict:
+        return {split: pooled(feats[split], device, profile.batch_size * 2) for split in ("train", "test")}
+
+    return cached("pooled_features", config, compute, profile, code=(pooled_features,), data=data_fingerprint(data))
+
+
+def pooled(maps, device: str = "cpu", batch_size: int = 256) -> torch.Tensor:
     """Globally average-pooled maps [N, C] (float32), what the baselines' heads read."""
     if not isinstance(maps, LazyMaps):
         return maps.float().mean(dim=(2, 3)) if maps.ndim == 4 else maps.float()
-    return map_apply(lambda x: x.mean(dim=(2, 3)), maps, device=device)
+    return map_apply(lambda x: x.mean(dim=(2, 3)), maps, device=device, batch_size=batch_size)
 
 
 def weights_name(weights, name: str) -> str | None:
@@ -643,7 +677,10 @@ def call(run: Run, setting: Setting, force: bool = False) -> dict:
 
 
 def _call_quietly(run: Run, setting: Setting) -> bool:
-    """One run in a worker process, its output discarded (the parent reports)."""
+    """One run in a worker process, its output discarded (the parent reports). One CPU thread from
+    the start: a forked child inherits the parent's OpenMP team size but not its threads, and the
+    first parallel op before ``pinned`` would wait for them forever."""
+    torch.set_num_threads(1)
     sys.stdout = sys.stderr = io.StringIO()
     call(run, setting)
     return True

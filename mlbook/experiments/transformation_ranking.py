@@ -130,10 +130,10 @@ def ranking_loss(model, batch, W, margin: float, s: Settings, known=None, all_ne
 
 
 @torch.no_grad()
-def test_norms(model, maps: torch.Tensor, W: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """||A w_l|| [N, L] of every image, in chunks, in eval mode."""
+def test_norms(model, maps, W: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """||A w_l|| [N, L] of every image in eval mode (maps in memory, on disk or streamed: ``shared.map_apply``)."""
     model.eval()
-    return torch.cat([model.norms(maps[i:i + chunk].float(), W) for i in range(0, len(maps), chunk)])
+    return shared.map_apply(lambda x: model.to(x.device).norms(x, W.to(x.device)), maps, device=device)
 
 
 def select_metrics(scores: torch.Tensor, labels: torch.Tensor, known, top_k: int) -> dict:
@@ -152,12 +152,12 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
     labels. Never sees the test split, nor the held-out labels' annotations.
     Returns (model, margin, [(margin, hold-out metrics)], history of the kept model)."""
     fit_idx, val_idx = shared.holdout_split(len(train_labels), s.holdout, seed)
-    part = lambda idx: torch.utils.data.TensorDataset(train_maps[idx], train_labels[idx])  # noqa: E731
+    part = lambda idx: shared.map_rows(shared.take(train_maps, idx), train_labels[idx])  # noqa: E731
     keys = s.select_by.split("+")
     best, curve = None, []
     for margin in (margins or s.margins):
         torch.manual_seed(train_seed)
-        in_features = train_maps.shape[1] if s.pool else train_maps[0].numel()
+        in_features = train_maps.shape[1] if s.pool else math.prod(train_maps.shape[1:])
         model = M.FrozenMapsRanker(in_features, s.hidden, s.k, W.shape[1], s.dropout, s.pool)
         ckpt = None if folder is None else folder / f"checkpoint_m{margin:g}.pt"
         history = fit(model, part(fit_idx), lambda m, b: ranking_loss(m, b, W, margin, s, known),
@@ -166,8 +166,9 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
                       val_dataset=part(val_idx), patience=s.patience,
                       make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr),
                       checkpoint=ckpt, desc=f"{desc} m={margin:g}", progress=False)
+        val = select_metrics(-test_norms(model, shared.take(train_maps, val_idx), W, device), train_labels[val_idx],
+                             known, s.top_k)
         model = model.cpu().eval()
-        val = select_metrics(-test_norms(model, train_maps[val_idx], W), train_labels[val_idx], known, s.top_k)
         curve.append((float(margin), val))
         score = sum(val[k] for k in keys)
         if best is None or score > best[0]:
@@ -176,20 +177,16 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
 
 
 @torch.no_grad()
-def committee_evidence(model, maps: torch.Tensor, W: torch.Tensor, votes=(1, 3, 5), chunk: int = 128) -> dict:
-    """Sec. 4.4 on the test maps, in chunks (A is formed per chunk and dropped):
-    {"committee_scores": {N: [n, L]}, "jaccard": [n]}."""
+def committee_evidence(model, maps, W: torch.Tensor, votes=(1, 3, 5), device: str = "cpu") -> dict:
+    """Sec. 4.4 on the test maps (A formed per batch of lazy maps, for the whole set in memory):
+    {"committee_scores": {N: [n, L]}, "jaccard": [n]} (k >= 2 rows)."""
+    def evidence(x):
+        A, W_ = model.to(x.device)(x), W.to(x.device)
+        return (*(M.committee_scores(A, W_, n) for n in votes), M.mean_pairwise_jaccard(A, W_, JACCARD_TOP))
+
     model.eval()
-    out = {n: [] for n in votes}
-    jac = []
-    for i in range(0, len(maps), chunk):
-        A = model(maps[i:i + chunk].float())
-        for n in votes:
-            out[n].append(M.committee_scores(A, W, n))
-        if A.shape[1] >= 2:
-            jac.append(M.mean_pairwise_jaccard(A, W, JACCARD_TOP))
-    return {"committee_scores": {str(n): torch.cat(v) for n, v in out.items()},
-            "jaccard": torch.cat(jac) if jac else torch.zeros(0, dtype=torch.float64)}
+    *scores, jaccard = shared.map_apply(evidence, maps, device=device)
+    return {"committee_scores": {str(n): v for n, v in zip(votes, scores)}, "jaccard": jaccard}
 
 
 # --- the grid -------------------------------------------------------------------------------------
@@ -199,7 +196,7 @@ ROWS_BASE = {  # table row name -> how it differs from "Ours"
     "Ours (random vectors)": {"words": "random"},          # the control: the same model without semantics
     "Ours (pooled maps)": {"pool": True},                   # a variant: pooled conv maps into fc6
 }
-STAGES = ("margin (words)", "margin (random)")   # the margin choice of each word source; and zero_shot_stage(j)
+STAGES = ("margin (words)", "margin (random)", *(f"zero-shot features (split {j})" for j in range(3)))
 ZERO_SHOT_MARGIN = 1.0   # zero-shot rows: a fixed m, so the held-out labels take no part in any choice
 OPTIONS = ("word_vectors",)
 ZERO_SHOT_NAMES = ("Ours zero-shot", "Ours (random vectors) zero-shot")   # the book's vectors, the control
@@ -225,12 +222,12 @@ def zero_shot_stage(split: int) -> str:
 
 
 def grid(profile, datasets=("nuswide",), seeds=(0,)) -> list[shared.Run]:
-    """Every run of chapter 07: the frozen features (those of each zero-shot split from a backbone
-    that never saw the split's labels), the margin choice of each word source (on the hold-out
-    part, with the first training seed), then every row with every training seed, and the baselines."""
+    """Every run of chapter 07: the frozen features; the stages side by side (each zero-shot split's
+    features, from a backbone that never saw its labels; each word source's margin); then every row
+    with every training seed, and the baselines."""
     splits_ = range(settings_for(profile).zero_shot_splits)
     runs = shared.feature_runs(datasets, trunk=TRUNK)
-    runs += [shared.Run("transformation_ranking", zero_shot_stage(j), d, wave=-1) for d in datasets for j in splits_]
+    runs += [shared.Run("transformation_ranking", zero_shot_stage(j), d) for d in datasets for j in splits_]
     runs += [shared.Run("transformation_ranking", margin_stage(w), d) for d in datasets for w in ("words", "random")]
     runs += [shared.Run("transformation_ranking", r, d, t, wave=1) for d in datasets for r in rows(profile)
              for t in seeds]
@@ -296,9 +293,9 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         model, m, curve, history = fit_ranker(
             feats["train"], data.train.labels, W, s, known=known_mask(C, unseen), seed=seed, train_seed=train_seed,
             device=device, margins=(margin,), desc=f"ranking {row}")
-        out = {"scores": M.scores_from_norms(test_norms(model, feats["test"], W)), "margin": m,
+        out = {"scores": M.scores_from_norms(test_norms(model, feats["test"], W, device)), "margin": m,
                "history": history, "unseen": unseen if unseen is not None else torch.zeros(0, dtype=torch.long)}
-        out.update(committee_evidence(model, feats["test"], W))
+        out.update(committee_evidence(model, feats["test"], W, device=device))
         return out
 
     result = shared.cached("transformation_ranking", config, compute, profile, code=(run,),
@@ -494,7 +491,7 @@ def zero_shot_table(results: dict, data: shared.Splits, dataset: str, seeds, col
         for name in ZERO_SHOT_NAMES:
             cols[columns[name]] = 100 * held_out_ap(
                 results, dataset, row.replace("Ours zero-shot", name), seeds, y).mean(0)
-        index = pd.MultiIndex.from_tuples([(row.rsplit("(", 1)[1].rstrip(")"), data.test.classes[int(c)]) for c in u],
-                                          names=["split", "label"])
+        index = pd.MultiIndex.from_tuples([(int(row.rsplit(" ", 1)[1].rstrip(")")), data.test.classes[int(c)])
+                                           for c in u], names=["split", "label"])
         frames.append(pd.DataFrame({k: v.numpy() for k, v in cols.items()}, index=index))
     return pd.concat(frames)

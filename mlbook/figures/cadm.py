@@ -84,6 +84,7 @@ def with_and_without_embedding(without: dict, with_embedding: dict, test, image_
             pair = (without["fig_cadm"][j, c].float(), with_embedding["fig_cadm"][j, c].float())
             vmax = float(torch.maximum(pair[0].abs().max(), pair[1].abs().max()).clamp_min(1e-6))
             for col, (m, tag) in enumerate(zip(pair, ("λ=0", "λ=0.5"))):
-                show_map(axes[row, 1 + 2 * k + col], image, m.numpy(), vmax, f"{classes[c]} {tag}\npeak {float(m.max()):.2f}")
+                show_map(axes[row, 1 + 2 * k + col], image, m.numpy(), vmax,
+                         f"{classes[c]} {tag}\npeak {float(m.max()):.2f}")
     fig.tight_layout()
     return fig
