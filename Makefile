@@ -27,9 +27,10 @@ reproduce: $(STAMP)
 verify: $(STAMP)
 	$(PY) -m mlbook verify
 
-## the whole test suite: unit tests, every chapter under nbval (smoke), the book build
+## the whole test suite: unit tests, every chapter under nbval (smoke), the book build; one pytest
+## worker per core, a test file's tests (a notebook's cells) on one worker
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 ## the unit tests only (no chapter runs, book builds, real-data or JupyterLab tests): seconds, for development
 test-fast: $(STAMP)

@@ -424,7 +424,7 @@ for d, (n, title) in TITLES.items():
 # metric supports it, *contradicted* only if every one contradicts it, and no verdict rests
 # on fewer than 3 training seeds.
 #
-# > our model is able to identify semantic ordering and visually adapt to objects with
+# > our method is able to identify semantic ordering and visually adapt to objects with
 # > different sizes (Sect. "NUS-WIDE")
 #
 # > the predicting process would be more robust to intermediate prediction errors

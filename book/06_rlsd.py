@@ -53,6 +53,7 @@ voc_root = None
 coco_root = None
 nuswide_root = None
 vg_root = None        # genuine Visual Genome (image_data.json, region_descriptions.json, VG_100K/); None: generated
+proposals_root = None # SS-CNN+LSTM's proposals from files, <stem>.txt per image (e.g. MCG); None: selective search
 device = "auto"
 seed = 0              # the data seed: which generated data set, which shared backbone
 train_seeds = None    # training seeds of every row (None: the profile's count)
@@ -248,7 +249,7 @@ pd.DataFrame({row: {**{k: v for k, v in dataclasses.asdict(spec).items() if k no
 # (hand-crafted features, other papers' pipelines) stay published only.
 
 # %%
-setting = shared.Setting(prof, roots, seed, device, weights, {"vg_root": vg_root})
+setting = shared.Setting(prof, roots, seed, device, weights, {"vg_root": vg_root, "proposals_root": proposals_root})
 grid = X.grid(prof, list(NAMES), seeds, boxed=tuple(boxed))
 computed = shared.run_all(grid, setting)
 results = X.table_results(computed)                   # the baselines under the paper's row names

@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -150,7 +151,24 @@ def _closure(obj: Any, out: dict[str, str]) -> None:
             _closure(value, out)
         elif isinstance(value, (bool, int, float, str, tuple, frozenset)) or (
                 isinstance(value, dict) and len(repr(value)) < 10_000):
-            out[f"{obj.__module__}.{name}"] = _digest(repr(value))
+            out[f"{obj.__module__}.{name}"] = _digest(_stable_repr(value, out))
+
+
+def _stable_repr(value: Any, out: dict[str, str]) -> str:
+    """``repr`` of a constant that is the same in every process: functions and classes by name (the
+    package's own added to the closure: a table of writers changes with its writers), sets sorted
+    (string hashes differ between processes), no memory addresses."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_stable_repr(k, out)}: {_stable_repr(v, out)}" for k, v in value.items()) + "}"
+    if isinstance(value, (tuple, list)):
+        return type(value).__name__ + "(" + ", ".join(_stable_repr(v, out) for v in value) + ")"
+    if isinstance(value, (set, frozenset)):
+        return type(value).__name__ + "(" + ", ".join(sorted(_stable_repr(v, out) for v in value)) + ")"
+    if inspect.isfunction(value) or inspect.isclass(value):
+        if _in_package(value):
+            _closure(value, out)
+        return f"{value.__module__}.{value.__qualname__}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 def code_fingerprint(items: Iterable[ModuleType | str | os.PathLike | Callable]) -> dict[str, str]:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .profiles import LIMIT_ENV, STEPS_ENV, project_root
@@ -50,10 +51,35 @@ def chapters(root: Path | None = None) -> list[Path]:
     return sorted(p for p in (root / "book").glob("[0-9][0-9]_*.py"))
 
 
+PREPARING_CHAPTERS = ("01_published_numbers", "02_data_and_metrics", "03_shared_backbone")  # 03: the backbones
+LONGEST_FIRST = ("06_rlsd", "05_cadm", "04_order_free_rnn", "07_transformation_ranking")   # measured demo order
+
+
 def execution_order(todo: list[Path]) -> list[Path]:
     """Book order, except that the introduction (whose scorecard counts the paper chapters'
     verdicts of this run) runs after them."""
     return [p for p in todo if p.stem not in SUMMARY_CHAPTERS] + [p for p in todo if p.stem in SUMMARY_CHAPTERS]
+
+
+def stages(todo: list[Path]) -> list[list[Path]]:
+    """The chapters in stages whose chapters may run side by side: those that prepare (the data,
+    the shared backbones of chapter 03), then the paper chapters (which read 03's backbones),
+    longest first, then the introduction (which reads their verdicts)."""
+    order = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    first = [p for p in todo if p.stem in PREPARING_CHAPTERS]
+    last = [p for p in todo if p.stem in SUMMARY_CHAPTERS]
+    papers = sorted((p for p in todo if p not in first and p not in last), key=lambda p: (order.get(p.stem, -1), p.stem))
+    first.sort(key=lambda p: p.stem != "03_shared_backbone")   # the longest of its stage starts first
+    return [s for s in (first, papers, last) if s]
+
+
+def default_lanes(profile: str) -> int:
+    """Chapters side by side: two on a CPU of two or more cores (each chapter's computations run
+    on one thread: the numbers do not depend on it); one in the full profile, whose chapters
+    share one accelerator."""
+    from .profiles import get_profile
+
+    return 1 if get_profile(profile).threads is None else min(2, os.cpu_count() or 1)
 
 
 def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None, download: bool) -> None:
@@ -171,6 +197,16 @@ def failing_cell(nb_path: Path) -> tuple[int, str, str] | None:
     return None
 
 
+def report_failure(py: Path, out: Path, err: Exception) -> None:
+    where = failing_cell(out) if out.exists() else None
+    msg = f"\nchapter {py.stem} failed"
+    if where:
+        msg += f" in code cell {where[0]} ({where[1]!r}):\n  {where[2]}"
+    else:
+        msg += f": {type(err).__name__}: {err}"
+    print(msg + f"\nthe partly executed notebook is {out}", file=sys.stderr)
+
+
 def build_book(root: Path) -> float:
     """Jupyter Book 1, offline, notebooks not re-executed; warnings are errors."""
     start = time.perf_counter()
@@ -226,30 +262,35 @@ def main(args) -> int:
     print(f"profile {args.profile}: {len(todo)} chapter(s) -> {out_dir}"
           + (f" with parameters {parameters}" if parameters else "")
           + (f"; DRY RUN {dry_run}" if dry_run else ""))
+    lanes = args.lanes or default_lanes(args.profile)
+    if lanes > 1:   # the lanes share the cores: each chapter's grid gets its share of worker processes
+        os.environ.setdefault("MLBOOK_WORKERS", str(max(1, (os.cpu_count() or 1) // lanes)))
     times: dict[str, float] = {}
-    bar = tqdm(todo, desc="chapters", unit="ch")
-    for py in bar:
-        bar.set_postfix_str(py.stem)
-        out = out_dir / f"{py.stem}.ipynb"
-        try:
-            times[py.stem] = execute_chapter(py, out, parameters, log_output=args.verbose)
-        except Exception as err:  # papermill's PapermillExecutionError and kernel deaths
-            bar.close()
-            where = failing_cell(out) if out.exists() else None
-            msg = f"\nchapter {py.stem} failed"
-            if where:
-                msg += f" in code cell {where[0]} ({where[1]!r}):\n  {where[2]}"
-            else:
-                msg += f": {type(err).__name__}: {err}"
-            print(msg + f"\nthe partly executed notebook is {out}", file=sys.stderr)
-            return 1
-        tqdm.write(f"  {py.stem}: {times[py.stem]:.1f} s")
+    bar = tqdm(total=len(todo), desc="chapters", unit="ch")
+    started = time.perf_counter()
+    for stage in stages(todo):
+        with ThreadPoolExecutor(max_workers=min(lanes, len(stage))) as pool:   # each chapter: its own kernel
+            running = {pool.submit(execute_chapter, py, out_dir / f"{py.stem}.ipynb", parameters, args.verbose): py
+                       for py in stage}
+            for done in as_completed(running):
+                py = running[done]
+                try:
+                    times[py.stem] = done.result()
+                except Exception as err:  # papermill's PapermillExecutionError and kernel deaths
+                    bar.close()
+                    for other in running:
+                        other.cancel()
+                    report_failure(py, out_dir / f"{py.stem}.ipynb", err)
+                    return 1
+                bar.update()
+                tqdm.write(f"  {py.stem}: {times[py.stem]:.1f} s")
     bar.close()
+    wall = time.perf_counter() - started
     total = sum(times.values())
     print("\nchapter wall times")
     for name, s in times.items():
         print(f"  {name:<32} {s:7.1f} s")
-    print(f"  {'total':<32} {total:7.1f} s")
+    print(f"  {'total':<32} {total:7.1f} s  ({wall:.1f} s wall, {lanes} lane(s))")
     if not args.no_build:
         if out_dir.resolve() != (root / "book").resolve():
             print(f"(book not built: executed notebooks went to {out_dir}, the book renders book/)")

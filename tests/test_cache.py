@@ -208,3 +208,17 @@ def test_would_compute_probes_without_computing_or_loading(runs):
     assert calls == ["a"] and not experiments.would_compute(row, "a")
     assert experiments.would_compute(row, "a") is False and calls == ["a"]
     assert experiments.would_compute(lambda: None) is False          # asks for nothing cached
+
+
+def test_code_fingerprint_is_the_same_in_every_process():
+    """A constant's digest must not hold a memory address or a hash-seeded set order, or every
+    chapter's process would find the shared backbone stale and train it again."""
+    import subprocess
+    import sys
+
+    prog = ("import hashlib, json; from mlbook import cache; from mlbook.experiments import shared, rlsd; "
+            "print(hashlib.sha256(json.dumps([cache.code_fingerprint((f,)) for f in "
+            "(shared.shared_backbone, rlsd.run)], sort_keys=True).encode()).hexdigest())")
+    outs = {subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    assert len(outs) == 1

@@ -73,3 +73,11 @@ def test_strip_injected_and_select():
     assert select(CHAPTERS, "00") == [CHAPTERS[0]]
     with pytest.raises(SystemExit, match="no chapter matches"):
         select(CHAPTERS, "no_such_chapter")
+
+
+def test_stages_run_the_preparing_chapters_first_and_the_introduction_last():
+    from mlbook.reproduce import stages
+
+    names = [[p.stem[:2] for p in stage] for stage in stages(CHAPTERS)]
+    assert names == [["03", "01", "02"], ["06", "05", "04", "07"], ["00"]]
+    assert [[p.stem[:2] for p in s] for s in stages(select(CHAPTERS, "00,04"))] == [["04"], ["00"]]

@@ -4,7 +4,11 @@ the claims' metric names."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,3 +219,33 @@ def test_map_at_10_on_resamples_equals_the_metric_on_repeated_images():
         for r, w in enumerate(weights):
             idx = torch.repeat_interleave(torch.arange(n), w.round().long())
             assert abs(float(fast[r]) - X.metrics.map_at_k(scores[idx], targets[idx], 10)) < 1e-12
+
+
+def test_proposals_root_replaces_selective_search_through_the_cli(tmp_path, monkeypatch):
+    """``--proposals-root``: SS-CNN+LSTM's regions are the user's ranked boxes (scaled to network
+    pixels), and a malformed file stops the run with its name, through ``python -m mlbook train``."""
+    from mlbook.data import load
+    from mlbook.data.base import image_size
+    from mlbook.profiles import get_profile
+
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
+    root, boxes = tmp_path / "voc", tmp_path / "boxes"
+    subprocess.run([sys.executable, "-m", "mlbook", "data", "generate", "--dataset", "voc", "--profile", "smoke",
+                    "--out", str(root)], check=True, capture_output=True)
+    boxes.mkdir()
+    paths = [p for split in ("train", "test") for p in load("voc", root, split).image_paths]
+    for p in paths:
+        w, h = image_size(p)
+        (boxes / f"{Path(p).stem}.txt").write_text(
+            f"0 0 {w / 2} {h / 2}\n{w / 4} {h / 4} {w} {h}\n")
+    out = X.proposals("voc", get_profile("smoke"), str(root), proposals_root=str(boxes))
+    side = out["side"]
+    assert (out["counts_test"] == 2).all()
+    torch.testing.assert_close(out["regions_test"][:, 1], torch.tensor([side / 4, side / 4, side, side]).expand(
+        len(out["regions_test"]), 4), atol=1.0, rtol=0)
+    bad = sorted(boxes.glob("*.txt"))[0]
+    bad.write_text("0 0 zero 5\n")
+    proc = subprocess.run([sys.executable, "-m", "mlbook", "train", "--method", "rlsd:SS-CNN+LSTM", "--dataset", "voc",
+                           "--root", str(root), "--profile", "smoke", "--proposals-root", str(boxes)],
+                          capture_output=True, text=True, env={**os.environ, "MLBOOK_RUNS": str(tmp_path / "r2")})
+    assert proc.returncode != 0 and bad.name in proc.stderr, proc.stderr[-2000:]

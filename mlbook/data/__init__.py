@@ -63,7 +63,9 @@ def prepare(dataset: str, profile: str | Profile, seed: int = 0, root: str | Pat
     try:
         synthetic.generate_for_profile(dataset, prof, tmp, seed=seed)
         (tmp / COMPLETE_MARKER).write_text("")
-        if target.exists():  # an incomplete earlier attempt
+        if (target / COMPLETE_MARKER).exists() and _generated_args(target) == wanted:
+            return target   # another process (a parallel chapter or test) finished the same data first
+        if target.exists():  # an incomplete or outdated earlier attempt
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:

@@ -17,10 +17,10 @@ history; metrics are computed after loading.
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import hashlib
+import multiprocessing
 import os
 import shutil
 import time
@@ -35,13 +35,13 @@ from ..data.synthetic import GENERATOR_VERSION
 from ..data.visual_genome import read_regions, write_generated_regions
 from ..models import baselines as B
 from ..models import rlsd as M
-from ..models.proposals import selective_search_boxes
-from ..profiles import data_dir, get_profile, pick_device
+from ..models.proposals import read_proposal_files, selective_search_many
+from ..profiles import data_dir, get_profile, pick_device, runs_dir
 from ..train import fit
 from . import baselines, shared
 
 TRUNK = "vgg16"           # Sec. IV: VGG16 conv5 maps; its fc6/fc7 encode the regions (full profile)
-OPTIONS = ("vg_root",)
+OPTIONS = ("vg_root", "proposals_root")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,8 @@ class Settings:
     vg_images: int = 400              # generated Visual Genome images
     ss_mode: str = "single"           # OpenCV strategy ("fast" on real data)
     ss_min_side: int = 64             # images are searched at least this large
+    ss_size: int | None = 224         # ... and at most this large (shorter side; None: as they are).
+                                      # Genuine photos searched at 224 px: 0.3 s instead of 1.8 s each
 
 
 def settings_for(profile) -> Settings:
@@ -83,7 +85,7 @@ def settings_for(profile) -> Settings:
         return Settings(**base)
     return Settings(**base, lr=1e-4, train_regions=256, test_regions=256, grid=7, fc_dim=4096, dropout=0.5,
                     loc_hidden=256, embed=64, hidden=512, max_steps=4, anchor_batch=256, loc_epochs=10,
-                    vg_images=5000, ss_mode="fast", ss_min_side=128)
+                    vg_images=5000, ss_mode="fast", ss_min_side=128, ss_size=None)
 
 
 @functools.lru_cache(maxsize=16)
@@ -304,8 +306,18 @@ def ranked_training_regions(boxes: torch.Tensor, m: int) -> torch.Tensor:
     return torch.cat([boxes[:(m + 1) // 2], boxes[n - m // 2:]])
 
 
-def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, force: bool = False) -> dict:
-    """Selective-search proposals of every image (cached), in network pixels: {"regions_train"
+def _folder_key(folder: str | None) -> str | None:
+    """A user folder in a cache key: its resolved path and the names and sizes of its files."""
+    if not folder:
+        return None
+    files = sorted((p.name, p.stat().st_size) for p in Path(folder).iterdir() if p.is_file())
+    return hashlib.sha256(repr((str(Path(folder).resolve()), files)).encode()).hexdigest()[:16]
+
+
+def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, force: bool = False,
+              proposals_root: str | None = None) -> dict:
+    """Selective-search proposals of every image (cached), or the user's own ranked boxes read from
+    ``proposals_root`` (``read_proposal_files``; e.g. MCG, the paper's choice), in network pixels: {"regions_train"
     [N, M_train, 4] (``ranked_training_regions`` of the whole ranking), "regions_test" [N, M_test, 4]
     (the first M_test), zero-padded, "counts_train"/"counts_test" [N], "found" [N] (proposals per
     image), "side", "ms_per_image"}."""
@@ -315,21 +327,22 @@ def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, for
     data = splits(dataset, profile, root, seed)
     config = {"chapter": "06_rlsd", "stage": "selective_search", "version": 3,
               **shared.data_key(dataset, profile, root, seed), "image_size": side, "mode": s.ss_mode,
-              "min_side": s.ss_min_side, "train_regions": s.train_regions, "test_regions": s.test_regions}
+              "min_side": s.ss_min_side, "ss_size": s.ss_size, "from_files": _folder_key(proposals_root), "train_regions": s.train_regions, "test_regions": s.test_regions}
 
     def compute(folder: Path) -> dict:
-        import cv2   # heavy optional import: only when proposals are computed
-
-        cv2.setNumThreads(1)
         out, start, found = {"side": side}, time.perf_counter(), []
+        # one process per core, each image's boxes kept as it finishes (an interrupted search
+        # resumes); inside a worker of ``run_all`` the search stays in that worker
+        n_workers = 1 if multiprocessing.parent_process() else shared.workers()
         for split in ("train", "test"):
             m = s.train_regions if split == "train" else s.test_regions
+            paths = getattr(data, split).image_paths
+            boxes = (read_proposal_files(proposals_root, paths, top=None) if proposals_root else
+                     selective_search_many(paths, top=None, mode=s.ss_mode, min_side=s.ss_min_side, size=s.ss_size,
+                                           workers=n_workers, cache_dir=runs_dir() / "selective_search"))
             regions = []
-            for path in getattr(data, split).image_paths:
-                img = open_rgb(path)
-                W, H = img.size
-                ctypes.CDLL(None).srand(0)   # OpenCV's selective search ranks with C rand(): same draw per image
-                b = selective_search_boxes(img, top=None, mode=s.ss_mode, min_side=s.ss_min_side)
+            for path, b in zip(paths, boxes):
+                W, H = open_rgb(path).size
                 b = b * torch.tensor([side / W, side / H, side / W, side / H])
                 found.append(len(b))
                 regions.append(ranked_training_regions(b, m) if split == "train" else b[:m])
@@ -458,14 +471,14 @@ def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, s
 
 
 def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
-        device: str = "auto", weights=None, vg_root: str | None = None, settings: dict | None = None,
-        force: bool = False) -> dict:
+        device: str = "auto", weights=None, vg_root: str | None = None, proposals_root: str | None = None,
+        settings: dict | None = None, force: bool = False) -> dict:
     """Train and evaluate one RLSD-family row (``ROWS``), or compute one stage (``STAGES``), cached.
     A row returns {"scores" [N_test, L] (p of Eq. 13, or the control's probabilities), "history",
     "config", "init" (tensors copied from CNN+LSTM), "state_dict"}."""
     if row in STAGES:
         if STAGES[row] == "ss":
-            return proposals(dataset, profile, root, seed, force=force)
+            return proposals(dataset, profile, root, seed, force=force, proposals_root=proposals_root)
         return pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, STAGES[row], force)
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))
@@ -475,7 +488,8 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     spec = ROWS[row]
     row_fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("serves", "datasets")}
     config = {**_base_config("row", dataset, profile, root, seed, weights, s), "method": row, "row": row_fields,
-              "train_seed": train_seed, "vg": ("real" if vg_root else "generated") if spec.regions in ("vg", "ft") else None}
+              "train_seed": train_seed, "vg": ("real" if vg_root else "generated") if spec.regions in ("vg", "ft") else None,
+              "proposals": _folder_key(proposals_root) if spec.regions == "ss" else None}
 
     def compute(folder: Path) -> dict:
         feats = _features(dataset, profile, root, seed, device, weights)
@@ -495,7 +509,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
             out["init"] = model.init_from_global(base["state_dict"])            # Sec. III-D-b
         if spec.regions is not None:
             regions = run({v: k for k, v in STAGES.items()}[spec.regions], dataset, profile, root=root, seed=seed,
-                          device=device, weights=weights, vg_root=vg_root)
+                          device=device, weights=weights, vg_root=vg_root, proposals_root=proposals_root)
             if spec.regions in ("vg", "ft"):
                 model.loc.load_state_dict(regions["state_dict"])
             model.loc.requires_grad_(False)                                     # frozen (Sec. III-D)

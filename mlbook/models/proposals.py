@@ -52,13 +52,13 @@ def _seed_c_rand(seed: int = 0) -> None:
             continue
 
 
-def selective_search_boxes(image, top: int = 256, mode: str = "fast", min_side: int = MIN_SIDE,
+def selective_search_boxes(image, top: int | None = 256, mode: str = "fast", min_side: int = MIN_SIDE,
                            size: int | None = None) -> torch.Tensor:
     """Selective search proposals [n <= top, 4] as float (x1, y1, x2, y2) pixels, in its ranking order.
 
     ``image``: a PIL image or an H x W x 3 uint8 RGB array. ``mode``: "fast" or
-    "quality" (OpenCV's two strategies) or "single". ``size``: search a copy resized to that
-    shorter side (the cost grows with the pixels searched); then images whose shorter side is
+    "quality" (OpenCV's two strategies) or "single". ``size``: search a copy shrunk to that
+    shorter side when it is larger (the cost grows with the pixels searched); then images whose shorter side is
     still below ``min_side`` are upsampled for the search. Boxes are returned in the pixels of
     ``image`` as given, clipped to it.
     """
@@ -67,7 +67,7 @@ def selective_search_boxes(image, top: int = 256, mode: str = "fast", min_side: 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 image, got {rgb.shape} {rgb.dtype}")
     H, W = rgb.shape[:2]
-    scale = (size / min(H, W)) if size else 1.0
+    scale = min(1.0, size / min(H, W)) if size else 1.0     # ``size`` only ever shrinks
     scale = max(scale, min_side / min(H, W))
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])                 # OpenCV's channel order
     if scale != 1:
@@ -160,7 +160,7 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def selective_search_many(image_paths, *, top: int = 256, mode: str = "fast", min_side: int = MIN_SIDE,
+def selective_search_many(image_paths, *, top: int | None = 256, mode: str = "fast", min_side: int = MIN_SIDE,
                           workers: int | None = None, cache_dir=None, size: int | None = None) -> list[torch.Tensor]:
     """``selective_search_boxes`` of every image file, over worker processes: [n_i <= top, 4] per image,
     in ``image_paths`` order, in pixels of the original images.
@@ -170,7 +170,7 @@ def selective_search_many(image_paths, *, top: int = 256, mode: str = "fast", mi
     ``cache_dir``: each image's boxes are kept as ``<cache_dir>/<settings>/<image file name>.npy``
     (``settings_folder``: mode, top, min_side, size, OpenCV version), written atomically as each
     image finishes, so an interrupted run resumes where it stopped and a rerun only reads.
-    ``size``: search the image resized to that shorter side (None: the original size); the boxes
+    ``size``: search the image shrunk to that shorter side when larger (None: the original size); the boxes
     are still returned in the original image's pixels. Selective search's cost grows with the
     pixels searched: on genuine COCO photos (640 x ~480) "fast" took 1.7-2.1 s per image per
     worker at the original size, 0.6 s at ``size=320`` and 0.26-0.33 s at ``size=224``
