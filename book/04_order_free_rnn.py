@@ -484,9 +484,10 @@ save_table(power.set_index("id"), CHAPTER, "power",
 # - **Label order and label dependencies.** Since generator version 4 the background no
 #   longer reveals the scene, so the co-occurring labels of an image can only be inferred
 #   from its objects, which is what a sequence model over labels can use.
-# - **Small objects.** Objects range from 5% to 50% of the image side; at 48 px the smallest
-#   are 2–3 pixels, and the frozen 6 × 6 conv maps of the small CNN are coarse: attention can
-#   select a cell, not an object inside it.
+# - **Small objects.** An object's side depends on its class, as in COCO (bottles and cups
+#   about 7% of the image side, buses and trains far larger; generator version 5), clipped to
+#   3–60%; at 48 px the smallest are 2–3 pixels, and the frozen 6 × 6 conv maps of the small CNN
+#   are coarse: attention can select a cell, not an object inside it.
 # - **NUS-WIDE** has no boxes in its format, so the object-size claim is not testable there.
 # - **Noisy labels**, the paper's explanation of some wrong predictions, do not exist in the
 #   generated data.
