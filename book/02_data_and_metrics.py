@@ -65,9 +65,9 @@ import pandas as pd
 import torch
 
 from mlbook import metrics as M
-from mlbook.experiments import shared as stages
 from mlbook.data import DATASETS, load_splits, open_rgb
 from mlbook.data.summary import split_summary
+from mlbook.experiments import features
 from mlbook.profiles import get_profile
 from mlbook.report import save_figure, save_table
 
@@ -275,7 +275,7 @@ for paper, conv in M.PAPER_CONVENTIONS.items():
 
 # %%
 test = DATA["coco"][1]
-_, result = stages.shared_backbone("coco", P, coco_root, seed, device, (weights or {}).get(P.backbone))
+_, result = features.shared_backbone("coco", P, coco_root, seed, device, (weights or {}).get(P.backbone))
 
 
 def toy_scores(labels, strength=1.0, noise=0.6):

@@ -58,7 +58,7 @@ import inspect
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from mlbook.experiments import shared
+from mlbook.experiments import features, shared
 from mlbook.metrics import average_precision
 from mlbook.models.backbones import PAPER_TRUNKS, SmallCNN
 from mlbook.profiles import get_profile
@@ -93,9 +93,9 @@ pd.DataFrame([{"chapter": c, "trunk": name, "how the paper uses it": how} for c,
 # %% [markdown]
 # ## Training, once per data set
 #
-# `experiments.shared.shared_backbone` is an experiment: its result (weights, training curve,
+# `experiments.features.shared_backbone` is an experiment: its result (weights, training curve,
 # test scores) is cached under `runs/shared_backbone/<config-hash>/`, so the chapters after
-# this one load it instead of retraining. `experiments.shared.backbone_features` then stores
+# this one load it instead of retraining. `experiments.features.backbone_features` then stores
 # the frozen conv maps of every image for the heads that keep the backbone frozen. The three
 # data sets' backbones train side by side, one process per core (`shared.run_all`), each on
 # one thread: the numbers do not depend on how many run at once.
@@ -107,8 +107,8 @@ shared.run_all(shared.feature_runs(TRAINED), setting)
 results, rows, timings = {}, [], []
 for dataset, root in TRAINED.items():
     data = shared.splits(dataset, P, root, seed)
-    backbone, result = shared.shared_backbone(dataset, P, root, seed, device, weights)
-    feats = shared.backbone_features(dataset, P, root, seed, device, weights)
+    backbone, result = features.shared_backbone(dataset, P, root, seed, device, weights)
+    feats = features.backbone_features(dataset, P, root, seed, device, weights)
     results[dataset] = (data, result)
     hist = result["history"]
     rows.append({"data set": dataset, "train images (fit part)": result.get("trained_images", len(data.train)),

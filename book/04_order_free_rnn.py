@@ -65,7 +65,7 @@ import pandas as pd
 from myst_nb import glue
 
 from mlbook import claims, decoding, metrics
-from mlbook.experiments import baselines, shared
+from mlbook.experiments import baselines, features, shared
 from mlbook.experiments import order_free_rnn as X
 from mlbook.figures import order_free_rnn as figures
 from mlbook.losses import softmax_normalised_loss, warp_loss
@@ -95,7 +95,7 @@ kind = {d: shared.data_kind(roots[d]) for d in TITLES}
 
 # %%
 data = {d: shared.splits(d, prof, roots[d], seed) for d in TITLES}
-feats = {d: shared.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in TITLES}
+feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in TITLES}
 overview = pd.DataFrame({
     TITLES[d][1]: {"data": kind[d], "train images": len(data[d].train), "test images": len(data[d].test),
                    "labels": data[d].train.num_classes,

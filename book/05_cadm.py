@@ -63,7 +63,7 @@ from myst_nb import glue
 
 from mlbook import claims
 from mlbook.experiments import cadm as X
-from mlbook.experiments import shared
+from mlbook.experiments import features, shared
 from mlbook.figures import cadm as figures
 from mlbook.losses import label_correlation_embedding_loss
 from mlbook.models import backbones, cadm
@@ -79,7 +79,7 @@ roots = {"coco": coco_root, "nuswide": nuswide_root}
 kind = {d: shared.data_kind(roots[d]) for d in roots}
 TITLES = {"coco": (1, "MS-COCO"), "nuswide": (2, "NUS-WIDE")}     # data set -> (table number, name)
 VARIANTS = list(cadm.VARIANTS)
-BACKBONE = f"{shared.trunk_of(prof, X.TRUNK)}, {prof.image_size} px"
+BACKBONE = f"{features.trunk_of(prof, X.TRUNK)}, {prof.image_size} px"
 settings, options = X.settings_for(prof), cadm.CADMOptions()
 pd.set_option("display.width", 200)
 print(f"profile {prof.name}: backbone {BACKBONE}, device {device}, training seeds {seeds}")
@@ -102,7 +102,7 @@ print(options)
 data = {d: shared.splits(d, prof, roots[d], seed) for d in TITLES}
 for d, s in data.items():
     print(f"{d}: {kind[d]} data, {len(s.train)} train / {len(s.test)} test images, {s.train.num_classes} classes")
-start = {d: shared.shared_backbone(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK)[1]["test_mAP"]
+start = {d: features.shared_backbone(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK)[1]["test_mAP"]
          for d in TITLES}
 glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
 

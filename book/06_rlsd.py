@@ -62,24 +62,23 @@ weights = None        # full profile: {"vgg16": FILE} ImageNet weights (None: th
 # %%
 import dataclasses
 import functools
-import inspect
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from mlbook import claims, metrics
+from mlbook import claims
 from mlbook.data.synthetic import MAX_SIDE
 from mlbook.data.visual_genome import region_object_counts
 from mlbook.experiments import rlsd as X
-from mlbook.experiments import shared
+from mlbook.experiments import features, shared
 from mlbook.figures import rlsd as figures
 from mlbook.models import backbones
 from mlbook.models import rlsd as model_file
 from mlbook.profiles import get_profile, pick_device
-from mlbook.report import (learning_curves, reference, save_claims, save_comparison, save_figure, save_table,
-                           save_timings)
+from mlbook.report import (learning_curves, save_claims, save_comparison, save_figure, save_table,
+                           save_timings, show_source)
 
 CHAPTER = "06_rlsd"
 prof = get_profile(profile)
@@ -93,18 +92,9 @@ SS = "SS-CNN+LSTM"          # our row for the paper's MCG-CNN+LSTM
 PAPER_ROWS = ["Multi-CNN", "CNN+LSTM", SS, "RLSD", "RLSD+ft-RPN"]
 pd.set_option("display.width", 200)
 
+published = X.published_table   # the paper's MCG-CNN+LSTM row under our SS-CNN+LSTM
 
-def show(obj):
-    """Print the source of a function or class of the package."""
-    print(inspect.getsource(obj))
-
-
-def published(name):
-    """A published table with the paper's MCG row renamed to the row that stands in for it."""
-    return reference(name).rename(index={"MCG-CNN+LSTM": SS})
-
-
-print(f"profile {prof.name}: trunk {shared.trunk_of(prof, X.TRUNK)}, training seeds {seeds}")
+print(f"profile {prof.name}: trunk {features.trunk_of(prof, X.TRUNK)}, training seeds {seeds}")
 
 # %% [markdown]
 # ## Data and frozen conv maps
@@ -118,7 +108,7 @@ print(f"profile {prof.name}: trunk {shared.trunk_of(prof, X.TRUNK)}, training se
 
 # %%
 data = {d: shared.splits(d, prof, roots[d], seed) for d in NAMES}
-feats = {d: shared.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in NAMES}
+feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in NAMES}
 kind = {d: shared.data_kind(roots[d]) for d in NAMES}
 boxed = [d for d in NAMES if data[d].train.boxes is not None]
 glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
@@ -144,9 +134,9 @@ pd.DataFrame({NAMES[d]: {"data": kind[d], "train images": len(data[d].train), "t
 # added (footnote 4).
 
 # %%
-show(model_file.apply_deltas)
-show(model_file.LocalizationLayer.forward)
-show(model_file.sample_training_regions)
+show_source(model_file.apply_deltas)
+show_source(model_file.LocalizationLayer.forward)
+show_source(model_file.sample_training_regions)
 
 # %% [markdown]
 # ### Bilinear sampling and the region encoder (Sec. III-A-2b, III-A-3)
@@ -156,7 +146,7 @@ show(model_file.sample_training_regions)
 # layers give the region vector $v$.
 
 # %%
-show(model_file.bilinear_region_features)
+show_source(model_file.bilinear_region_features)
 
 # %% [markdown]
 # ### The regional LSTM with latent labels (Sec. III-B, Eqs. 5–12)
@@ -168,7 +158,7 @@ show(model_file.bilinear_region_features)
 # steps are padded with 0. `probs[-1].detach().argmax(-1)` is Eq. 12.
 
 # %%
-show(model_file.RegionalLSTM.forward)
+show_source(model_file.RegionalLSTM.forward)
 
 # %% [markdown]
 # ### Fusion and loss (Sec. III-C, Eqs. 13–14)
@@ -183,8 +173,8 @@ show(model_file.RegionalLSTM.forward)
 # the fusion (a deviation, listed at the end). `how="mean"` is the book's fusion ablation.
 
 # %%
-show(model_file.fuse_regions)
-show(model_file.rlsd_loss)
+show_source(model_file.fuse_regions)
+show_source(model_file.rlsd_loss)
 
 # %% [markdown]
 # ## Sizes and training (Sec. III-D)

@@ -61,7 +61,6 @@ word_vectors = None   # None: MiniLM (offline); or the path of a word2vec/GloVe 
 
 # %%
 import functools
-import inspect
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -70,14 +69,14 @@ from myst_nb import glue
 
 from mlbook import claims, metrics
 from mlbook.data.synthetic import NUSWIDE_CONCEPTS81
-from mlbook.experiments import baselines, shared
+from mlbook.experiments import baselines, features, shared
 from mlbook.experiments import transformation_ranking as X
 from mlbook.figures import transformation_ranking as figures
 from mlbook.models import backbones
 from mlbook.models import transformation_ranking as model_file
 from mlbook.profiles import get_profile
 from mlbook.report import (learning_curves, reference, save_claims, save_comparison, save_figure, save_table,
-                           save_timings)
+                           save_timings, show_source)
 
 CHAPTER = "07_transformation_ranking"
 D = "nuswide"
@@ -89,10 +88,6 @@ K = settings.k
 OURS, RANDOM, POOLED = "Ours", "Ours (random vectors)", "Ours (pooled maps)"
 SOURCE = {"minilm": "MiniLM"}.get(words, "word-file")
 
-
-def show(obj):
-    """Print the source of a function or class of the package."""
-    print(inspect.getsource(obj))
 
 
 # %% [markdown]
@@ -107,7 +102,7 @@ def show(obj):
 
 # %%
 data = shared.splits(D, prof, nuswide_root, seed)
-feats = shared.backbone_features(D, prof, nuswide_root, seed, device, weights, trunk=X.TRUNK)
+feats = features.backbone_features(D, prof, nuswide_root, seed, device, weights, trunk=X.TRUNK)
 kind = shared.data_kind(nuswide_root)
 C = data.train.num_classes
 glue("n_labels", C, display=False)
@@ -163,8 +158,8 @@ print(f"mean cosine similarity: animal-animal {within:.3f}, animal-other {betwee
 # it sits on one hidden layer (`FrozenMapsRanker`, the stand-in for fc6–fc7).
 
 # %%
-show(model_file.TransformationHead)
-show(model_file.FrozenMapsRanker)
+show_source(model_file.TransformationHead)
+show_source(model_file.FrozenMapsRanker)
 
 # %% [markdown]
 # **Sec. 3.5, ranking.** Every label is transformed, $w'_l = A w_l \in \mathbb{R}^k$, and the
@@ -176,8 +171,8 @@ show(model_file.FrozenMapsRanker)
 # by linearity), a speed-up only; `label_norms` is the paper's reading.
 
 # %%
-show(model_file.label_norms)
-show(model_file.scores_from_norms)
+show_source(model_file.label_norms)
+show_source(model_file.scores_from_norms)
 
 # %% [markdown]
 # **Eq. 3, the hinge rank loss.** With $P$ the image's positive labels and $n_j$ sampled
@@ -190,7 +185,7 @@ show(model_file.scores_from_norms)
 # negative in this loss; the zero-shot runs below use that, and more.
 
 # %%
-show(model_file.hinge_rank_loss)
+show_source(model_file.hinge_rank_loss)
 
 # %% [markdown]
 # ### Training
@@ -202,7 +197,7 @@ show(model_file.hinge_rank_loss)
 # maps flipped horizontally, an approximation.
 
 # %%
-show(X.fit_ranker)
+show_source(X.fit_ranker)
 print(settings)
 print(baselines.settings_for(prof))
 
@@ -365,7 +360,7 @@ glue("flat_inputs", int(np.prod(feats["train"].shape[1:])), display=False)
 # specify). "Full" is the model itself. Top-3, mean over the seeds.
 
 # %%
-show(model_file.committee_scores)
+show_source(model_file.committee_scores)
 VOTE_COLS = ["CP", "CR", "OP", "OR"]
 table5 = pd.DataFrame({f"Voting (top {n})": mean(row=f"Voting (top {n})") for n in (1, 3, 5)}).T
 table5.loc["Full"] = table3.loc[OURS]
@@ -440,8 +435,8 @@ save_table(sweep.set_index(["protocol", "k", "metric"]).round(2), CHAPTER, 8,
 # of rows), the chance level against which the claims test the paper's sentence.
 
 # %%
-show(model_file.mean_pairwise_jaccard)
-show(X.random_jaccard)
+show_source(model_file.mean_pairwise_jaccard)
+show_source(X.random_jaccard)
 jac = [results[D, OURS, t]["jaccard"].numpy() for t in seeds]
 chance, chance81 = X.random_jaccard(C), X.random_jaccard(81)
 fig = figures.jaccard_figure(jac, chance, C, (0.1001, 0.1288), chance81,
@@ -499,7 +494,7 @@ print(f"mean {jac_mean:.4f}; chance {chance:.4f} with {C} labels, {chance81:.4f}
 # list is noisy, and AP rewards an early hit).
 
 # %%
-show(metrics.random_ranking_ap)
+show_source(metrics.random_ranking_ap)
 zs_columns = dict(zip(X.ZERO_SHOT_NAMES, (f"AP, {SOURCE} vectors", "AP, random vectors")))
 zs_table = X.zero_shot_table(results, data, D, seeds, zs_columns)
 fig = figures.zero_shot_figure(zs_table, f"Zero-shot AP of the held-out labels (NUS-WIDE, {kind}, "

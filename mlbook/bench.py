@@ -431,7 +431,7 @@ def bench_rlsd(profile: str = "demo", steps: int = 10, device: str = "auto", dty
     for each M in ``M_values``. ``dtype``: None (float32) or "bfloat16" / "float16" (autocast);
     ``channels_last``: the maps' memory format. Prints and returns {"profile", "img_per_s", "by_M"}."""
     from .experiments import rlsd as rlsd_experiments
-    from .experiments.shared import trunk_of as shared_trunk
+    from .experiments.features import trunk_of as shared_trunk
     from .models import backbones
     from .models import rlsd as rlsd_model
 

@@ -19,7 +19,7 @@ grouped by what it trains, on which data set:
   (the best epoch's weights, the checkpoint), labels and outputs of both splits, the data
   loader's prefetched batches, features held in memory (pooled features, KNN's similarity
   chunk). On a CPU (``device="cpu"``, a dry run) the GPU's share is host memory too.
-- **Disk**: the frozen maps a trunk writes once (``experiments.shared.map_storage`` chooses
+- **Disk**: the frozen maps a trunk writes once (``experiments.features.map_storage`` chooses
   memory, disk or streaming from their size, the same rule the runs use), the checkpoint
   (weights, optimizer, best weights) and the results of every run.
 - **Selective search** (RLSD's SS-CNN+LSTM): CPU hours at the measured rate per image
@@ -160,7 +160,7 @@ def trunk_net(name: str, size: int, train: bool = False) -> Net:
 
 
 def map_shape(name: str, size: int) -> tuple[int, int, int]:
-    from .experiments.shared import map_shape as shape
+    from .experiments.features import map_shape as shape
 
     return shape(name, size)
 
@@ -266,7 +266,7 @@ def image_bytes(size: int) -> int:
 
 def maps_of(ctx: Context, trunk: str, dataset: str) -> tuple[str, int, tuple]:
     """(storage, input side, map shape (C, h, w)) of ``trunk``'s frozen maps on ``dataset``."""
-    from .experiments.shared import map_storage
+    from .experiments.features import map_storage
 
     size = ctx.profile.size_for(trunk)
     return map_storage(trunk, dataset, ctx.profile), size, map_shape(trunk, size)
@@ -297,7 +297,7 @@ def outputs_bytes(n: int, classes: int, arrays: int = 4) -> float:
 
 def _features_cost(run, ctx: Context, chapter: str) -> RunCost:
     """The frozen maps of a trunk: written once to disk, or streamed (priced in the rows that read them)."""
-    from .experiments.shared import trunk_of
+    from .experiments.features import trunk_of
 
     prof = ctx.profile
     trunk = trunk_of(prof, dict(run.options).get("trunk"))
@@ -378,7 +378,7 @@ def _pooled_cost(ctx: Context, trunk: str, dataset: str, chapter: str) -> RunCos
 
 def _baseline_cost(run, ctx: Context, chapter: str) -> RunCost:
     from .experiments import baselines as B
-    from .experiments.shared import trunk_of
+    from .experiments.features import trunk_of
     from .models import baselines as M
 
     s = B.settings_for(ctx.profile)
@@ -621,7 +621,7 @@ def grid_runs(profile, seeds: int = 3) -> list[tuple[str, object]]:
 def run_cost(chapter: str, run, ctx: Context) -> RunCost:
     """The cost of one run of a grid (its paper's model, data set and storage of the maps it reads)."""
     number = chapter[:2]
-    if run.paper == "shared":
+    if run.paper == "features":
         cost = _features_cost(run, ctx, number)
     elif run.paper == "baselines":
         cost = _baseline_cost(run, ctx, number)
@@ -643,7 +643,7 @@ def full_book_runs(seeds: int = 3, profile=None, device: str = "cuda") -> list[R
     """Every run of the chapters' grids, priced and grouped: one ``RunCost`` per (chapter, what it
     trains, data set), ``runs`` the grid runs in it and ``rows`` their row names; the pooled
     features the baselines read are one more group per trunk and data set."""
-    from .experiments.shared import trunk_of
+    from .experiments.features import trunk_of
     from .profiles import get_profile
 
     ctx = Context(get_profile(profile or "full"), device)

@@ -14,6 +14,8 @@ folder otherwise (``mlbook reproduce`` sets ``MLBOOK_FIGURES``).
 """
 from __future__ import annotations
 
+import inspect
+
 import io
 import os
 from importlib import resources
@@ -48,6 +50,13 @@ def reference(name: str) -> pd.DataFrame:
 
 
 # --- side by side --------------------------------------------------------------
+
+def show_source(*objects) -> None:
+    """Print the source of functions or classes of the package (a chapter shows the code next to
+    the equation it implements)."""
+    for obj in objects:
+        print(inspect.getsource(obj))
+
 
 def _fmt(x) -> str:
     return "–" if x is None or pd.isna(x) else f"{x:.1f}"

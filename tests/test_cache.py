@@ -216,9 +216,9 @@ def test_code_fingerprint_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    prog = ("import hashlib, json; from mlbook import cache; from mlbook.experiments import shared, rlsd; "
+    prog = ("import hashlib, json; from mlbook import cache; from mlbook.experiments import features, rlsd; "
             "print(hashlib.sha256(json.dumps([cache.code_fingerprint((f,)) for f in "
-            "(shared.shared_backbone, rlsd.run)], sort_keys=True).encode()).hexdigest())")
+            "(features.shared_backbone, rlsd.run)], sort_keys=True).encode()).hexdigest())")
     outs = {subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
     assert len(outs) == 1

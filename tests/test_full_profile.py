@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from mlbook import report, train
-from mlbook.experiments import shared
+from mlbook.experiments import features, shared
 from mlbook.models import baselines as B
 from mlbook.profiles import LIMIT_ENV, STEPS_ENV, get_profile
 
@@ -69,14 +69,14 @@ def test_maps_written_to_disk_resume_after_an_interruption_and_read_back(tmp_pat
     trunk = Trunk().eval()
     file = tmp_path / "train.f16"
     with pytest.raises(KeyboardInterrupt):
-        shared.write_maps(file, Images(10, fail_at=7), lambda: trunk, (4, 4, 4), "cpu", 2, "test", chunk=3)
+        features.write_maps(file, Images(10, fail_at=7), lambda: trunk, (4, 4, 4), "cpu", 2, "test", chunk=3)
     assert not file.exists() and (tmp_path / "train.f16.rows").read_text() == "6"   # two whole chunks kept
     seen = trunk.seen
-    assert shared.write_maps(file, Images(10), lambda: trunk, (4, 4, 4), "cpu", 2, "test", chunk=3) == 10
+    assert features.write_maps(file, Images(10), lambda: trunk, (4, 4, 4), "cpu", 2, "test", chunk=3) == 10
     assert trunk.seen - seen == 4                      # only images 6-9 computed again
     assert file.stat().st_size == 10 * 4 * 4 * 4 * 2 and not (tmp_path / "train.f16.rows").exists()
-    maps = shared.DiskMaps(file, 10, (4, 4, 4))
-    expected = shared.trunk_maps(trunk, Images(10).x)
+    maps = features.DiskMaps(file, 10, (4, 4, 4))
+    expected = features.trunk_maps(trunk, Images(10).x)
     assert torch.equal(torch.stack([maps.read(i) for i in range(10)]), expected)
     assert torch.equal(torch.from_numpy(maps.memmap()[3].copy()), expected[3])
     view = maps.subset([8, 2])
@@ -86,16 +86,16 @@ def test_maps_written_to_disk_resume_after_an_interruption_and_read_back(tmp_pat
 def test_streamed_maps_are_the_disk_maps_computed_on_the_device_stage(tmp_path):
     trunk = Trunk().eval()
     images = Images(7)
-    shared.write_maps(tmp_path / "m.f16", images, lambda: trunk, (4, 4, 4), "cpu", 3, "test")
-    disk = shared.DiskMaps(tmp_path / "m.f16", 7, (4, 4, 4))
-    stream = shared.StreamedMaps(images, lambda: trunk, (4, 4, 4))
+    features.write_maps(tmp_path / "m.f16", images, lambda: trunk, (4, 4, 4), "cpu", 3, "test")
+    disk = features.DiskMaps(tmp_path / "m.f16", 7, (4, 4, 4))
+    stream = features.StreamedMaps(images, lambda: trunk, (4, 4, 4))
     labels = torch.arange(7) * 10
     for maps in (disk, stream):
-        got = shared.map_apply(lambda x, y: (x.sum((1, 2, 3)), y), shared.take(maps, [6, 0, 3]), labels[[6, 0, 3]],
+        got = features.map_apply(lambda x, y: (x.sum((1, 2, 3)), y), features.take(maps, [6, 0, 3]), labels[[6, 0, 3]],
                                batch_size=2)
         assert torch.equal(got[1], labels[[6, 0, 3]])
-        assert torch.equal(got[0], shared.trunk_maps(trunk, images.x[[6, 0, 3]]).float().sum((1, 2, 3)))
-    assert torch.equal(shared.pooled(disk), shared.pooled(stream))
+        assert torch.equal(got[0], features.trunk_maps(trunk, images.x[[6, 0, 3]]).float().sum((1, 2, 3)))
+    assert torch.equal(features.pooled(disk), features.pooled(stream))
     # the stage runs where train.fit trains: the loss sees maps, never images
     rows = stream.rows(labels.float())
     seen = []
@@ -108,10 +108,10 @@ def test_streamed_maps_are_the_disk_maps_computed_on_the_device_stage(tmp_path):
 def test_map_helpers_on_tensors_are_the_calls_the_demo_always_made():
     maps = torch.randn(5, 3, 2, 2).half()
     y = torch.arange(5)
-    ds = shared.map_rows(shared.take(maps, [4, 1]), y[[4, 1]])
+    ds = features.map_rows(features.take(maps, [4, 1]), y[[4, 1]])
     assert isinstance(ds, TensorDataset) and torch.equal(ds[0][0], maps[4]) and ds[1][1] == 1
-    assert torch.equal(shared.map_apply(lambda x: x * 2, maps), maps.float() * 2)
-    assert torch.equal(shared.pooled(maps), B.pooled(maps))
+    assert torch.equal(features.map_apply(lambda x: x * 2, maps), maps.float() * 2)
+    assert torch.equal(features.pooled(maps), B.pooled(maps))
 
 
 def test_predict_never_concatenates_when_given_a_place_to_write():
@@ -167,11 +167,11 @@ def test_a_dry_run_is_part_of_the_profile_the_cache_key_and_every_caption(monkey
 
 def test_maps_are_kept_where_they_fit():
     full = get_profile("full")
-    assert shared.map_storage("resnet152", "coco", full) == "stream"      # 98 GB of float16 maps at 448 px
-    assert shared.map_storage("vgg16", "voc", full) == "disk"             # 8 GB
-    assert shared.map_storage("alexnet", "nuswide", full) == "disk"       # 224 px: 6 x 6 x 256
-    assert shared.map_storage("small_cnn", "coco", get_profile("demo")) == "memory"
-    assert shared.map_bytes("resnet152", 448, 122218) == 122218 * 2048 * 14 * 14 * 2
+    assert features.map_storage("resnet152", "coco", full) == "stream"      # 98 GB of float16 maps at 448 px
+    assert features.map_storage("vgg16", "voc", full) == "disk"             # 8 GB
+    assert features.map_storage("alexnet", "nuswide", full) == "disk"       # 224 px: 6 x 6 x 256
+    assert features.map_storage("small_cnn", "coco", get_profile("demo")) == "memory"
+    assert features.map_bytes("resnet152", 448, 122218) == 122218 * 2048 * 14 * 14 * 2
 
 
 # --- the CLI: weights listed before any work ------------------------------------------------------

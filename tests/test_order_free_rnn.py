@@ -9,6 +9,7 @@ import torch
 from mlbook import bench, claims, decoding, metrics
 from mlbook.experiments import baselines as baseline_exp
 from mlbook.experiments import order_free_rnn as ofr_exp
+from mlbook.experiments import features
 from mlbook.experiments import shared as stages
 from mlbook.losses import softmax_normalised_loss, warp_loss, warp_rank_weight
 from mlbook.models import baselines, order_free_rnn as ofr
@@ -233,7 +234,7 @@ def fake_data(monkeypatch, tmp_path, n_train=40, n_test=12, classes=5, test_maps
     labels[:, 0] = 1
     test_labels = (torch.rand(n_test, classes) < 0.4).float()
     monkeypatch.setattr(stages, "data_fingerprint", lambda d: "test")
-    monkeypatch.setattr(stages, "backbone_features", lambda *a, **k: feats)
+    monkeypatch.setattr(features, "backbone_features", lambda *a, **k: feats)
     monkeypatch.setattr(stages, "splits", lambda *a, **k: stages.Splits(FakeSplit(labels), FakeSplit(test_labels)))
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path))
     return feats, labels
@@ -246,7 +247,7 @@ def test_threshold_chosen_on_training_holdout_only(monkeypatch, tmp_path):
     feats, labels = fake_data(monkeypatch, tmp_path, n_test=n_test,
                               test_maps=torch.full((n_test, D, 3, 3), float("nan")).half())
     decoded_maps, chosen_on = [], []
-    real_apply, real_select = stages.map_apply, ofr_exp.select_threshold
+    real_apply, real_select = features.map_apply, ofr_exp.select_threshold
 
     def spy_apply(fn, maps, *columns, **kw):
         decoded_maps.append(maps.float().clone())
@@ -256,7 +257,7 @@ def test_threshold_chosen_on_training_holdout_only(monkeypatch, tmp_path):
         chosen_on.append((len(decoded_maps), val_labels.clone()))
         return real_select(decode_fn, val_maps, val_labels, *args, **kw)
 
-    monkeypatch.setattr(stages, "map_apply", spy_apply)
+    monkeypatch.setattr(features, "map_apply", spy_apply)
     monkeypatch.setattr(ofr_exp, "select_threshold", spy_select)
     result = ofr_exp.run("Ours", "nuswide", get_profile("smoke"), device="cpu")
 
@@ -376,14 +377,14 @@ def test_set_merged_beams_hold_distinct_sets():
 def test_grid_trains_every_table_row_with_every_seed():
     runs = ofr_exp.grid("smoke", ["nuswide", "coco"], [0, 1, 2])
     for d in ("nuswide", "coco"):
-        rows = {r.row for r in runs if r.dataset == d and r.paper != "shared"}
+        rows = {r.row for r in runs if r.dataset == d and r.paper != "features"}
         assert rows == set(ofr_exp.table_rows(d))                       # baselines included
         for row in rows:
             assert sorted(r.train_seed for r in runs if r.dataset == d and r.row == row) == [0, 1, 2]
     assert "KNN" in ofr_exp.table_rows("nuswide") and "KNN" not in ofr_exp.table_rows("coco")
     trunks = {dict(r.options).get("trunk") for r in runs if r.paper == "baselines"}
     assert trunks == {ofr_exp.TRUNK}                                     # baselines on the paper's trunk
-    assert min(r.wave for r in runs) == -1 and all(r.paper == "shared" for r in runs if r.wave == -1)
+    assert min(r.wave for r in runs) == -1 and all(r.paper == "features" for r in runs if r.wave == -1)
 
 
 def fake_chapter_results(seeds, n=40, C=6, seed=0):

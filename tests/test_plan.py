@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlbook import plan as P
-from mlbook.experiments import shared
+from mlbook.experiments import features
 from mlbook.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_no_run_exceeds_the_h200_machine_and_nuswide_fits(full_plan):
     nus = full_plan[full_plan["data set"] == "nuswide"]
     assert (nus["host GiB"] <= 128).all() and (nus["disk GiB"] <= 64).all()
     # the 168 GB of ResNet-152 maps of NUS-WIDE are streamed, never stored or held
-    assert shared.map_bytes("resnet152", 448, sum(P.SPLITS["nuswide"])) > 150e9
+    assert features.map_bytes("resnet152", 448, sum(P.SPLITS["nuswide"])) > 150e9
     assert _group(full_plan, "04", "resnet152 maps: streamed", "nuswide")["disk GiB"] == 0
 
 

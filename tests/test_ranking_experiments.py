@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mlbook import claims, metrics
-from mlbook.experiments import shared
+from mlbook.experiments import features, shared
 from mlbook.experiments import transformation_ranking as tr
 from mlbook.models import transformation_ranking as M
 
@@ -97,27 +97,27 @@ def test_zero_shot_backbone_never_sees_the_held_out_targets(monkeypatch, tmp_pat
     s = tr.settings_for("smoke")
     unseen = tr.zero_shot_labels(C, 0, s.zero_shot_fraction, split=1)
 
-    def features(name, scrambled):
+    def computed(name, scrambled):
         monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / name))
         monkeypatch.setattr(shared, "splits", _scrambled_splits(real_splits, unseen) if scrambled else real_splits)
         zero_shot = tr.zero_shot_features("nuswide", "smoke", device="cpu", split=1)
-        every_label = shared.backbone_features("nuswide", "smoke", None, 0, "cpu", trunk=tr.TRUNK)
+        every_label = features.backbone_features("nuswide", "smoke", None, 0, "cpu", trunk=tr.TRUNK)
         return zero_shot, every_label
 
-    (zs_a, all_a), (zs_b, all_b) = features("original", False), features("scrambled", True)
+    (zs_a, all_a), (zs_b, all_b) = computed("original", False), computed("scrambled", True)
     assert torch.equal(zs_a["train"], zs_b["train"]) and torch.equal(zs_a["test"], zs_b["test"])
     assert not torch.equal(all_a["train"], all_b["train"])       # the test can fail: the targets do matter
     assert not torch.equal(zs_a["train"], all_a["train"])         # and the zero-shot backbone is another one
 
 
 def test_maps_on_disk_train_and_score_as_maps_in_memory(tmp_path):
-    """The full profile's maps live on disk (``shared.DiskMaps``): the head trains, scores and votes
+    """The full profile's maps live on disk (``features.DiskMaps``): the head trains, scores and votes
     on them exactly as on the same maps held in memory."""
     maps, labels, W = _toy()
     maps = maps.half()
     file = tmp_path / "train.f16"
     file.write_bytes(maps.numpy().tobytes())
-    on_disk = shared.DiskMaps(file, len(maps), tuple(maps.shape[1:]))
+    on_disk = features.DiskMaps(file, len(maps), tuple(maps.shape[1:]))
     s = _settings(margins=(0.5,))
     (m1, _, curve1, _), (m2, _, curve2, _) = (tr.fit_ranker(x, labels, W, s, seed=0, train_seed=1, device="cpu")
                                               for x in (maps, on_disk))

@@ -77,15 +77,15 @@ def test_full_profile_path_at_tiny_sizes(coco2014, tmp_path, monkeypatch, storag
     hands it), images read from disk, the Order-Free RNN on frozen ResNet maps kept on disk or
     streamed (the disk budget decides), a baseline on their pooled features, and CADM fine-tuning
     the ResNet end to end (ResNet-50 here, for speed: ResNet-101/152 take the same code path)."""
-    from mlbook.experiments import baselines, cadm, order_free_rnn, shared
+    from mlbook.experiments import baselines, cadm, features, order_free_rnn
     from mlbook.profiles import get_profile
 
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv(shared.MAP_DISK_ENV, "100" if storage == "disk" else "0")
+    monkeypatch.setenv(features.MAP_DISK_ENV, "100" if storage == "disk" else "0")
     weights = {name: str(_random_weights(tmp_path, name)) for name in ("resnet50", cadm.TRUNK)}
     tiny = get_profile("full").replace(image_size=32, batch_size=16, num_workers=0, head_epochs=1,
                                        finetune_epochs=1, patience=1, train_seeds=1, backbone="resnet50")
-    feats = shared.backbone_features("coco", tiny, str(coco2014), device="cpu", weights=weights, trunk="resnet50")
+    feats = features.backbone_features("coco", tiny, str(coco2014), device="cpu", weights=weights, trunk="resnet50")
     assert feats["storage"] == storage and feats["test"].shape == (42, 2048, 1, 1)
     r = order_free_rnn.run("Ours", "coco", tiny, root=str(coco2014), weights=weights, device="cpu", trunk="resnet50")
     assert r["sequences"].shape[0] == 42 and 0 <= r["metrics"]["OF1"] <= 1
@@ -98,5 +98,5 @@ def test_full_profile_path_at_tiny_sizes(coco2014, tmp_path, monkeypatch, storag
     assert c["fig_cadm"].shape[-2:] == (1, 1)                  # 32 px / 32: ResNet's conv5 grid
     assert not list((tmp_path / "runs").rglob("checkpoint*.pt"))   # full profile: removed once a run is done
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
-        shared.backbone_features("coco", tiny, str(coco2014), weights={"resnet50": str(tmp_path / "absent.pth")},
+        features.backbone_features("coco", tiny, str(coco2014), weights={"resnet50": str(tmp_path / "absent.pth")},
                                  trunk="resnet50")

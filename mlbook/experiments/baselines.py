@@ -27,7 +27,7 @@ from ..models import baselines as B
 from ..models.order_free_rnn import fixed_order_sequences, label_rank
 from ..profiles import get_profile
 from ..train import fit
-from . import shared
+from . import features, shared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +76,8 @@ def train_head(model, inputs: tuple, loss_fn, s, *, seed: int, train_seed: int, 
     """Adam on the fit part of the training tensors, early stopping on the hold-out part
     (the split depends on the data seed only). Returns the history."""
     fit_idx, val_idx = shared.holdout_split(len(inputs[0]), s.holdout, seed)
-    # inputs[0] may be frozen maps kept on disk or streamed (shared.map_rows: a TensorDataset for tensors)
-    part = lambda idx: shared.map_rows(shared.take(inputs[0], idx), *(x[idx] for x in inputs[1:]))  # noqa: E731
+    # inputs[0] may be frozen maps kept on disk or streamed (features.map_rows: a TensorDataset for tensors)
+    part = lambda idx: features.map_rows(features.take(inputs[0], idx), *(x[idx] for x in inputs[1:]))  # noqa: E731
     return fit(model, part(fit_idx), loss_fn, epochs=s.epochs, batch_size=s.batch_size, device=device,
                seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
                make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr, weight_decay=s.weight_decay),
@@ -115,15 +115,15 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
     kind, loss_name = ROWS[row]
-    name = shared.trunk_of(profile, trunk)
+    name = features.trunk_of(profile, trunk)
     data = shared.splits(dataset, profile, root, seed)
     config = {"chapter": "baselines", "method": row, "version": 4,
               **shared.data_key(dataset, profile, root, seed), "backbone": name,
-              "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
+              "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "train_seed": train_seed}
 
     def compute(folder: Path) -> dict:
-        pooled = shared.pooled_features(dataset, profile, root, seed, device, weights, trunk=name)
+        pooled = features.pooled_features(dataset, profile, root, seed, device, weights, trunk=name)
         y_train = data.train.labels
         C = y_train.shape[1]
         x_train, x_test = pooled["train"], pooled["test"]

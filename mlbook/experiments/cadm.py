@@ -24,7 +24,7 @@ from .. import claims, metrics, report
 from ..models import cadm as M
 from ..profiles import get_profile, pick_device
 from ..train import fit, predict
-from . import shared
+from . import features, shared
 
 STEM_BLOCKS = 3          # demo/smoke: blocks of the SmallCNN kept frozen (cached)
 TRUNK = "resnet101"      # Sec. 3.2: ImageNet ResNet-101, fine-tuned at 448 x 448
@@ -96,9 +96,9 @@ def inputs(dataset: str, prof, root, seed, device, weights=None):
     frozen SmallCNN blocks (demo/smoke) or the images themselves (full)."""
     data = shared.splits(dataset, prof, root, seed)
     fit_idx, val_idx = shared.holdout_split(len(data.train), prof.holdout, seed)
-    backbone, _ = shared.shared_backbone(dataset, prof, root, seed, device, weights, trunk=TRUNK)
+    backbone, _ = features.shared_backbone(dataset, prof, root, seed, device, weights, trunk=TRUNK)
     if prof.backbone == "small_cnn":
-        stems = shared.backbone_features(dataset, prof, root, seed, device, upto=STEM_BLOCKS)
+        stems = features.backbone_features(dataset, prof, root, seed, device, upto=STEM_BLOCKS)
         y, i = data.train.labels, shared.ignore_mask(data.train)
         train = FlippedMaps(stems["train"][fit_idx], stems["train_flipped"][fit_idx], y[fit_idx], i[fit_idx])
         val = TensorDataset(stems["train"][val_idx].float(), y[val_idx], i[val_idx])
@@ -155,13 +155,13 @@ def run(row: str, dataset: str = "coco", profile="demo", *, root: str | None = N
     recipe = dataclasses.replace(settings_for(prof), **(settings or {}))
     device = pick_device(device)
     data = shared.splits(dataset, prof, root, seed)
-    name = shared.trunk_of(prof, TRUNK)
+    name = features.trunk_of(prof, TRUNK)
     config = {"method": "cadm", "variant": row, "version": 3,
               **shared.data_key(dataset, prof, root, seed),
               "backbone": name, "backbone_epochs": prof.backbone_epochs, "holdout": prof.holdout,
               "image_size": prof.image_size, "streams": spec["streams"], "stem_blocks": STEM_BLOCKS,
               "options": dataclasses.asdict(options), "recipe": dataclasses.asdict(recipe),
-              "train_seed": train_seed, "n_figure": n_figure, "weights": shared.weights_name(weights, name)}
+              "train_seed": train_seed, "n_figure": n_figure, "weights": features.weights_name(weights, name)}
 
     def compute(folder: Path) -> dict:
         net, train_set, val_set, test_set, map_hw = inputs(dataset, prof, root, seed, device, weights)

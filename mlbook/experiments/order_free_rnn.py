@@ -22,7 +22,7 @@ from ..decoding import sequences_to_sets
 from ..models import order_free_rnn as M
 from ..profiles import get_profile
 from ..train import fit
-from . import baselines, shared
+from . import baselines, features, shared
 
 TRUNK = "resnet152"          # Sect. "Implementation": frozen ImageNet ResNet-152
 OPTIONS = ()
@@ -124,16 +124,16 @@ def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor, cfg: M.
     tensors = [train_maps, train_labels]
     if cfg.order != "learned":
         tensors.append(M.fixed_order_sequences(train_labels, M.label_rank(train_labels[fit_idx], cfg.order)))
-    # frozen maps in memory, on disk or streamed (shared.map_rows: a TensorDataset for tensors, as before)
-    part = lambda idx: shared.map_rows(shared.take(train_maps, idx), *(x[idx] for x in tensors[1:]))  # noqa: E731
+    # frozen maps in memory, on disk or streamed (features.map_rows: a TensorDataset for tensors, as before)
+    part = lambda idx: features.map_rows(features.take(train_maps, idx), *(x[idx] for x in tensors[1:]))  # noqa: E731
     history = fit(model, part(fit_idx), lambda m, batch: m.loss(*batch), epochs=s.epochs, batch_size=s.batch_size,
                   device=device, seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
                   make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr),
                   checkpoint=checkpoint, desc=desc, progress=False)
     model.eval()   # decoding runs where the model was trained
     # every threshold decoded in one pass over the hold-out maps (streamed maps: one trunk pass, not 12)
-    decoded = shared.map_apply(lambda x: tuple(model.decode(x, beam=s.beam, max_len=max_len, threshold=t)
-                                               for t in s.thresholds), shared.take(train_maps, val_idx), device=device)
+    decoded = features.map_apply(lambda x: tuple(model.decode(x, beam=s.beam, max_len=max_len, threshold=t)
+                                               for t in s.thresholds), features.take(train_maps, val_idx), device=device)
     decoded = dict(zip(s.thresholds, decoded))
     tau, curve = select_threshold(lambda maps, t: decoded[t], None, train_labels[val_idx], s.thresholds, s.select_by)
     return model, tau, curve, history, max_len
@@ -153,15 +153,15 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
     opts = ROWS[row]
-    name = shared.trunk_of(profile, trunk)
+    name = features.trunk_of(profile, trunk)
     data = shared.splits(dataset, profile, root, seed)
     config = {"chapter": "04_order_free_rnn", "method": row, "version": 5,
               **shared.data_key(dataset, profile, root, seed), "backbone": name,
-              "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
+              "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "train_seed": train_seed, **opts}
 
     def compute(folder: Path) -> dict:
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
         cfg = M.OrderFreeConfig(num_classes=data.train.num_classes, feat_dim=feats["train"].shape[1],
                                 hidden=s.hidden, att_dim=s.att_dim, pred_hidden=s.pred_hidden,
                                 keep_prob=s.keep_prob, **opts)
@@ -173,7 +173,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
                                model.decode(x, beam=s.beam, merge_sets=True, **kw),
                                topk_sequences(model, x, s.top_k, s.beam))
         # one pass over the test maps of any storage (streamed: the trunk runs once per image, not 4 times)
-        beam, greedy, merged, topk = shared.map_apply(decodings, feats["test"], device=device)
+        beam, greedy, merged, topk = features.map_apply(decodings, feats["test"], device=device)
         return {"sequences": beam, "sequences_greedy": greedy, "sequences_merged": merged, "sequences_topk": topk,
                 "threshold": tau, "val_curve": [[t, m] for t, m in curve], "history": history,
                 "max_len": max_len, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},

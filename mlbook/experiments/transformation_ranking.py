@@ -33,7 +33,7 @@ from .. import word_vectors as wv
 from ..models import transformation_ranking as M
 from ..profiles import get_profile, runs_dir
 from ..train import fit
-from . import baselines, shared
+from . import baselines, features, shared
 
 TRUNK = "alexnet"        # Sec. 3.6 / Table 1: ImageNet AlexNet, fc8 replaced by the k x d transformation
 FrozenMapsRanker = M.FrozenMapsRanker    # the head lives in the model file; this name is kept for plan/bench
@@ -131,9 +131,9 @@ def ranking_loss(model, batch, W, margin: float, s: Settings, known=None, all_ne
 
 @torch.no_grad()
 def test_norms(model, maps, W: torch.Tensor, device: str = "cpu") -> torch.Tensor:
-    """||A w_l|| [N, L] of every image in eval mode (maps in memory, on disk or streamed: ``shared.map_apply``)."""
+    """||A w_l|| [N, L] of every image in eval mode (maps in memory, on disk or streamed: ``features.map_apply``)."""
     model.eval()
-    return shared.map_apply(lambda x: model.to(x.device).norms(x, W.to(x.device)), maps, device=device)
+    return features.map_apply(lambda x: model.to(x.device).norms(x, W.to(x.device)), maps, device=device)
 
 
 def select_metrics(scores: torch.Tensor, labels: torch.Tensor, known, top_k: int) -> dict:
@@ -152,7 +152,7 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
     labels. Never sees the test split, nor the held-out labels' annotations.
     Returns (model, margin, [(margin, hold-out metrics)], history of the kept model)."""
     fit_idx, val_idx = shared.holdout_split(len(train_labels), s.holdout, seed)
-    part = lambda idx: shared.map_rows(shared.take(train_maps, idx), train_labels[idx])  # noqa: E731
+    part = lambda idx: features.map_rows(features.take(train_maps, idx), train_labels[idx])  # noqa: E731
     keys = s.select_by.split("+")
     best, curve = None, []
     for margin in (margins or s.margins):
@@ -166,7 +166,7 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
                       val_dataset=part(val_idx), patience=s.patience,
                       make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.lr),
                       checkpoint=ckpt, desc=f"{desc} m={margin:g}", progress=False)
-        val = select_metrics(-test_norms(model, shared.take(train_maps, val_idx), W, device), train_labels[val_idx],
+        val = select_metrics(-test_norms(model, features.take(train_maps, val_idx), W, device), train_labels[val_idx],
                              known, s.top_k)
         model = model.cpu().eval()
         curve.append((float(margin), val))
@@ -185,7 +185,7 @@ def committee_evidence(model, maps, W: torch.Tensor, votes=(1, 3, 5), device: st
         return (*(M.committee_scores(A, W_, n) for n in votes), M.mean_pairwise_jaccard(A, W_, JACCARD_TOP))
 
     model.eval()
-    *scores, jaccard = shared.map_apply(evidence, maps, device=device)
+    *scores, jaccard = features.map_apply(evidence, maps, device=device)
     return {"committee_scores": {str(n): v for n, v in zip(votes, scores)}, "jaccard": jaccard}
 
 
@@ -244,7 +244,7 @@ def zero_shot_features(dataset: str, profile, *, root=None, seed: int = 0, devic
     profile = get_profile(profile)
     s, C = settings_for(profile), shared.splits(dataset, profile, root, seed).train.num_classes
     unseen = zero_shot_labels(C, seed, s.zero_shot_fraction, split)
-    return shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=TRUNK,
+    return features.backbone_features(dataset, profile, root, seed, device, weights, trunk=TRUNK,
                                     exclude_labels=tuple(unseen.tolist()))
 
 
@@ -280,15 +280,15 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         margin = ZERO_SHOT_MARGIN
     s = dataclasses.replace(s, k=opts.get("k", s.k), pool=opts.get("pool", s.pool))
     W = row_vectors(data.train.classes, source, words, seed, train_seed)
-    name = shared.trunk_of(profile, TRUNK)
+    name = features.trunk_of(profile, TRUNK)
     config = {"chapter": "07_transformation_ranking", "version": 3, **shared.data_key(dataset, profile, root, seed),
-              "backbone": name, "image_size": profile.image_size, "weights": shared.weights_name(weights, name),
+              "backbone": name, "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "words": _word_key(source, W, seed, train_seed), "zero_shot": split,
               "margin": margin, "train_seed": train_seed, "holdout": profile.holdout}
 
     def compute(folder: Path) -> dict:
         # a zero-shot row reads a backbone that never saw the held-out labels (left out of its BCE)
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name,
+        feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name,
                                          exclude_labels=exclude)
         model, m, curve, history = fit_ranker(
             feats["train"], data.train.labels, W, s, known=known_mask(C, unseen), seed=seed, train_seed=train_seed,
@@ -323,15 +323,15 @@ def choose_margin(dataset: str, profile, *, root=None, seed: int = 0, device: st
     data = shared.splits(dataset, profile, root, seed)
     source = "random" if control else words
     W = row_vectors(data.train.classes, source, words, seed, train_seed=0)
-    name = shared.trunk_of(profile, TRUNK)
+    name = features.trunk_of(profile, TRUNK)
     keys = [f.name for f in dataclasses.fields(s) if f.name not in ("zero_shot_fraction", "zero_shot_splits", "k_sweep")]
     config = {"chapter": "07_transformation_ranking", "stage": "margin", "version": 2,
               **shared.data_key(dataset, profile, root, seed), "backbone": name, "image_size": profile.image_size,
-              "weights": shared.weights_name(weights, name), "settings": {k: getattr(s, k) for k in keys},
+              "weights": features.weights_name(weights, name), "settings": {k: getattr(s, k) for k in keys},
               "words": _word_key(source, W, seed, 0), "holdout": profile.holdout}
 
     def compute(folder: Path) -> dict:
-        feats = shared.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
         _, m, curve, _ = fit_ranker(feats["train"], data.train.labels, W, s, seed=seed, train_seed=0,
                                     device=device, desc=f"margin {source}")
         return {"margin": m, "margin_curve": [[mm, val] for mm, val in curve]}

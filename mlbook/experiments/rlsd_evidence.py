@@ -1,0 +1,203 @@
+"""The evidence of RLSD's claims (chapter 06): region statistics, recall by object size and area,
+mAP@10 on image resamples, and ``claim_values`` / ``testability`` / ``claim_options`` for the
+claims of ``mlbook/reference/claims_06_rlsd.csv``. ``rlsd`` re-exports every name, so a chapter
+reads them from the paper's one experiments module."""
+from __future__ import annotations
+
+
+import torch
+
+from .. import claims, metrics, report
+from . import shared
+from .rlsd import CONTROLS, BASELINE_ROWS, predictions
+
+
+# --- evidence and claims -----------------------------------------------------------------------
+
+TABLES = {"voc": "rlsd_table1_voc2007_ap", "coco": "rlsd_table3_coco_top3", "nuswide": "rlsd_table4_nuswide_top3"}
+PUBLISHED_NAMES = {"SS-CNN+LSTM": "MCG-CNN+LSTM"}          # our row -> the paper's row it stands in for
+STAGE_ROWS = {"localization layer": "localization (region set)", "selective search": "selective search"}
+FIG8_CLASSES = ("bird", "fire hydrant", "kite")           # "visually small in the images of this dataset"
+AREA_BINS = {"large objects": (0.25, 0.5), "objects filling the image": (0.5, 1.01)}   # box area / image area
+MIN_PAIRS = 20            # (image, label) pairs an area bin needs before a recall in it is read
+PUBLISHED_ONLY = "published only: the book does not train it (hand-crafted features, other papers' pipelines)"
+HAND_PICKED = "the figures show images the authors chose; 06.small_objects.coco measures the same on every image"
+
+
+def published_table(name: str):
+    """A published table with the paper's rows renamed to the book's rows that stand in for them."""
+    return report.reference(name).rename(index={v: k for k, v in PUBLISHED_NAMES.items()})
+
+
+def region_statistics(regions: torch.Tensor, counts: torch.Tensor, boxes, image_sizes, side: int) -> dict:
+    """Per image with object boxes, over its regions (the whole image not counted): "objects"
+    (object-box centres inside a region, mean), "multi" (share of regions holding two centres or
+    more), "area" (region area / image area, mean); "images": their indices."""
+    out = {"images": [], "objects": [], "multi": [], "area": []}
+    for i, bs in enumerate(boxes):
+        n = int(counts[i])
+        if not bs or n == 0:
+            continue
+        W, H = image_sizes[i]
+        c = torch.tensor([[(b.x + b.w / 2) * side / W, (b.y + b.h / 2) * side / H] for b in bs])
+        r = regions[i, :n].float()
+        inside = ((c[None, :, 0] >= r[:, None, 0]) & (c[None, :, 0] <= r[:, None, 2])
+                  & (c[None, :, 1] >= r[:, None, 1]) & (c[None, :, 1] <= r[:, None, 3])).sum(1)
+        out["images"].append(i)
+        out["objects"].append(float(inside.float().mean()))
+        out["multi"].append(float((inside >= 2).float().mean()))
+        out["area"].append(float(((r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])).clamp_min(0).mean()) / side ** 2)
+    return {k: torch.tensor(v, dtype=torch.long if k == "images" else torch.float64) for k, v in out.items()}
+
+
+def area_bin_pairs(test, bins=AREA_BINS) -> dict:
+    """(image, label) pairs with a box whose largest box falls in each area bin."""
+    _, sizes, _ = metrics.object_size_hits(torch.zeros_like(test.labels, dtype=torch.bool), test.boxes, test.image_sizes)
+    return {name: int(((sizes ** 2 >= lo) & (sizes ** 2 < hi)).sum()) for name, (lo, hi) in bins.items()}
+
+
+def map_at_k_resampled(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, k: int = 10,
+                       chunk: int = 250) -> torch.Tensor:
+    """``metrics.map_at_k`` (per class, normalised by min(k, positives)) on image resamples
+    ``weights`` [R, N] (counts: an image drawn w times is w adjacent copies in its class's
+    ranking) -> [R], from one sort per class. A relevant image with e copies in the top k after
+    B copies (H of them relevant) adds sum_{u=1..e} (H + u) / (B + u) = e - (B - H)(h(B + e) - h(B)),
+    h the harmonic numbers."""
+    y = targets.double().t()                                                   # [C, N]
+    order = torch.sort(scores.t().double(), dim=1, descending=True, stable=True).indices
+    rel = torch.gather(y, 1, order)                                            # [C, N] in rank order
+    depth = min(order.shape[1], 10 * k)                                        # ranks that can reach the top k
+    harmonic = torch.cat([torch.zeros(1, dtype=torch.float64),
+                          (1 / torch.arange(1, 2 * k + 1, dtype=torch.float64)).cumsum(0)])
+    out = []
+    for w in weights.double().split(chunk):
+        wr = w[:, order[:, :depth]]                                            # [R, C, depth]
+        d = depth if bool((wr.sum(-1) >= k).all()) else order.shape[1]         # rarely: every rank
+        wr, r = w[:, order[:, :d]], rel[:, :d]
+        before = (wr.cumsum(-1) - wr).clamp(max=k)                             # copies ranked above (capped)
+        hits = (wr * r).cumsum(-1) - wr * r
+        copies = torch.minimum(wr, k - before)                                 # copies inside the top k
+        b, e = before.long(), copies.long()
+        ap = (r * (copies - (before - hits) * (harmonic[b + e] - harmonic[b]))).sum(-1)   # [R, C]
+        positives = w @ y.t()                                                  # [R, C]
+        has = positives > 0
+        out.append((ap / positives.clamp(max=k).clamp_min(1e-12) * has).sum(1) / has.sum(1).clamp_min(1))
+    return torch.cat(out)
+
+
+def _size_recall(pred, test, weights, metric: str) -> torch.Tensor:
+    """Recall of the smallest third of the (image, label) pairs, or that minus the largest third's."""
+    images, sizes, hits = metrics.object_size_hits(pred, test.boxes, test.image_sizes)
+    bucket, _ = metrics.size_buckets(sizes)
+    small = metrics.bucket_recall(hits, images, bucket, 0, weights)
+    return small if metric == "recall of small objects" else small - metrics.bucket_recall(hits, images, bucket, 2, weights)
+
+
+def _area_recall(pred, test, weights, area_bin: str) -> torch.Tensor:
+    images, sizes, hits = metrics.object_size_hits(pred, test.boxes, test.image_sizes)
+    lo, hi = AREA_BINS[area_bin]
+    inside = ((sizes ** 2 >= lo) & (sizes ** 2 < hi)).long()
+    return metrics.bucket_recall(hits, images, inside, 1, weights)
+
+
+def _fig8_classes(test) -> list[int]:
+    return [test.classes.index(c) for c in FIG8_CLASSES if c in test.classes]
+
+
+def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
+    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
+
+    ``results``: ``run_all``'s results (paper or baseline row names). Rows: ``ROWS``, the paper's
+    names of the baselines, the stages as "localization layer" / "selective search" (fixed), and the
+    object-area bins of ``AREA_BINS`` (with metrics "recall <row>", seed-paired). Metrics: "mAP",
+    "mAP@10" (per class), "AP <class>", "AP Fig. 8 classes" (mean AP of those of ``FIG8_CLASSES`` in
+    the data), "CP" ... "OF1" (top 3, no floor) and "<metric> (floor 0.5)", "recall of small
+    objects" and "recall gain small − large" (smallest / largest third of the (image, label)
+    pairs by box size), "region area", "multi-object regions", "epochs to the best hold-out loss"."""
+    d, test = claim.dataset, data.test
+    y, ign = test.labels, test.ignore
+
+    def runs(row):   # results under the paper's names (``table_results``) or the baselines' own
+        key = row if (d, row, seeds[0]) in results else BASELINE_ROWS.get(row, row)
+        return [results[d, key, t] for t in seeds]
+
+    def values(row: str, metric: str) -> torch.Tensor:
+        if row in STAGE_ROWS:
+            st = results[d, STAGE_ROWS[row], 0]
+            stats = region_statistics(st["regions_test"], st["counts_test"], test.boxes, test.image_sizes, st["side"])
+            key = {"region area": "area", "multi-object regions": "multi", "objects per region": "objects"}[metric]
+            return metrics.weighted_mean(stats["images"], stats[key], weights)[None]
+        if row in AREA_BINS:                                   # metric "recall <row>": that row's recall in the bin
+            model = metric.removeprefix("recall ")
+            return torch.stack([_area_recall(predictions(r, model, ignore=ign), test, weights, row)
+                                for r in runs(model)])
+        if metric == "epochs to the best hold-out loss":      # a property of training: no image variance
+            return torch.tensor([[float(r["history"][-1]["best_epoch"])] for r in runs(row)]).expand(-1, len(weights))
+        scores = [r["scores"] for r in runs(row)]
+        if metric == "mAP":
+            return claims.map_values(scores, y, weights, ign)
+        if metric == "mAP@10":
+            return torch.stack([map_at_k_resampled(sc, y, weights) for sc in scores])
+        if metric.startswith("AP "):
+            cls = _fig8_classes(test) if metric == "AP Fig. 8 classes" else [test.classes.index(metric[3:])]
+            return torch.stack([metrics.average_precision(sc, y, ign, weights=weights)[:, cls].nanmean(1) for sc in scores])
+        floor = 0.5 if metric.endswith(" (floor 0.5)") else None
+        name = metric.removesuffix(" (floor 0.5)")
+        preds = [predictions(r, row, floor, ignore=ign) for r in runs(row)]
+        if name.startswith("recall ") and name != "recall":
+            return torch.stack([_size_recall(p, test, weights, name) for p in preds])
+        return claims.set_metric_values(preds, y, weights, name, ign)
+
+    return {m: (values(claim.better, m), values(claim.worse, m)) for m in claim.metrics}
+
+
+BOX_METRICS = ("recall of small objects", "recall gain small − large", "region area", "multi-object regions")
+
+
+def testability(claim: claims.Claim, data: shared.Splits, trained) -> tuple[bool, str]:
+    """(testable, why not): decided from the data and the rows this book trains, never from outputs."""
+    test = data.test
+    if "hand-picked examples" in claim.metrics:
+        return False, HAND_PICKED
+    missing = [r for r in (claim.better, claim.worse) if r not in trained and r not in STAGE_ROWS and r not in AREA_BINS]
+    if missing:
+        return False, f"{', '.join(missing)}: {PUBLISHED_ONLY}"
+    needs_boxes = claim.better in AREA_BINS or claim.better in STAGE_ROWS or set(claim.metrics) & set(BOX_METRICS)
+    if needs_boxes and test.boxes is None:
+        return False, "this data set has no object boxes"
+    if claim.better in AREA_BINS:
+        pairs = area_bin_pairs(test)
+        if min(pairs.values()) < MIN_PAIRS:
+            return False, (f"too few objects in an area bin ({', '.join(f'{k}: {v}' for k, v in pairs.items())}; "
+                           f"{MIN_PAIRS} needed)")
+    absent = [m[3:] for m in claim.metrics if m.startswith("AP ") and m != "AP Fig. 8 classes" and m[3:] not in test.classes]
+    if absent or ("AP Fig. 8 classes" in claim.metrics and not _fig8_classes(test)):
+        return False, f"class not in this data set: {', '.join(absent) or ', '.join(FIG8_CLASSES)}"
+    return True, ""
+
+
+def published_deltas(claim: claims.Claim) -> dict:
+    """{metric: the Δ (points) of the claim's two rows in the paper's own table, or None}."""
+    tables = [TABLES[claim.dataset]] + (["rlsd_table2_voc2007_top3"] if claim.dataset == "voc" else [])
+    out = {}
+    for m in claim.metrics:
+        column = m[3:] if m.startswith("AP ") else m
+        found = [claims.published_delta(report.reference(t), PUBLISHED_NAMES.get(claim.better, claim.better),
+                                        PUBLISHED_NAMES.get(claim.worse, claim.worse), column) for t in tables]
+        out[m] = next((x for x in found if x is not None), None)
+    return out
+
+
+def control_claims(datasets) -> list[claims.Claim]:
+    """``CONTROLS`` on ``datasets`` as claims of the book (mAP), evaluated the claims' way."""
+    return [claims.Claim(f"06.control_{i}.{d}", "06_rlsd", d, what, f"control for {serves}", better, worse, ("mAP",),
+                         quoted=False) for d in datasets for i, (better, worse, what, serves) in enumerate(CONTROLS)]
+
+
+def claim_options(claim: claims.Claim, data: shared.Splits, trained) -> dict:
+    """The keyword arguments of ``claims.evaluate`` besides the values: testable and why not, the
+    paper's Δ and the scale (points for fractions; epochs and objects as they are)."""
+    testable, why = testability(claim, data, trained)
+    raw = {"epochs to the best hold-out loss"}
+    return {"testable": testable, "why_not": why, "published": published_deltas(claim),
+            "scale": 1.0 if set(claim.metrics) <= raw else 100.0}
