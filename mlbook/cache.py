@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -177,8 +178,15 @@ def code_fingerprint(items: Iterable[ModuleType | str | os.PathLike | Callable])
     A module or file counts whole (the papers' model files, the training loop); a function
     or class counts with what it executes (``_closure``): its own source and the package's
     functions, classes and constants it reaches, so editing a figure helper next to a run
-    function does not invalidate the run's results.
+    function does not invalidate the run's results. Computed once per process and set of
+    items (``inspect.getsource`` parses a class's whole module: a chapter asks for the same
+    fingerprint hundreds of times).
     """
+    return dict(_fingerprint(tuple(items)))
+
+
+@functools.lru_cache(maxsize=None)
+def _fingerprint(items: tuple) -> tuple:
     out: dict[str, str] = {}
     for m in items:
         if inspect.isfunction(m) or inspect.isclass(m):
@@ -190,7 +198,7 @@ def code_fingerprint(items: Iterable[ModuleType | str | os.PathLike | Callable])
         except ValueError:
             name = path.name
         out[name] = _digest(path.read_bytes())
-    return dict(sorted(out.items()))
+    return tuple(sorted(out.items()))
 
 
 def _changed(old: dict, new: dict) -> list[str]:
