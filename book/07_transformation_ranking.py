@@ -137,8 +137,8 @@ fig = figures.tsne_figure(figures.tsne_map(V81, seed=0), NUSWIDE_CONCEPTS81, is_
 save_figure(fig, CHAPTER, 7, "tsne")
 plt.show()
 within, between = figures.similarity_within_between(V81, is_animal)
-glue("animal_within", within, display=False)
-glue("animal_between", between, display=False)
+glue("animal_within", float(within), display=False)
+glue("animal_between", float(between), display=False)
 print(f"mean cosine similarity: animal-animal {within:.3f}, animal-other {between:.3f}")
 
 # %% [markdown]
@@ -327,7 +327,7 @@ for tag, row in (("ours", OURS), ("random", RANDOM), ("pooled", POOLED), ("warp"
                  ("cnnrnn_end", END_RULE)):
     for c in ("CF1", "OF1", "OP"):
         glue(f"t3_{tag}_{c}", float(table3.loc[row, c]), display=False)
-glue("cnn_rnn_end_labels", end_labels, display=False)
+glue("cnn_rnn_end_labels", float(end_labels), display=False)
 glue("flat_inputs", int(np.prod(feats["train"].shape[1:])), display=False)
 
 # %% [markdown]
@@ -511,7 +511,7 @@ for name, value in (("zs_splits", settings.zero_shot_splits), ("zs_n", len(zs_ta
                     ("zs_best", best[1]), ("zs_best_ap", ours_ap[best]), ("zs_best_random", random_ap[best]),
                     ("zs_best_chance", zs_table.loc[best, "random ranking (exact)"]),
                     ("zs_best_share", float(gain[best] / gain[gain > 0].sum()) if (gain > 0).any() else 0.0)):
-    glue(name, value, display=False)
+    glue(name, value.item() if isinstance(value, np.generic) else value, display=False)   # myst-nb formats Python numbers
 
 # %% [markdown]
 # Of the {glue:text}`zs_n` held-out labels of the splits (a label can be held out in two

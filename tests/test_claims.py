@@ -301,7 +301,6 @@ def test_quoted_texts_are_the_papers_words():
     assert not missing, f"quoted texts not found in the papers: {missing}"
 
 
-@pytest.mark.xfail(strict=False, reason="chapters not rewired yet")
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_listed_claim_has_a_row(chapter):
     path = ROOT / "figures" / chapter / "table_claims.csv"
