@@ -19,6 +19,7 @@ alone writes the entry, and the other ranks wait for it and return rank 0's resu
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -179,10 +180,13 @@ def code_fingerprint(items: Iterable[ModuleType | str | os.PathLike | Callable])
     or class counts with what it executes (``_closure``): its own source and the package's
     functions, classes and constants it reaches, so editing a figure helper next to a run
     function does not invalidate the run's results. Computed once per process and set of
-    items (``inspect.getsource`` parses a class's whole module: a chapter asks for the same
+    functions (files are read again; ``inspect.getsource`` parses a class's whole module: a chapter asks for the same
     fingerprint hundreds of times).
     """
-    return dict(_fingerprint(tuple(items)))
+    items = tuple(items)
+    if all(inspect.isfunction(m) or inspect.isclass(m) for m in items):
+        return dict(_fingerprint(items))
+    return dict(_fingerprint.__wrapped__(items))     # files are read again: they may have changed
 
 
 @functools.lru_cache(maxsize=None)
@@ -226,6 +230,20 @@ def load_result(folder: Path) -> dict:
     return torch.load(folder / RESULT, map_location="cpu", weights_only=True)
 
 
+_QUIET = contextvars.ContextVar("quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet():
+    """No per-run "loaded" / "computed in" lines inside (a grid's caller reports; wall times in a
+    notebook's output would change it on every run)."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
 def run(method: str, config: dict, compute: Callable[[Path], dict], *,
         code: Iterable[ModuleType | str] = (), data: dict | str | None = None,
         force: bool = False, verbose: bool = True) -> dict:
@@ -247,10 +265,10 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
     if (folder / RESULT).exists() and (folder / META).exists() and not force:
         changed = _current(folder, fingerprint)
         if changed == []:
-            if verbose and rank == 0:
+            if verbose and rank == 0 and not _QUIET.get():
                 print(f"[cache] {method}/{folder.name}: loaded")
             return load_result(folder)
-        if verbose and rank == 0:
+        if verbose and rank == 0 and not _QUIET.get():
             why = "data changed" if changed == ["data"] else f"code changed ({', '.join(changed)})"
             print(f"[cache] {method}/{folder.name}: {why}; recomputing")
         force = True
@@ -269,7 +287,7 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
     if rank == 0:
         atomic_torch_save(result, folder / RESULT)
         atomic_write_text(json.dumps({**fingerprint, "wall_s": result["wall_s"]}, indent=2), folder / META)
-        if verbose:
+        if verbose and not _QUIET.get():
             print(f"[run] {method}/{folder.name}: computed in {result['wall_s']:.1f} s")
     _barrier()
     if world > 1 and rank != 0:   # every rank returns the one result rank 0 wrote

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib
 import io
@@ -52,7 +53,12 @@ class Splits:
 
 
 def splits(dataset: str, profile: Profile | str, root: str | None = None, seed: int = 0) -> Splits:
-    profile = get_profile(profile)
+    """The train/test data of a data set, read once per process (every run of a grid asks for it)."""
+    return _splits(dataset, get_profile(profile), root, seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _splits(dataset: str, profile: Profile, root: str | None, seed: int) -> Splits:
     train, test = load_splits(dataset, profile, root=root, seed=seed)
     if profile.max_train is not None and len(train) > profile.max_train:
         train = train.subset(list(range(profile.max_train)))
@@ -74,8 +80,15 @@ def data_key(dataset: str, profile: Profile, root: str | None, seed: int) -> dic
     return key
 
 
+_FINGERPRINTS: dict[int, tuple[Splits, str]] = {}   # id -> (the data, kept alive; its fingerprint)
+
+
 def data_fingerprint(data: Splits) -> str:
-    """sha256 of what a model sees: image file names, labels, ignore masks and boxes of both splits."""
+    """sha256 of what a model sees: image file names, labels, ignore masks and boxes of both splits
+    (computed once per Splits object: ``splits`` hands every run the same one)."""
+    known = _FINGERPRINTS.get(id(data))
+    if known is not None and known[0] is data:
+        return known[1]
     h = hashlib.sha256()
     for split in (data.train, data.test):
         h.update("|".join(Path(p).name for p in split.image_paths).encode())
@@ -84,7 +97,8 @@ def data_fingerprint(data: Splits) -> str:
             h.update(split.ignore.numpy().tobytes())
         if split.boxes is not None:
             h.update(repr([[(b.x, b.y, b.w, b.h, b.label) for b in bs] for bs in split.boxes]).encode())
-    return h.hexdigest()[:16]
+    _FINGERPRINTS[id(data)] = (data, h.hexdigest()[:16])
+    return _FINGERPRINTS[id(data)][1]
 
 
 def data_kind(root: str | None) -> str:
@@ -252,7 +266,11 @@ def run_all(runs: list[Run], setting: Setting, n_workers: int | None = None) -> 
     other on shared threads); on a GPU, or with one worker, they run here one after the other.
     Either way each computation is pinned to the same thread count, so the numbers are identical.
     """
-    n = n_workers or workers()
+    with cache.quiet():
+        return _run_all(runs, setting, n_workers or workers())
+
+
+def _run_all(runs: list[Run], setting: Setting, n: int) -> dict:
     results: dict = {}
     for wave in sorted({r.wave for r in runs}):
         batch = [r for r in runs if r.wave == wave]
