@@ -79,5 +79,5 @@ def test_stages_run_the_preparing_chapters_first_and_the_introduction_last():
     from mlbook.reproduce import stages
 
     names = [[p.stem[:2] for p in stage] for stage in stages(CHAPTERS)]
-    assert names == [["03", "01", "02"], ["06", "05", "04", "07"], ["00"]]
+    assert names == [["03", "01", "02"], ["06", "07", "05", "04"], ["00"]]
     assert [[p.stem[:2] for p in s] for s in stages(select(CHAPTERS, "00,04"))] == [["04"], ["00"]]

@@ -29,8 +29,6 @@ import warnings
 import torch
 from torch import nn
 
-VERSION = 1
-
 PAPER_K = 100           # Sec. 3.6: "The transformed dimension k was set to 100"
 PAPER_D = 300           # Sec. 3.4: word2vec skip-gram, 300-dim, GoogleNews
 PAPER_NEGATIVES = 40    # Sec. 3.3: "We randomly choose other labels {n_j} (40 in the experiments)"
