@@ -221,9 +221,10 @@ save_table(figures.sizes_table(), CHAPTER, "sizes", "Sizes per profile (paper: M
 # its anchors by confidence (`ranked_training_regions`); at test time its first $M$.
 
 # %%
-pd.DataFrame({row: {**{k: v for k, v in dataclasses.asdict(spec).items() if k not in ("serves", "datasets")},
-                    "trained on": ", ".join(spec.datasets) or "every data set", "serves": spec.serves}
-              for row, spec in {**X.ROWS, "Multi-CNN": X.MULTI_CNN}.items()}).T.fillna("")
+rows_table = pd.DataFrame({row: {**{k: v for k, v in dataclasses.asdict(spec).items() if k not in ("serves", "datasets")},
+                                 "trained on": ", ".join(spec.datasets) or "every data set", "serves": spec.serves}
+                           for row, spec in {**X.ROWS, "Multi-CNN": X.MULTI_CNN}.items()}).T
+rows_table.astype(object).where(rows_table.notna(), "")   # blank where a row has no parent
 
 # %% [markdown]
 # ## Every run
