@@ -5,6 +5,8 @@ replaced) or the user's own proposal files. ``rlsd`` re-exports every name, so a
 them from the paper's one experiments module."""
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import multiprocessing
 import os
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.base import open_rgb
+from ..data.base import image_size, open_rgb
 from ..data.synthetic import GENERATOR_VERSION
 from ..data.visual_genome import read_regions, write_generated_regions
 from ..models import rlsd as M
@@ -209,8 +211,10 @@ def ranked_training_regions(boxes: torch.Tensor, m: int) -> torch.Tensor:
     return torch.cat([boxes[:(m + 1) // 2], boxes[n - m // 2:]])
 
 
+@functools.lru_cache(maxsize=8)
 def _folder_key(folder: str | None) -> str | None:
-    """A user folder in a cache key: its resolved path and the names and sizes of its files."""
+    """A user folder in a cache key: its resolved path and the names and sizes of its files (listed
+    once per process: every SS row's config names it, and a COCO folder holds 123k files)."""
     if not folder:
         return None
     files = sorted((p.name, p.stat().st_size) for p in Path(folder).iterdir() if p.is_file())
@@ -245,7 +249,7 @@ def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, for
                                            workers=n_workers, cache_dir=runs_dir() / "selective_search"))
             regions = []
             for path, b in zip(paths, boxes):
-                W, H = open_rgb(path).size
+                W, H = image_size(path)   # the header only: the search already decoded it
                 b = b * torch.tensor([side / W, side / H, side / W, side / H])
                 found.append(len(b))
                 regions.append(ranked_training_regions(b, m) if split == "train" else b[:m])
