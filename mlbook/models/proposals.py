@@ -190,7 +190,7 @@ def selective_search_many(image_paths, *, top: int | None = 256, mode: str = "fa
         for i, job in zip(todo, jobs):
             out[i] = _in_one_thread(job)
     else:
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        context = multiprocessing.get_context("spawn")   # fork in a threaded caller (a test runner, a kernel) can deadlock
         with ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_one_thread) as pool:
             for i, boxes in zip(todo, pool.map(_search_and_cache, *zip(*jobs), chunksize=1)):
                 out[i] = boxes
