@@ -110,7 +110,8 @@ print(f"profile {prof.name}: trunk {features.trunk_of(prof, X.TRUNK)}, training 
 data = {d: shared.splits(d, prof, roots[d], seed) for d in NAMES}
 feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in NAMES}
 kind = {d: shared.data_kind(roots[d]) for d in NAMES}
-boxed = [d for d in NAMES if data[d].train.boxes is not None]
+# object boxes in the format and in at least one training image (a VOC root without Annotations/*.xml has none)
+boxed = [d for d in NAMES if data[d].train.boxes is not None and any(data[d].train.boxes)]
 glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
 pd.DataFrame({NAMES[d]: {"data": kind[d], "train images": len(data[d].train), "test images": len(data[d].test),
                          "labels": data[d].train.num_classes,
@@ -618,6 +619,10 @@ save_table(claims.table(controls).set_index("id"), CHAPTER, "controls",
 #   hold-out tenth, where early stopping is decided, is never seen by it. Full profile:
 #   {glue:text}`paper_trunk`, for every row alike (the baselines on the same trunk). The
 #   conv maps are never fine-tuned here.
+# - **Region encoder** (Sec. III-A-3): in the full profile it starts from VGG16's own
+#   ImageNet fc6/fc7 (`encoder_init="vgg16"`, each model from its own copy of the weights
+#   file; the Multi-CNN (2-fc) control's too) and is fine-tuned with the head; in demo and
+#   smoke it starts from random weights, as the small CNN has no fc layers of its own.
 # - **Sizes** (table above): demo M = 4 training / 8 test regions, X = Y = 2, fc 128,
 #   LSTM 64, T = 3 steps, localization conv 64; full: the paper's M = 256, X = Y = 7,
 #   fc 4096, LSTM 512, T = 4 (T is not given in the paper).

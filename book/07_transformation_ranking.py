@@ -206,7 +206,8 @@ print(baselines.settings_for(prof))
 #
 # Every row of the chapter comes from one grid (`X.grid`, the one `python -m mlbook train
 # --method list` and `plan` read), each run a cached experiment: first the frozen features,
-# those of the three zero-shot splits included (each from its own backbone, below), then the
+# those of the three zero-shot splits included (each from its own backbone, trained in chapter
+# 03 beside the shared ones and loaded here), then the
 # margin of each word source, then every row with every training seed: the model with the
 # book's vectors and with random vectors, the pooled-maps variant, the $k$ sweep, the
 # zero-shot rows of every split, and the baselines WARP and CNN-RNN of
@@ -652,19 +653,24 @@ glue("n_warp_metrics", len(by_id["vs_warp"]["measurements"]), display=False)
 #   frozen conv maps of the shared small CNN of the data set, trained from scratch on the fit
 #   part of the generated training set only (the zero-shot rows: a backbone of their own per
 #   split that never saw the held-out labels). Full profile: {glue:text}`paper_trunk` for
-#   every row, baselines included; the full-profile head is still trained on frozen
-#   features, not fine-tuned end to end (`alexnet_transformation_net` in the model file
-#   builds the paper's network). The head on the flattened conv maps is Linear → ReLU →
-#   Dropout(0.5) → `TransformationHead`, the stand-in for fc6–fc8 (Table 1), with a hidden
-#   width of {glue:text}`hidden` instead of 4096 so the $k \times d$ output layer fits the CPU
-#   budget. A variant row reads the average-pooled maps instead of the flattened ones.
+#   every row, baselines included; its conv layers stay **frozen** (their 256 × 6 × 6 pool5
+#   maps at 224 px are computed once and cached) and only fc6–fc8 train: AlexNet's own
+#   ImageNet fc6 and fc7 and a new fc8 of $k \times d$ (`fc_init="alexnet"`, the classifier of
+#   `alexnet_transformation_net`, which builds the paper's whole network), each model from
+#   its own copy of the weights file. In demo and smoke the head on the flattened conv maps
+#   is Linear → ReLU → Dropout(0.5) → `TransformationHead`, the stand-in for fc6–fc8
+#   (Table 1), with a hidden width of {glue:text}`hidden` instead of 4096 so the
+#   $k \times d$ output layer fits the CPU budget. A variant row reads the average-pooled
+#   maps instead of the flattened ones (in the full profile through a new fc6, since
+#   AlexNet's reads 9216 inputs, and AlexNet's fc7).
 # - **Word vectors.** MiniLM sentence embeddings ($d = 384$) instead of GoogleNews word2vec
 #   ($d = 300$), L2-normalised; a word2vec/GloVe text file can be passed as `word_vectors`.
 #   The random control has the dimension of the vectors it stands beside and is drawn anew
 #   per training seed.
 # - **Optimiser.** Adam with learning rate 1e-3 for the demo head (the paper's 1e-6 is for
-#   fine-tuning a pretrained AlexNet), batch 256, early stopping on the held-out tenth of the
-#   training set instead of 12,000 iterations with a decreasing rate.
+#   fine-tuning a pretrained AlexNet; the full profile uses it, on AlexNet's fc6–fc8), batch
+#   256, early stopping on the held-out tenth of the training set instead of 12,000
+#   iterations with a decreasing rate.
 # - **Margin.** Not given in the paper; chosen from {glue:text}`margin_grid` on the hold-out
 #   part by top-3 C-F1 + O-F1, once per word source (first training seed), reused by the other
 #   seeds, the $k$ sweep and the pooled row; the zero-shot rows use a margin fixed in advance.

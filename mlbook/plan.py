@@ -159,6 +159,17 @@ def trunk_net(name: str, size: int, train: bool = False) -> Net:
     return measure(lambda: random_backbone(name), ((1, 3, size, size),), train)
 
 
+@functools.lru_cache(maxsize=None)
+def weights_file_bytes(name: str) -> int:
+    """Bytes of the float32 ImageNet state dict of the whole network ``name``: what a run that starts
+    layers from its weights (RLSD's fc6/fc7, the ranking head's) loads and checks."""
+    from .models.backbones import WEIGHTS
+
+    with torch.device("meta"):
+        net = WEIGHTS[name].builder(weights=None)
+    return 4 * sum(v.numel() for v in net.state_dict().values())
+
+
 def map_shape(name: str, size: int) -> tuple[int, int, int]:
     from .experiments.features import map_shape as shape
 
@@ -499,17 +510,18 @@ def _rlsd_cost(run, ctx: Context) -> RunCost:
         return _rlsd_control_cost(run, ctx, s, reads, label)
     mode = "global" if spec.regions is None else "rlsd"
     cfg = X.model_config(s, chw[0], C, mode, spec.fusion)
+    # a random encoder has the shapes of VGG16's fc6/fc7 (``X.region_encoder``): the same count
     net = measured(("rlsd", dataclasses.astuple(cfg), side), lambda: _RLSDRows(cfg, side), ((1, *chw), (1, s.train_regions, 4)), train=True,
                   frozen=("m.loc",))
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     forward = net.flops / 3 + reads["flops"]
     host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
     regions = (n_train + n_test) * (s.train_regions + s.test_regions) * 16
-    host, gpu = ctx.peaks(host=host + reads["host"] + regions + outputs_bytes(n_train + n_test, C),
-                          gpu=gpu + reads["gpu"])
+    host, gpu = ctx.peaks(host=host + reads["host"] + regions + outputs_bytes(n_train + n_test, C)
+                          + _encoder_file_bytes(s), gpu=gpu + reads["gpu"])
     what = "RLSD (regions)" if mode == "rlsd" else "CNN+LSTM (global)"
     peak, kept = row_disk(reads, net, "adam", 4 * net.trainable + n_test * C * 4)   # weights (the rows start from them)
-    return RunCost("06", f"{what} on {label}, fc6/fc7 {s.fc_dim}, M = {s.train_regions}", run.dataset,
+    return RunCost("06", f"{what} on {label}, {_encoder_label(s)}, M = {s.train_regions}", run.dataset,
                    net.flops + reads["flops"], n_fit, epochs, 1,
                    epochs * (n_train - n_fit) * forward + n_test * forward, host, gpu, peak,
                    maps=reads["storage"], kept_bytes=kept)
@@ -527,6 +539,16 @@ class _Localization(torch.nn.Module):
         return out["deltas"].sum() + out["scores"].sum()
 
 
+def _encoder_label(s) -> str:
+    """RLSD's region encoder in a plan row: its width and where it starts (``Settings.encoder_init``)."""
+    return f"fc6/fc7 {s.fc_dim} ({'random' if s.encoder_init == 'random' else s.encoder_init + ' ImageNet'})"
+
+
+def _encoder_file_bytes(s) -> int:
+    """The weights file a model whose encoder starts from a network's fc6/fc7 loads (0: random)."""
+    return 0 if s.encoder_init == "random" else weights_file_bytes(s.encoder_init)
+
+
 def _rlsd_control_cost(run, ctx, s, reads, label) -> RunCost:
     """Multi-CNN (2-fc): the region encoder on the whole image, then a linear layer."""
     from .experiments import rlsd as X
@@ -539,8 +561,10 @@ def _rlsd_control_cost(run, ctx, s, reads, label) -> RunCost:
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     n_train, n_test = ctx.split(run.dataset)
     host, gpu = training_memory(enc, ctx.batch(s.batch_size, run.dataset), "adam")
-    host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C), gpu=gpu + reads["gpu"])
-    return RunCost("06", f"Multi-CNN (2-fc) on {label}", run.dataset, enc.flops + reads["flops"], n_fit, epochs, 1,
+    host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C) + _encoder_file_bytes(s),
+                          gpu=gpu + reads["gpu"])
+    return RunCost("06", f"Multi-CNN (2-fc) on {label}, {_encoder_label(s)}", run.dataset, enc.flops + reads["flops"],
+                   n_fit, epochs, 1,
                    n_test * (enc.flops / 3 + reads["flops"]), host, gpu, row_disk(reads, enc, "adam", n_test * C * 4)[0],
                    maps=reads["storage"], kept_bytes=n_test * C * 4)
 
@@ -558,51 +582,66 @@ def _ss_size_label(size: int | None) -> str:
 
 
 class _RankingLoss(torch.nn.Module):
-    """The AlexNet transformation net and the norms ||A w_l|| its rank loss reads."""
+    """A ranking head on frozen maps and the norms ||A w_l|| its rank loss reads (Eq. 3)."""
 
-    def __init__(self, k: int, d: int, labels: int):
+    def __init__(self, ranker, labels: int):
         super().__init__()
-        from .models.transformation_ranking import alexnet_transformation_net
+        self.ranker = ranker
+        self.W = torch.nn.Parameter(torch.zeros(labels, ranker.d), requires_grad=False)
 
-        self.net = alexnet_transformation_net(k, d, None)
-        self.W = torch.nn.Parameter(torch.zeros(labels, d), requires_grad=False)
+    def forward(self, maps):
+        return self.ranker.norms(maps, self.W)
 
-    def forward(self, x):
-        A = self.net(x)                                   # [B, k, d]
-        return torch.einsum("bkd,ld->blk", A, self.W).square().sum(-1)
+
+def _linear_widths(build) -> str:
+    """"9216 -> 4096 -> ...": the widths of the linear layers of ``build()``, in order (meta device)."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # "no ImageNet weights": random weights on purpose
+        linears = [m for m in build().modules() if isinstance(m, torch.nn.Linear)]
+    return " -> ".join(str(n) for n in (linears[0].in_features, *(m.out_features for m in linears)))
 
 
 def _ranking_cost(run, ctx: Context) -> RunCost:
-    """Chapter 07 in the full profile: AlexNet fine-tuned at 224 px with fc8 -> k x d (Sec. 3.6),
-    one fit per margin of the grid (the margin stages) and per row; word vectors of d = 384 (MiniLM)."""
+    """Chapter 07: the head ``X.new_ranker`` builds (full profile: AlexNet's fc6 9216 -> 4096, fc7
+    4096 -> 4096, a new fc8 4096 -> k x d, Sec. 3.2 and Table 1) trained on the frozen AlexNet maps
+    at 224 px, one fit per margin of the grid (the margin stages) and per row; word vectors of
+    d = 384 (MiniLM)."""
     from .experiments import transformation_ranking as X
 
     prof = ctx.profile
     s = X.settings_for(prof)
     C = CLASSES[run.dataset]
-    size = prof.size_for(X.TRUNK)
     if run.row.startswith("zero-shot features"):
         return RunCost("07", "zero-shot splits: the ImageNet trunk never saw a label (nothing to compute)",
                        run.dataset, 0.0, 0, 0, 1, rows=(run.row,))
-    fits, k = 1, s.k
+    fits, rs = 1, s
     if run.paper == "transformation_ranking" and run.row.startswith("margin ("):
         fits = len(s.margins)
     elif run.row in X.rows(prof):
-        k = X.rows(prof)[run.row].get("k", s.k)
+        rs = X.row_settings(s, X.rows(prof)[run.row])
     d = 384
-    net = measured(("ranking", k, d, C), lambda: _RankingLoss(k, d, C), ((1, 3, size, size),), train=True)
+    batch = ctx.batch(s.batch_size, run.dataset)
+    reads = map_input(ctx, X.TRUNK, run.dataset, batch)
+    chw = reads["chw"]
+    in_features = chw[0] if rs.pool else math.prod(chw)
+    build = functools.partial(X.new_ranker, in_features, d, rs, pretrained=False)
+    net = measured(("ranking", dataclasses.astuple(rs), d, C, chw), lambda: _RankingLoss(build(), C), ((1, *chw),),
+                   train=True)
     n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
     n_train, n_test = ctx.split(run.dataset)
-    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
-    loader = loader_bytes(prof.num_workers, ctx.batch(s.batch_size, run.dataset), image_bytes(size))
-    host, gpu = ctx.peaks(host=host + 4 * net.params + loader + outputs_bytes(n_train + n_test, C, 6), gpu=gpu)
-    what = "margin choice: one fit per margin" if fits > 1 else f"rows, k = {k}"
-    # costed as the paper's full fine-tuning (an upper bound): the book's run still trains the k x d
-    # head on frozen AlexNet features (experiments/transformation_ranking.py)
-    return RunCost("07", f"AlexNet at {size} px, fc8 -> k x d, costed as fine-tuned ({what})", run.dataset,
-                   net.flops * fits,
-                   n_fit, epochs, 1, fits * (epochs * (n_train - n_fit) + n_test) * net.flops / 3, host, gpu,
-                   row_disk({}, net, "adam", outputs_bytes(n_test, C, 5))[0], kept_bytes=outputs_bytes(n_test, C, 5))
+    host, gpu = training_memory(net, batch, "adam")
+    file = weights_file_bytes(X.TRUNK) if rs.fc_init != "random" else 0
+    host, gpu = ctx.peaks(host=host + reads["host"] + file + outputs_bytes(n_train + n_test, C, 6),
+                          gpu=gpu + reads["gpu"])
+    what = "margin choice: one fit per margin" if fits > 1 else f"rows, k = {rs.k}"
+    kept_layers = "fc7" if rs.pool else "fc6/fc7"          # pooled maps cannot feed AlexNet's fc6: a new one
+    start = "random" if rs.fc_init == "random" else f"{kept_layers} from {rs.fc_init}"
+    fc = f"{'pooled ' if rs.pool else ''}{_linear_widths(build)} (k x d), {start}"
+    peak, kept = row_disk(reads, net, "adam", outputs_bytes(n_test, C, 5))
+    return RunCost("07", f"head on {_maps_label(X.TRUNK, reads['storage'])}: {fc} ({what})",
+                   run.dataset, (net.flops + reads["flops"]) * fits, n_fit, epochs, 1,
+                   fits * (epochs * (n_train - n_fit) + n_test) * (net.flops / 3 + reads["flops"]), host, gpu,
+                   peak, maps=reads["storage"], kept_bytes=kept)
 
 
 # --- the whole book -------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ _PROFILES = {
         finetune_epochs=2, batch_size=16, num_workers=0, in_memory=True, train_seeds=2, patience=1,
     ),
     "demo": Profile(
-        name="demo", gen_train=1600, gen_test=600, gen_classes=24, gen_image_size=64,
+        name="demo", gen_train=1000, gen_test=600, gen_classes=24, gen_image_size=64,
         image_size=48, backbone="small_cnn", backbone_epochs=12, head_epochs=30,
         finetune_epochs=20, batch_size=64, num_workers=0, in_memory=True, train_seeds=3, patience=3,
     ),

@@ -324,6 +324,17 @@ def test_map_values_match_metrics():
     assert v.shape == (1, 6) and v[0, 0].item() == pytest.approx(mean_average_precision(s, y))
 
 
+def test_resampled_ap_reuses_a_row_only_for_the_same_resamples():
+    from mlbook.metrics import average_precision
+
+    g = torch.Generator().manual_seed(4)
+    y = (torch.rand(40, 3, generator=g) < 0.4).float()
+    s = torch.rand(40, 3, generator=g)
+    for seed in (0, 1, 0):      # the third call hits the first's row; the second must not
+        w = claims.image_weights(40, 7, seed)
+        assert torch.equal(claims.map_values([s], y, w)[0], average_precision(s, y, weights=w).nanmean(1))
+
+
 def test_published_delta():
     ref = pd.DataFrame({"CF1": [62.1, 53.4], "OF1": [67.7, None]}, index=["Ours", "Resnet-baseline"])
     assert claims.published_delta(ref, "Ours", "Resnet-baseline", "CF1") == pytest.approx(8.7)

@@ -56,8 +56,15 @@ def test_sizes_and_counts_of_the_paper_runs(full_plan):
     assert float(of["GFLOPs / image"]) > P.trunk_net("resnet152", 448).flops / 1e9   # the streamed trunk's forward
     cadm = _group(full_plan, "05", "CADM fine-tuning resnet101 at 448 px", "coco")
     assert cadm["images x epochs x runs"].endswith("x 60 x 12")                       # 4 variants x 3 seeds, 60 epochs
-    rlsd = _group(full_plan, "06", "RLSD (regions) on frozen vgg16 maps (stream), fc6/fc7 4096, M = 256", "coco")
+    rlsd = _group(full_plan, "06", "RLSD (regions) on frozen vgg16 maps (stream), fc6/fc7 4096 (vgg16 ImageNet), "
+                                   "M = 256", "coco")
     assert rlsd["GPU GiB"] > 4 * 25088 * 4096 * 3 / 2 ** 30                            # fc6: weights, grads, Adam
+    assert P.weights_file_bytes("vgg16") == 4 * 138_357_544                           # the file its fc6/fc7 come from
+    ranking = _group(full_plan, "07", "head on frozen alexnet maps (disk): 9216 -> 4096 -> 4096 -> 38400 (k x d), "
+                                      "fc6/fc7 from alexnet (rows, k = 100)", "nuswide")
+    fc = (9216 + 1) * 4096 + (4096 + 1) * 4096 + (4096 + 1) * 100 * 384                # fc6, fc7, fc8 (k x d, d = 384)
+    assert ranking["GPU GiB"] >= round(4 * fc * 4 / 2 ** 30, 2)                        # weights, grads, Adam
+    assert ranking["images x epochs x runs"] == f"{125449 - round(125449 * 0.1):,} x 30 x 24"   # 8 rows x 3 seeds
     ss = _group(full_plan, "06", "selective search", "coco")
     assert ss["SS hours"] == round(sum(P.SPLITS["coco"]) * P.ss_seconds(None) / 16 / 3600, 2)
 

@@ -131,6 +131,75 @@ def test_maps_on_disk_train_and_score_as_maps_in_memory(tmp_path):
         torch.testing.assert_close(e1["committee_scores"][n], e2["committee_scores"][n])
 
 
+class Started(Exception):
+    """Raised by a spy in place of training: the model was built, and checked as it starts."""
+
+
+@pytest.fixture(scope="module")
+def alexnet_file(tmp_path_factory):
+    from test_full_profile import random_imagenet_file
+
+    return random_imagenet_file("alexnet", tmp_path_factory.mktemp("weights") / "alexnet-random.pth")
+
+
+def test_full_profile_head_starts_from_alexnet_fc6_fc7(monkeypatch, tmp_path, alexnet_file):
+    """Sec. 3.2 / 3.6, Table 1: in the full profile the head on AlexNet's 256 x 6 x 6 pool5 maps is its
+    own ImageNet fc6 (9216 -> 4096) and fc7 from the weights file and a new fc8 (4096 -> k x d),
+    trained at 1e-6, in the margin stages and the rows alike, each model from its own copy."""
+    from mlbook.profiles import get_profile
+
+    full = tr.settings_for("full")
+    assert (full.fc_init, full.lr, full.pool, full.hidden) == ("alexnet", 1e-6, False, 4096)
+    assert features.map_shape(tr.TRUNK, get_profile("full").size_for(tr.TRUNK)) == (256, 6, 6)
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
+    weights = {"alexnet": str(alexnet_file)}
+    alexnet = torch.load(alexnet_file, weights_only=True)
+    kept = lambda fc, i: torch.equal(fc.weight, alexnet[f"classifier.{i}.weight"]) and \
+        torch.equal(fc.bias, alexnet[f"classifier.{i}.bias"])                            # noqa: E731
+    started = []
+
+    def spy(model, *args, **kwargs):
+        fc6, fc7, fc8 = model.body[2], model.body[5], model.head
+        started.append(kept(fc6, 1) and kept(fc7, 4) and (fc6.in_features, fc8.in_features) == (9216, 4096)
+                       and isinstance(fc8, M.TransformationHead) and fc8.out_features == model.k * model.d)
+        raise Started
+    monkeypatch.setattr(tr, "fit", spy)
+    data = shared.splits("nuswide", "smoke")
+    pool5 = lambda n: torch.randn(n, 256, 6, 6).half()                                   # noqa: E731
+    monkeypatch.setattr(features, "backbone_features",
+                        lambda *a, **k: {"train": pool5(len(data.train)), "test": pool5(len(data.test))})
+    head = {k: getattr(full, k) for k in ("fc_init", "hidden", "lr", "pool")}
+    for row in (tr.margin_stage("words"), "Ours zero-shot (split 0)"):
+        with pytest.raises(Started):
+            tr.run(row, "nuswide", "smoke", device="cpu", weights=weights, settings=head)
+    assert started == [True, True]
+    first, second = (tr.new_ranker(9216, 5, dataclasses.replace(full, k=3), weights) for _ in range(2))
+    assert torch.equal(first.body[2].weight, second.body[2].weight)
+    assert first.body[2].weight.data_ptr() != second.body[2].weight.data_ptr()            # one copy per model
+    pooled = tr.new_ranker(256, 5, dataclasses.replace(full, k=3, pool=True), weights)   # pooled maps: a new fc6
+    assert pooled.body[2].in_features == 256 and kept(pooled.body[5], 4)
+
+
+def test_demo_and_smoke_heads_start_random_as_they_always_did(monkeypatch):
+    maps, labels, W = _toy()
+    assert [tr.settings_for(p).fc_init for p in ("smoke", "demo")] == ["random", "random"]
+    s = tr.settings_for("smoke")
+    started = []
+
+    def spy(model, *args, **kwargs):
+        started.append(model.state_dict())
+        raise Started
+    monkeypatch.setattr(tr, "fit", spy)
+    with pytest.raises(Started):
+        tr.fit_ranker(maps, labels, W, s, train_seed=3, device="cpu")
+    torch.manual_seed(3)
+    drawn = M.FrozenMapsRanker(12, s.hidden, s.k, W.shape[1], s.dropout).state_dict()
+    assert started[0].keys() == drawn.keys() and all(torch.equal(started[0][k], v) for k, v in drawn.items())
+    with pytest.raises(ValueError, match="fc_init"):
+        tr.new_ranker(12, 5, dataclasses.replace(s, fc_init="imagenet"))
+
+
 def test_margin_chosen_on_hold_out_by_cf1_plus_of1():
     maps, labels, W = _toy()
     model, m, curve, history = tr.fit_ranker(maps, labels, W, _settings(), device="cpu")

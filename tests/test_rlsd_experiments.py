@@ -119,6 +119,76 @@ def test_rows_train_and_differ_from_their_parents_in_one_thing(scratch):
         X.pretrain_localization("coco", "smoke", kind="other")
 
 
+class Started(Exception):
+    """Raised by a spy in place of training: the model was built, and checked as it starts."""
+
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    from test_full_profile import random_imagenet_file
+
+    return random_imagenet_file("vgg16", tmp_path_factory.mktemp("weights") / "vgg16-random.pth")
+
+
+def _stop_at_training(monkeypatch, check):
+    """Every RLSD-family model ``check``ed where it would start training (its rows and the Multi-CNN controls)."""
+    def spy(model, *args, **kwargs):
+        check(model)
+        raise Started
+    monkeypatch.setattr(X, "fit", spy)
+    monkeypatch.setattr(X.baselines, "train_head", spy)
+
+
+def test_full_profile_encoders_start_from_vgg16_fc6_fc7(scratch, vgg16_file, monkeypatch):
+    """Sec. III-A-3: in the full profile every model whose head holds the region encoder (RLSD's rows,
+    one line builds them all; the Multi-CNN (2-fc) control) starts it from VGG16's own fc6/fc7 of the
+    weights file, each model from its own copy."""
+    full = X.settings_for("full")
+    assert (full.encoder_init, full.grid, full.fc_dim) == ("vgg16", 7, 4096)
+    weights = {"vgg16": str(vgg16_file)}
+    vgg = torch.load(vgg16_file, weights_only=True)
+    started = []
+
+    def starts_from_vgg16(model):
+        fc = model["encoder"].net if isinstance(model, torch.nn.ModuleDict) else model.encoder.net
+        started.append(all(torch.equal(fc[i].weight, vgg[f"classifier.{i}.weight"]) and
+                           torch.equal(fc[i].bias, vgg[f"classifier.{i}.bias"]) for i in (0, 3)))   # fc6, fc7
+    _stop_at_training(monkeypatch, starts_from_vgg16)
+    data = X.splits("voc", "smoke")
+    conv5 = lambda n: torch.randn(n, 512, 2, 2).half()                  # noqa: E731  (VGG16's 512 channels)
+    monkeypatch.setattr(X, "_features",
+                        lambda *a, **k: {"train": conv5(len(data.train)), "test": conv5(len(data.test))})
+    encoder = {k: getattr(full, k) for k in ("encoder_init", "grid", "fc_dim", "dropout")}
+    for row in ("CNN+LSTM", "Multi-CNN (2-fc)"):
+        with pytest.raises(Started):
+            X.run(row, "voc", "smoke", device="cpu", weights=weights, settings=encoder)
+    assert started == [True, True]
+    first, second = X.region_encoder(full, weights), X.region_encoder(full, weights)
+    assert torch.equal(first.net[0].weight, second.net[0].weight)
+    assert first.net[0].weight.data_ptr() != second.net[0].weight.data_ptr()   # one copy per model
+
+
+def test_demo_and_smoke_encoders_start_random_as_they_always_did(scratch, monkeypatch):
+    """No weights file in demo and smoke: the model draws its encoder in the order it always did."""
+    assert [X.settings_for(p).encoder_init for p in ("smoke", "demo")] == ["random", "random"]
+    started = []
+    _stop_at_training(monkeypatch, lambda model: started.append({k: v.clone() for k, v in model.state_dict().items()}))
+    for row in ("CNN+LSTM", "Multi-CNN (2-fc)"):
+        with pytest.raises(Started):
+            X.run(row, "voc", "smoke", device="cpu", train_seed=1)
+    s, L = X.settings_for("smoke"), X.splits("voc", "smoke").train.num_classes
+    torch.manual_seed(1)
+    lstm_row = M.RLSD(X.model_config(s, 128, L, "global"))
+    torch.manual_seed(1)
+    encoder = M.RLSD(X.model_config(s, 128, L, "global")).encoder
+    two_fc = torch.nn.ModuleDict({"encoder": encoder, "out": torch.nn.Linear(encoder.out_features, L)})
+    for state, model in zip(started, (lstm_row, two_fc)):
+        assert state.keys() == model.state_dict().keys()
+        assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="encoder_init"):
+        X.region_encoder(dataclasses.replace(s, encoder_init="imagenet"), None)
+
+
 def test_mean_fusion_averages_the_valid_regions_and_all_steps():
     p = torch.tensor([[[[0.2, 0.4], [0.0, 0.0]], [[0.6, 0.0], [0.2, 0.0]], [[0.9, 0.9], [0.9, 0.9]]]])  # [1, 3, 2, 2]
     mask = torch.tensor([[True, True, False]])

@@ -242,10 +242,13 @@ class LazyMaps(abc.ABC):
                         "read them batch by batch with features.map_apply / map_rows / pooled")
 
     def __getitem__(self, index) -> torch.Tensor:
-        """The float16 maps of a few images (an int, or a list / tensor of indices), computed or read
-        now: for a figure's examples, never for a whole split (use ``map_apply``)."""
+        """The float16 maps of a few images (an int, a slice, or a list / tensor of indices), computed
+        or read now: for a figure's examples or one batch (``maps[i:i + b]``, as RLSD's code reads
+        maps), never for a whole split (use ``map_apply``)."""
         if isinstance(index, int):
             return self[[index]][0]
+        if isinstance(index, slice):
+            index = range(*index.indices(len(self)))
         return map_apply(lambda x: x.to(MAP_DTYPE), self.subset(index), device="auto")
 
 

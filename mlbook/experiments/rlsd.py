@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .. import metrics
+from ..models import backbones
 from ..models import baselines as B
 from ..models import rlsd as M
 from ..profiles import get_profile, pick_device
@@ -51,6 +52,8 @@ class Settings:
     grid: int = 2                     # X = Y of the bilinear sampling
     fc_dim: int = 128                 # the two fc layers of the region encoder (paper 4096)
     dropout: float = 0.2
+    encoder_init: str = "random"      # the region encoder's start (``ENCODER_INITS``); "vgg16": VGG16's own
+                                      # ImageNet fc6/fc7 (Sec. III-A-3), needs grid 7, fc_dim 4096 on vgg16 maps
     loc_hidden: int = 64              # 3x3 conv of the localization layer (paper 256)
     embed: int = 64                   # W_ev, W_es (paper 64)
     hidden: int = 64                  # LSTM memory (paper 512)
@@ -75,8 +78,8 @@ def settings_for(profile) -> Settings:
     if profile.backbone == "small_cnn":
         return Settings(**base)
     return Settings(**base, lr=1e-4, train_regions=256, test_regions=256, grid=7, fc_dim=4096, dropout=0.5,
-                    loc_hidden=256, embed=64, hidden=512, max_steps=4, anchor_batch=256, loc_epochs=10,
-                    vg_images=5000, ss_mode="fast", ss_min_side=128, ss_size=None)
+                    encoder_init="vgg16", loc_hidden=256, embed=64, hidden=512, max_steps=4, anchor_batch=256,
+                    loc_epochs=10, vg_images=5000, ss_mode="fast", ss_min_side=128, ss_size=None)
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,6 +103,22 @@ def model_config(s: Settings, in_channels: int, num_labels: int, mode: str = "rl
                         loc_hidden=s.loc_hidden, train_regions=s.train_regions, test_regions=s.test_regions,
                         nms_iou=s.nms_iou, grid=s.grid, fc_dim=s.fc_dim, dropout=s.dropout, embed=s.embed,
                         hidden=s.hidden, max_steps=s.max_steps, fusion=fusion)
+
+
+ENCODER_INITS = ("random", "vgg16")
+
+
+def region_encoder(s: Settings, weights) -> M.RegionEncoder | None:
+    """The region encoder a new model starts from (Sec. III-A-3): None for ``encoder_init="random"``
+    (the model draws its own, in the order it always did), or VGG16's own ImageNet fc6/fc7 from
+    the checked vgg16 file of ``weights``. The file is read again for every model, so each gets its
+    own copy: the rows fine-tune the encoder, and a copy shared within a process would hand the
+    next seed or row weights another run had trained (results would depend on the run order)."""
+    if s.encoder_init not in ENCODER_INITS:
+        raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, not {s.encoder_init!r}")
+    if s.encoder_init == "random":
+        return None
+    return M.RegionEncoder.from_vgg16(backbones.vgg16_fc67(weights))
 
 
 def _base_config(stage, dataset, profile, root, seed, weights, s: Settings, keys=None) -> dict:
@@ -207,20 +226,23 @@ def _whole_image_logits(head, maps: torch.Tensor, side: int, grid: int) -> torch
 
 
 def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, side: int, *, seed: int,
-                 train_seed: int, device: str, folder: Path) -> dict:
+                 train_seed: int, device: str, weights, folder: Path) -> dict:
     """A Multi-CNN control, on Multi-CNN's own optimizer settings (``baselines.settings_for``):
-    head "linear" (pooled maps, as Multi-CNN) or "2fc"; loss "bce" (as Multi-CNN) or "eq14"."""
+    head "linear" (pooled maps, as Multi-CNN) or "2fc" (the region encoder as RLSD's starts,
+    ``region_encoder``); loss "bce" (as Multi-CNN) or "eq14"."""
     hs = baselines.settings_for(profile)
     L = data.train.num_classes
     torch.manual_seed(train_seed)
     if spec.head == "2fc":
-        encoder = M.RLSD(model_config(s, feats["train"].shape[1], L, "global")).encoder
+        encoder = region_encoder(s, weights)
+        if encoder is None:   # random: drawn as the global model draws it
+            encoder = M.RLSD(model_config(s, feats["train"].shape[1], L, "global")).encoder
         model = torch.nn.ModuleDict({"encoder": encoder, "out": torch.nn.Linear(encoder.out_features, L)})
         logits = lambda m, x: _whole_image_logits(m, x, side, s.grid)  # noqa: E731
         x_train, x_test = feats["train"], feats["test"]
     else:
         model, logits = B.LinearHead(feats["train"].shape[1], L), lambda m, x: m(x)  # noqa: E731
-        x_train, x_test = B.pooled(feats["train"]), B.pooled(feats["test"])
+        x_train, x_test = (features.pooled(feats[split], device) for split in ("train", "test"))   # lazy maps too
     if spec.loss == "bce":
         loss, prob = (lambda m, b: B.HEAD_LOSSES["bce"](logits(m, b[0]), b[1])), torch.sigmoid  # noqa: E731
     else:   # Eq. 14 on a softmax over the labels
@@ -259,10 +281,11 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         feats = _features(dataset, profile, root, seed, device, weights)
         if spec.head != "lstm":                                                 # a Multi-CNN control
             return _fit_control(row, spec, feats, data, s, profile, side, seed=seed, train_seed=train_seed,
-                                device=device, folder=folder)
+                                device=device, weights=weights, folder=folder)
         mode = "global" if spec.regions is None else "rlsd"
         torch.manual_seed(train_seed)
-        model = M.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion))
+        model = M.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion),
+                       encoder=region_encoder(s, weights))          # the init rows then copy CNN+LSTM's
         out: dict = {"config": dataclasses.asdict(model.cfg), "init": []}
         y = data.train.labels
         tensors = [feats["train"], y, shared.ignore_mask(data.train)]

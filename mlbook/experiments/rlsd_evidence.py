@@ -140,7 +140,7 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
             return torch.stack([map_at_k_resampled(sc, y, weights) for sc in scores])
         if metric.startswith("AP "):
             cls = _fig8_classes(test) if metric == "AP Fig. 8 classes" else [test.classes.index(metric[3:])]
-            return torch.stack([metrics.average_precision(sc, y, ign, weights=weights)[:, cls].nanmean(1) for sc in scores])
+            return torch.stack([claims.resampled_ap(sc, y, weights, ign)[:, cls].nanmean(1) for sc in scores])
         floor = 0.5 if metric.endswith(" (floor 0.5)") else None
         name = metric.removesuffix(" (floor 0.5)")
         preds = [predictions(r, row, floor, ignore=ign) for r in runs(row)]

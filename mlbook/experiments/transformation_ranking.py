@@ -53,6 +53,8 @@ class Settings:
     hidden: int = 4096                  # fc6/fc7 width of AlexNet
     dropout: float = 0.5
     pool: bool = False                  # True: average-pool the conv maps first (a variant, not AlexNet's fc6)
+    fc_init: str = "random"             # the head under fc8 (``new_ranker``): "random", one hidden layer; "alexnet":
+                                        # AlexNet's own ImageNet fc6 and fc7 (Sec. 3.6, Table 1)
     k: int = M.PAPER_K                  # Sec. 3.6: k = 100
     negatives: int = M.PAPER_NEGATIVES  # Sec. 3.3: 40 negatives per image
     margins: tuple = (0.1, 0.3, 1.0, 3.0, 10.0)   # grid for m (the paper gives none), chosen on the hold-out part
@@ -78,9 +80,10 @@ def settings_for(profile) -> Settings:
     if profile.backbone == "small_cnn":
         return Settings(epochs=profile.head_epochs, batch_size=256, lr=1e-3, hidden=128,
                         patience=profile.patience, holdout=profile.holdout, k_sweep=(10, 40, 70, 100))
-    # full: the ResNet maps (2048 x 14 x 14) are average-pooled first; flattened they would give fc6 1.6e9 weights
+    # full (Sec. 3.6): AlexNet's flattened 256 x 6 x 6 pool5 maps into its own ImageNet fc6, fc7 and a new fc8
+    # (k x d), Adam at the paper's 1e-6; conv1-conv5 stay frozen (the book caches their maps: a deviation)
     return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
-                    holdout=profile.holdout, pool=True)
+                    holdout=profile.holdout, lr=1e-6, fc_init="alexnet")
 
 
 # --- word vectors and the zero-shot split -------------------------------------------------------
@@ -144,12 +147,36 @@ def select_metrics(scores: torch.Tensor, labels: torch.Tensor, known, top_k: int
     return metrics.prf(scores[:, cols], labels[:, cols], k=top_k)
 
 
+FC_INITS = ("random", "alexnet")
+
+
+def new_ranker(in_features: int, d: int, s: Settings, weights=None, *, pretrained: bool = True) -> M.FrozenMapsRanker:
+    """The model a fit trains on maps of ``in_features`` values (flattened, or pooled with ``s.pool``).
+    ``s.fc_init`` "random": ``FrozenMapsRanker``'s one hidden layer, drawn as it always was. "alexnet":
+    the classifier of ``alexnet_transformation_net`` (Sec. 3.2, Table 1: AlexNet's own fc6 and fc7
+    from the checked ImageNet file of ``weights``, None meaning the torch hub cache as for the
+    trunk, and a new fc8 of k x d); the file is read for every model, so each fit trains its own
+    copy. A pooled variant cannot feed fc6 (9216 inputs): it gets a new fc6 and keeps fc7.
+    ``pretrained=False``: the same layers drawn at random (``mlbook plan`` counts them)."""
+    if s.fc_init not in FC_INITS:
+        raise ValueError(f"fc_init must be one of {FC_INITS}, not {s.fc_init!r}")
+    if s.fc_init == "random":
+        return M.FrozenMapsRanker(in_features, s.hidden, s.k, d, s.dropout, s.pool)
+    # the model file's None is "random layers"; the pipeline's None is "the torch hub cache" (= {} there)
+    source = ({} if weights is None else weights) if pretrained else None
+    classifier = M.alexnet_transformation_net(s.k, d, source).classifier   # Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8
+    if s.pool:
+        classifier[1] = torch.nn.Linear(in_features, classifier[1].out_features)
+    return M.FrozenMapsRanker(in_features, s.hidden, s.k, d, pool=s.pool, classifier=classifier)
+
+
 def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Tensor, s: Settings,
                *, known=None, seed: int = 0, train_seed: int = 0, device: str = "cpu", folder: Path | None = None,
-               margins=None, desc: str = "ranking"):
+               margins=None, weights=None, desc: str = "ranking"):
     """Train one model per margin of the grid on the fit part of the training set (early stopping on
     its hold-out part) and keep the one with the best hold-out top-k C-F1 + O-F1 among the known
-    labels. Never sees the test split, nor the held-out labels' annotations.
+    labels. Never sees the test split, nor the held-out labels' annotations. ``weights``: the
+    trunk's ImageNet file, whose fc6/fc7 a model starts from with ``s.fc_init="alexnet"``.
     Returns (model, margin, [(margin, hold-out metrics)], history of the kept model)."""
     fit_idx, val_idx = shared.holdout_split(len(train_labels), s.holdout, seed)
     part = lambda idx: features.map_rows(features.take(train_maps, idx), train_labels[idx])  # noqa: E731
@@ -158,7 +185,7 @@ def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Te
     for margin in (margins or s.margins):
         torch.manual_seed(train_seed)
         in_features = train_maps.shape[1] if s.pool else math.prod(train_maps.shape[1:])
-        model = M.FrozenMapsRanker(in_features, s.hidden, s.k, W.shape[1], s.dropout, s.pool)
+        model = new_ranker(in_features, W.shape[1], s, weights)
         ckpt = None if folder is None else folder / f"checkpoint_m{margin:g}.pt"
         history = fit(model, part(fit_idx), lambda m, b: ranking_loss(m, b, W, margin, s, known),
                       val_loss_fn=lambda m, b: ranking_loss(m, b, W, margin, s, known, all_negatives=True),
@@ -213,6 +240,11 @@ def rows(profile) -> dict:
     return out
 
 
+def row_settings(s: Settings, opts: dict) -> Settings:
+    """The settings of a row (``rows``): ``s`` with the row's k and pooling."""
+    return dataclasses.replace(s, k=opts.get("k", s.k), pool=opts.get("pool", s.pool))
+
+
 def margin_stage(words: str) -> str:
     return f"margin ({words})"            # words: "words" (the book's vectors) or "random"
 
@@ -221,13 +253,19 @@ def zero_shot_stage(split: int) -> str:
     return f"zero-shot features (split {split})"
 
 
+def zero_shot_runs(profile, datasets=("nuswide",)) -> list[shared.Run]:
+    """Each zero-shot split's frozen features, from a backbone that never saw its held-out labels.
+    Chapter 03 trains these backbones with the shared ones (every backbone the demo trains from
+    scratch, side by side on all cores); chapter 07 then loads them."""
+    return [shared.Run("transformation_ranking", zero_shot_stage(j), d, wave=-1) for d in datasets
+            for j in range(settings_for(profile).zero_shot_splits)]      # wave -1: beside the features
+
+
 def grid(profile, datasets=("nuswide",), seeds=(0,)) -> list[shared.Run]:
     """Every run of chapter 07: the frozen features; the stages side by side (each zero-shot split's
     features, from a backbone that never saw its labels; each word source's margin); then every row
     with every training seed, and the baselines."""
-    splits_ = range(settings_for(profile).zero_shot_splits)
-    runs = shared.feature_runs(datasets, trunk=TRUNK)
-    runs += [shared.Run("transformation_ranking", zero_shot_stage(j), d) for d in datasets for j in splits_]
+    runs = shared.feature_runs(datasets, trunk=TRUNK) + zero_shot_runs(profile, datasets)
     runs += [shared.Run("transformation_ranking", margin_stage(w), d) for d in datasets for w in ("words", "random")]
     runs += [shared.Run("transformation_ranking", r, d, t, wave=1) for d in datasets for r in rows(profile)
              for t in seeds]
@@ -278,7 +316,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
                                words=words, control=source == "random", s=s)["margin"]
     else:
         margin = ZERO_SHOT_MARGIN
-    s = dataclasses.replace(s, k=opts.get("k", s.k), pool=opts.get("pool", s.pool))
+    s = row_settings(s, opts)
     W = row_vectors(data.train.classes, source, words, seed, train_seed)
     name = features.trunk_of(profile, TRUNK)
     config = {"chapter": "07_transformation_ranking", "version": 3, **shared.data_key(dataset, profile, root, seed),
@@ -292,7 +330,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
                                          exclude_labels=exclude)
         model, m, curve, history = fit_ranker(
             feats["train"], data.train.labels, W, s, known=known_mask(C, unseen), seed=seed, train_seed=train_seed,
-            device=device, margins=(margin,), desc=f"ranking {row}")
+            device=device, margins=(margin,), weights=weights, desc=f"ranking {row}")
         out = {"scores": M.scores_from_norms(test_norms(model, feats["test"], W, device)), "margin": m,
                "history": history, "unseen": unseen if unseen is not None else torch.zeros(0, dtype=torch.long)}
         out.update(committee_evidence(model, feats["test"], W, device=device))
@@ -333,7 +371,7 @@ def choose_margin(dataset: str, profile, *, root=None, seed: int = 0, device: st
     def compute(folder: Path) -> dict:
         feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
         _, m, curve, _ = fit_ranker(feats["train"], data.train.labels, W, s, seed=seed, train_seed=0,
-                                    device=device, desc=f"margin {source}")
+                                    device=device, weights=weights, desc=f"margin {source}")
         return {"margin": m, "margin_curve": [[mm, val] for mm, val in curve]}
 
     return shared.cached("transformation_ranking", config, compute, profile, code=(choose_margin,),

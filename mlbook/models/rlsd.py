@@ -426,9 +426,11 @@ class RLSD(nn.Module):
     - mode "global" (CNN+LSTM): the whole image is the only region, i.e. VGG's pool5 + fc6 +
       fc7 of the whole image fed once to the LSTM. It is the model of the LSTM pre-training
       (Sec. III-D-b): ``init_from_global`` copies its encoder and LSTM into an RLSD model.
+    ``encoder``: the region encoder to start from (``RegionEncoder.from_vgg16``: VGG16's own
+    pretrained fc6/fc7, Sec. III-A-3); None draws a random one.
     """
 
-    def __init__(self, cfg: RLSDConfig):
+    def __init__(self, cfg: RLSDConfig, encoder: RegionEncoder | None = None):
         super().__init__()
         if cfg.mode not in ("rlsd", "global"):
             raise ValueError(f"mode must be 'rlsd' or 'global', not {cfg.mode!r}")
@@ -437,7 +439,13 @@ class RLSD(nn.Module):
         self.loc = (LocalizationLayer(cfg.in_channels, k, cfg.loc_hidden, stride=cfg.stride,
                                       scales=cfg.anchor_scales, ratios=cfg.anchor_ratios)
                     if cfg.mode == "rlsd" else None)
-        self.encoder = RegionEncoder(cfg.in_channels * cfg.grid * cfg.grid, cfg.fc_dim, cfg.dropout)
+        region = cfg.in_channels * cfg.grid * cfg.grid                   # a flattened C x X x Y region
+        if encoder is None:
+            encoder = RegionEncoder(region, cfg.fc_dim, cfg.dropout)
+        elif (encoder.in_features, encoder.out_features) != (region, cfg.fc_dim):
+            raise ValueError(f"the encoder maps {encoder.in_features} -> {encoder.out_features}, the config "
+                             f"{cfg.in_channels} x {cfg.grid} x {cfg.grid} = {region} -> {cfg.fc_dim}")
+        self.encoder = encoder
         self.lstm = RegionalLSTM(cfg.fc_dim, cfg.num_labels, cfg.embed, cfg.hidden, cfg.max_steps)
 
     def regions(self, maps: torch.Tensor, image_size, boxes=None):

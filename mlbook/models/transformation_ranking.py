@@ -256,19 +256,32 @@ def mean_pairwise_jaccard(A: torch.Tensor, W: torch.Tensor, top_n: int = 5) -> t
     return (jac * off).sum((1, 2)) / (k * (k - 1))                  # each pair counted twice / twice
 
 
-# --- the trained head on frozen conv maps (the demo's stand-in for fc6-fc8) -------------
+# --- the trained head on frozen conv maps (fc6-fc8, or the demo's stand-in) ---------------
 
 class FrozenMapsRanker(nn.Module):
     """Conv maps [B, D, h, w] -> A [B, k, d]: flatten, Linear(D*h*w, hidden), ReLU, Dropout,
     ``TransformationHead(hidden, k, d)`` (Eq. 1 with one hidden layer standing in for fc6-fc7,
     which read AlexNet's flattened 6 x 6 pool5 maps). ``pool=True``: average-pool the maps
-    first (``in_features`` = D), the input the book's linear baselines (WARP) read."""
+    first (``in_features`` = D), the input the book's linear baselines (WARP) read.
+    ``classifier``: the layers to use instead, ending with the ``TransformationHead`` (the
+    ``classifier`` of ``alexnet_transformation_net``: AlexNet's own fc6, fc7 and the new fc8 of
+    Table 1, on the flattened 256 x 6 x 6 pool5 maps); ``hidden`` is then fc8's input width."""
 
-    def __init__(self, in_features: int, hidden: int, k: int, d: int, dropout: float = 0.5, pool: bool = False):
+    def __init__(self, in_features: int, hidden: int, k: int, d: int, dropout: float = 0.5, pool: bool = False,
+                 *, classifier: nn.Sequential | None = None):
         super().__init__()
         self.pool = bool(pool)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.head = TransformationHead(hidden, k, d)
+        if classifier is None:
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
+            self.head = TransformationHead(hidden, k, d)
+        else:
+            *layers, head = classifier
+            fc6 = next(m for m in layers if isinstance(m, nn.Linear))
+            shape = (fc6.in_features, head.in_features, getattr(head, "k", None), getattr(head, "d", None))
+            if shape != (in_features, hidden, k, d):
+                raise ValueError(f"the classifier maps {shape[0]} -> {shape[1]} -> {shape[2]} x {shape[3]} "
+                                 f"(a TransformationHead last), not {in_features} -> {hidden} -> {k} x {d}")
+            self.body, self.head = nn.Sequential(nn.Flatten(), *layers), head
         self.k, self.d = int(k), int(d)
 
     def features(self, maps: torch.Tensor) -> torch.Tensor:
