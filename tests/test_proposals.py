@@ -145,3 +145,31 @@ def test_read_proposal_files_missing_file(images, tmp_path):
     _write(root, images[0], "0 0 5 5\n")
     with pytest.raises(FileNotFoundError, match=r"img_1.txt: no proposal file for image .*img_1.png"):
         P.read_proposal_files(root, images[:2], top=256)
+
+
+FORK_AFTER_SEARCH = """
+import os, sys
+import numpy as np
+from mlbook.models.proposals import selective_search_boxes, selective_search_many
+img = np.random.default_rng(0).integers(0, 256, (160, 200, 3), dtype=np.uint8)
+selective_search_boxes(img, top=20)          # OpenCV used in this process first, as an earlier test does
+pid = os.fork()                              # run_all forks its workers
+if pid == 0:
+    selective_search_boxes(img, top=20)
+    selective_search_many([sys.argv[1]], top=20, workers=1)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_process_forked_after_a_search_can_search(images):
+    """OpenCV's thread pool does not survive a fork: a forked run_all worker that searched (or set
+    OpenCV's thread count) hung for ever once its parent had searched on several threads, as a test
+    run's worker does. mlbook keeps OpenCV on one thread in every process, so there is no pool."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", FORK_AFTER_SEARCH, str(images[0])], capture_output=True, text=True,
+                          timeout=60, env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]

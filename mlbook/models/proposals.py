@@ -29,7 +29,15 @@ MIN_SIDE = 128   # selective search's graph segmentation needs more than a demo 
 CACHE_VERSION = 1   # bump when the boxes a setting produces change
 
 
+_OPENCV_ONE_THREAD = False   # set once per process; a forked child inherits it
+
+
 def _ximgproc():
+    """OpenCV with its contrib modules, on one thread. OpenCV's thread pool does not survive a fork:
+    a forked ``run_all`` worker hung for ever in its first OpenCV call once the parent had searched on
+    several threads. So mlbook never lets the pool start (processes are the parallelism), and sets
+    this before any OpenCV work in the process, never again after (the setting itself hung)."""
+    global _OPENCV_ONE_THREAD
     try:
         import cv2
     except ImportError:
@@ -38,6 +46,9 @@ def _ximgproc():
     if not hasattr(cv2, "ximgproc"):
         raise ImportError("this OpenCV has no ximgproc (contrib) module: uninstall opencv-python(-headless) "
                           "and pip install opencv-contrib-python-headless")
+    if not _OPENCV_ONE_THREAD:
+        cv2.setNumThreads(1)
+        _OPENCV_ONE_THREAD = True
     return cv2
 
 
@@ -124,9 +135,7 @@ def _search_and_cache(path: str, top: int, mode: str, min_side: int, size: int |
 
 def _one_thread() -> None:
     """Worker initialiser: one OpenCV and torch thread per process (the processes are the parallelism)."""
-    import cv2
-
-    cv2.setNumThreads(1)
+    _ximgproc()
     torch.set_num_threads(1)
 
 
@@ -188,25 +197,13 @@ def selective_search_many(image_paths, *, top: int | None = 256, mode: str = "fa
     n = min(workers or default_workers(), len(jobs))
     if n <= 1:
         for i, job in zip(todo, jobs):
-            out[i] = _in_one_thread(job)
+            out[i] = _search_and_cache(*job)   # OpenCV is on one thread (_ximgproc)
     else:
         context = multiprocessing.get_context("spawn")   # fork in a threaded caller (a test runner, a kernel) can deadlock
         with ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_one_thread) as pool:
             for i, boxes in zip(todo, pool.map(_search_and_cache, *zip(*jobs), chunksize=1)):
                 out[i] = boxes
     return [torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)) for b in out]
-
-
-def _in_one_thread(job: tuple) -> np.ndarray:
-    """A job in this process, with OpenCV on one thread as in the workers (its setting restored after)."""
-    import cv2
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        return _search_and_cache(*job)
-    finally:
-        cv2.setNumThreads(before)
 
 
 # --- a user's own proposals ---------------------------------------------------------------------------
