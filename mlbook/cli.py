@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RLSD: your own proposals, <PATH>/<image stem>.txt with 'x1 y1 x2 y2' per line, "
                         "ranked (e.g. MCG boxes), instead of selective search")
     p.add_argument("--lanes", type=int, default=None, metavar="N",
-                   help="chapters run side by side within a stage (default: 2 on a CPU with 2+ cores, "
-                        "1 in the full profile); the numbers do not depend on it")
+                   help="chapters run side by side within a stage (default: 01-03 two side by side on a CPU "
+                        "with 2+ cores, every other chapter alone with every core); the numbers do not "
+                        "depend on it")
     p.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
 
     p = sub.add_parser("data", help="inspect or generate data sets")

@@ -52,9 +52,8 @@ def chapters(root: Path | None = None) -> list[Path]:
 
 
 PREPARING_CHAPTERS = ("01_published_numbers", "02_data_and_metrics", "03_shared_backbone")  # 03: the backbones
-# the paper chapters longest first (demo, one worker each: 06 520 s, 07 442 s, 05 227 s, 04 142 s), so
-# that two lanes finish together (06 then 04 beside 07 then 05)
-LONGEST_FIRST = ("06_rlsd", "07_transformation_ranking", "05_cadm", "04_order_free_rnn")
+# the paper chapters longest first (demo, every core each: 07 146 s, 06 117 s, 05 78 s, 04 60 s)
+LONGEST_FIRST = ("07_transformation_ranking", "06_rlsd", "05_cadm", "04_order_free_rnn")
 
 
 def execution_order(todo: list[Path]) -> list[Path]:
@@ -76,21 +75,29 @@ def stages(todo: list[Path]) -> list[list[Path]]:
 
 
 def stage_workers(stage: list[Path], lanes: int) -> int:
-    """run_all workers of each chapter in a stage: every core in the stage of chapter 03 (which
-    trains three backbones while 01 and 02 take a minute), else the cores shared among the lanes
-    (measured on the demo: one worker per lane 1,011 s, one per core in each lane 1,119 s)."""
+    """run_all workers of each chapter in a stage: every core when the chapters of the stage run one
+    at a time, or in the stage of chapter 03 (which trains six backbones while 01 and 02 take a
+    minute), else the cores shared among the lanes."""
     cores = os.cpu_count() or 1
     preparing = any(p.stem == "03_shared_backbone" for p in stage)
     return cores if preparing or lanes <= 1 else max(1, cores // lanes)
 
 
-def default_lanes(profile: str) -> int:
-    """Chapters side by side: two on a CPU of two or more cores (each chapter's computations run
-    on one thread: the numbers do not depend on it); one in the full profile, whose chapters
-    share one accelerator."""
+def stage_lanes(stage: list[Path], profile: str, lanes: int | None = None) -> int:
+    """Chapters of a stage side by side (``--lanes`` overrides; the numbers depend on neither it nor
+    the workers, every computation is pinned to one thread): two on a CPU of two or more cores in
+    the preparing stage (01 and 02 beside chapter 03), else one, each chapter with every core.
+    Measured on the demo, 2 cores, cold: the paper chapters one at a time took 403 s, the slowest
+    chapter 146 s; two side by side, one worker each, 430 s, and chapter 06 alone 318 s. The full
+    profile runs one chapter at a time: its chapters share one accelerator."""
     from .profiles import get_profile
 
-    return 1 if get_profile(profile).threads is None else min(2, os.cpu_count() or 1)
+    if lanes:
+        return lanes
+    if get_profile(profile).threads is None:
+        return 1
+    preparing = any(p.stem in PREPARING_CHAPTERS for p in stage)
+    return min(2, os.cpu_count() or 1) if preparing else 1
 
 
 def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None, download: bool) -> None:
@@ -273,12 +280,12 @@ def main(args) -> int:
     print(f"profile {args.profile}: {len(todo)} chapter(s) -> {out_dir}"
           + (f" with parameters {parameters}" if parameters else "")
           + (f"; DRY RUN {dry_run}" if dry_run else ""))
-    lanes = args.lanes or default_lanes(args.profile)
     user_workers = os.environ.get("MLBOOK_WORKERS")
     times: dict[str, float] = {}
     bar = tqdm(total=len(todo), desc="chapters", unit="ch")
     started = time.perf_counter()
     for stage in stages(todo):
+        lanes = stage_lanes(stage, args.profile, args.lanes)
         if not user_workers:   # the kernels of a stage inherit it
             os.environ["MLBOOK_WORKERS"] = str(stage_workers(stage, lanes))
         with ThreadPoolExecutor(max_workers=min(lanes, len(stage))) as pool:   # each chapter: its own kernel
@@ -302,7 +309,7 @@ def main(args) -> int:
     print("\nchapter wall times")
     for name, s in times.items():
         print(f"  {name:<32} {s:7.1f} s")
-    print(f"  {'total':<32} {total:7.1f} s  ({wall:.1f} s wall, {lanes} lane(s))")
+    print(f"  {'total':<32} {total:7.1f} s  ({wall:.1f} s wall)")
     if not args.no_build:
         if out_dir.resolve() != (root / "book").resolve():
             print(f"(book not built: executed notebooks went to {out_dir}, the book renders book/)")

@@ -79,5 +79,16 @@ def test_stages_run_the_preparing_chapters_first_and_the_introduction_last():
     from mlbook.reproduce import stages
 
     names = [[p.stem[:2] for p in stage] for stage in stages(CHAPTERS)]
-    assert names == [["03", "01", "02"], ["06", "07", "05", "04"], ["00"]]
+    assert names == [["03", "01", "02"], ["07", "06", "05", "04"], ["00"]]
     assert [[p.stem[:2] for p in s] for s in stages(select(CHAPTERS, "00,04"))] == [["04"], ["00"]]
+
+
+def test_paper_chapters_run_one_at_a_time_with_every_core(monkeypatch):
+    from mlbook.reproduce import stage_lanes, stage_workers, stages
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    prepare, papers, intro = stages(CHAPTERS)
+    assert [stage_lanes(s, "demo") for s in (prepare, papers, intro)] == [2, 1, 1]
+    assert [stage_workers(s, stage_lanes(s, "demo")) for s in (prepare, papers, intro)] == [2, 2, 2]
+    assert stage_lanes(prepare, "full") == 1 and stage_lanes(papers, "demo", lanes=2) == 2
+    assert stage_workers(papers, 2) == 1                                    # --lanes 2: the cores shared
