@@ -92,3 +92,15 @@ def test_paper_chapters_run_one_at_a_time_with_every_core(monkeypatch):
     assert [stage_workers(s, stage_lanes(s, "demo")) for s in (prepare, papers, intro)] == [2, 2, 2]
     assert stage_lanes(prepare, "full") == 1 and stage_lanes(papers, "demo", lanes=2) == 2
     assert stage_workers(papers, 2) == 1                                    # --lanes 2: the cores shared
+
+
+def test_experiments_files_and_chapter_code_cells_stay_small():
+    """Issue 14's limits: no experiments file over 500 lines, no chapter code cell over 40 lines."""
+    import jupytext
+
+    long_files = {p.name: n for p in (ROOT / "mlbook" / "experiments").glob("*.py")
+                  if (n := len(p.read_text().splitlines())) > 500}
+    assert not long_files
+    long_cells = {(py.name, i): n for py in CHAPTERS for i, c in enumerate(jupytext.read(py).cells)
+                  if c.cell_type == "code" and (n := len(c.source.splitlines())) > 40}
+    assert not long_cells
