@@ -60,8 +60,18 @@ def atomic_path(path: str | os.PathLike):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file renamed over ``path``. A full disk makes torch raise a bare
+    "unexpected pos" RuntimeError; the error then names the file and the space left."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:
+            free = shutil.disk_usage(Path(path).parent).free
+            if free < 2 ** 30 or "unexpected pos" in str(err):
+                raise OSError(f"writing {path} failed ({err}); {free / 2 ** 30:.2f} GiB free on its disk: "
+                              "free some space (or set MLBOOK_RUNS to a larger disk) and rerun, finished runs "
+                              "are kept") from err
+            raise
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:

@@ -1,6 +1,7 @@
 """The experiment cache: reuse, invalidation, force, atomic writes."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -222,3 +223,18 @@ def test_code_fingerprint_is_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
     assert len(outs) == 1
+
+
+def test_a_full_disk_names_the_file_and_the_space_left(tmp_path, monkeypatch):
+    """torch.save on a full disk raises a bare "unexpected pos" RuntimeError; the error names the file."""
+    from mlbook.cache import atomic_torch_save
+
+    def full_disk(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 484162112 vs 484162004")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    target = tmp_path / "runs" / "result.pt"
+    with pytest.raises(OSError, match=r"writing .*result\.pt failed .* GiB free on its disk"):
+        atomic_torch_save({"x": 1}, target)
+    assert not target.exists() and not list(target.parent.glob(".*.tmp"))   # no partial file left
