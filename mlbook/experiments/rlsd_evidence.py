@@ -9,7 +9,7 @@ import torch
 
 from .. import claims, metrics, report
 from . import shared
-from .rlsd import CONTROLS, BASELINE_ROWS, predictions
+from .rlsd import BASELINE_ROWS, CONTROLS, ROWS, predictions
 
 
 # --- evidence and claims -----------------------------------------------------------------------
@@ -160,6 +160,8 @@ def testability(claim: claims.Claim, data: shared.Splits, trained) -> tuple[bool
     if "hand-picked examples" in claim.metrics:
         return False, HAND_PICKED
     missing = [r for r in (claim.better, claim.worse) if r not in trained and r not in STAGE_ROWS and r not in AREA_BINS]
+    if missing and set(missing) <= set(ROWS):   # a row of the book's grid, not trained on this data set
+        return False, f"{', '.join(missing)}: not trained on this data set (RLSD+ft-RPN needs object boxes)"
     if missing:
         return False, f"{', '.join(missing)}: {PUBLISHED_ONLY}"
     needs_boxes = claim.better in AREA_BINS or claim.better in STAGE_ROWS or set(claim.metrics) & set(BOX_METRICS)
