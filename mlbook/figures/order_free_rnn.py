@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import open_rgb
+from ..experiments.features import map_apply
 from ..models.order_free_rnn import OrderFreeRNN
 
 SCALES = ("shared", "own")
@@ -101,7 +102,7 @@ def attention_shift(model: OrderFreeRNN, maps: torch.Tensor, sequences: torch.Te
     "different"). Returns {"consecutive labels, same image", "first label, two images"}.
     """
     seqs = sequences[:, :k]
-    alphas = model.replay(maps.float(), seqs)                       # [N, k, m]
+    alphas = map_apply(model.replay, maps, seqs)        # [N, k, m]; maps on disk or streamed: batch by batch
     both = (seqs[:, 1:] >= 0) & (seqs[:, :-1] >= 0)
     tv_steps = 0.5 * (alphas[:, 1:] - alphas[:, :-1]).abs().sum(-1)
     first = alphas[:, 0]
