@@ -237,7 +237,11 @@ def _barrier() -> None:
 
 
 def load_result(folder: Path) -> dict:
-    return torch.load(folder / RESULT, map_location="cpu", weights_only=True)
+    """A stored result, its tensors memory-mapped from the file (copy-on-write, the file is never
+    written): a chapter loads every run of its grid, and the weights some results keep (RLSD's
+    VGG16 fc6 of 411 MB, for the rows that start from CNN+LSTM) take no memory until read, so the
+    chapter's process holds what it reads (scores, histories), not the grid's weights."""
+    return torch.load(folder / RESULT, map_location="cpu", weights_only=True, mmap=True)
 
 
 _QUIET = contextvars.ContextVar("quiet", default=False)
@@ -300,9 +304,9 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
         if verbose and not _QUIET.get():
             print(f"[run] {method}/{folder.name}: computed in {result['wall_s']:.1f} s")
     _barrier()
-    if world > 1 and rank != 0:   # every rank returns the one result rank 0 wrote
-        result = load_result(folder)
-    return result
+    # every rank returns the one result rank 0 wrote, read back as a later call reads it: a computed
+    # run and a loaded one are the same object, and the compute's own tensors are freed on return
+    return load_result(folder)
 
 
 def is_cached(method: str, config: dict) -> bool:

@@ -688,7 +688,8 @@ def full_book_runs(seeds: int = 3, profile=None, device: str = "cuda") -> list[R
     ctx = Context(get_profile(profile or "full"), device)
     groups: dict[tuple, RunCost] = {}
     pooled: set = set()
-    for chapter, run in grid_runs(ctx.profile, seeds):
+    grid = grid_runs(ctx.profile, seeds)
+    for chapter, run in grid:
         costs = [run_cost(chapter, run, ctx)]
         if run.paper == "baselines" or (run.paper == "rlsd" and run.row.startswith("Multi-CNN (Eq")):
             trunk = trunk_of(ctx.profile, dict(run.options).get("trunk") or _paper_trunk(run.paper, chapter))
@@ -709,7 +710,32 @@ def full_book_runs(seeds: int = 3, profile=None, device: str = "cuda") -> list[R
                 g.extra_flops = max(g.extra_flops, cost.extra_flops)
             else:
                 groups[key] = cost
-    return list(groups.values())
+    return list(groups.values()) + chapter_processes(ctx, grid, groups)
+
+
+#: [N_test, C] float32 arrays of one loaded result that a chapter reads (its scores, and the top-k
+#: predictions and per-image values the tables and the claims' bootstrap derive from them)
+RESULT_ARRAYS_READ = 3
+
+
+def chapter_processes(ctx: Context, grid: list, groups: dict) -> list[RunCost]:
+    """The chapter's own process after its grid: every run's result loaded (``cache.load_result``
+    memory-maps the tensors, so the weights some results keep cost nothing until read; what is
+    read is the test scores and what the tables, figures and claims derive from them). On a GPU
+    the runs train in that same process, one after the other, so each run group's host peak
+    also carries the results loaded before it (at most all of the chapter's)."""
+    out = []
+    for chapter, (_, datasets) in CHAPTERS.items():
+        runs = [r for c, r in grid if c == chapter and r.paper != "features"]
+        read = sum(outputs_bytes(ctx.split(r.dataset)[1], CLASSES[r.dataset], RESULT_ARRAYS_READ) for r in runs)
+        if ctx.device != "cpu":
+            for (number, _, _), g in groups.items():
+                if number == chapter[:2]:
+                    g.host_bytes += read
+        out.append(RunCost(chapter[:2], f"the chapter's process: {len(runs)} results loaded (memory-mapped, "
+                           "scores read), tables, figures, claims", ", ".join(datasets), 0.0, 0, 0, 1,
+                           host_bytes=ctx.base_host() + read))
+    return out
 
 
 def _paper_trunk(paper: str, chapter: str) -> str:

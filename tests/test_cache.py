@@ -238,3 +238,24 @@ def test_a_full_disk_names_the_file_and_the_space_left(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"writing .*result\.pt failed .* GiB free on its disk"):
         atomic_torch_save({"x": 1}, target)
     assert not target.exists() and not list(target.parent.glob(".*.tmp"))   # no partial file left
+
+
+def _rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc")
+def test_results_are_memory_mapped_so_weights_they_keep_take_no_memory_until_read(runs):
+    """A chapter loads every run of its grid; RLSD's results keep 484 MB of weights each. Loaded (and
+    freshly computed) results map their tensors from the file: RSS grows by what is read only."""
+    big = 64 * 2 ** 20                                                  # 256 MB of float32 weights
+
+    def compute(folder):
+        return {"state_dict": {"fc6": torch.ones(big)}, "scores": torch.full((10, 3), 0.25)}
+
+    before = _rss_bytes()
+    computed = experiments.run("m", {"big": 1}, compute, verbose=False)
+    loaded = experiments.run("m", {"big": 1}, compute, verbose=False)
+    assert _rss_bytes() - before < 64 * 2 ** 20                          # neither holds the 256 MB
+    assert torch.equal(computed["scores"], loaded["scores"]) and loaded["scores"][0, 0] == 0.25
+    assert loaded["state_dict"]["fc6"][-5:].tolist() == [1.0] * 5        # read on demand, the same values
