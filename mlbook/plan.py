@@ -710,7 +710,17 @@ def full_book_runs(seeds: int = 3, profile=None, device: str = "cuda") -> list[R
                 g.extra_flops = max(g.extra_flops, cost.extra_flops)
             else:
                 groups[key] = cost
-    return list(groups.values()) + chapter_processes(ctx, grid, groups)
+    loaded = results_loaded(ctx, grid)
+    if ctx.device != "cpu":   # on a GPU the runs train in the chapter's process, beside its loaded results
+        for (number, _, _), g in groups.items():
+            g.host_bytes += loaded[number][1]
+    processes = []
+    for chapter, (_, datasets) in CHAPTERS.items():
+        n, read = loaded[chapter[:2]]
+        processes.append(RunCost(chapter[:2], f"the chapter's process: {n} results loaded (memory-mapped, scores "
+                                 "read), tables, figures, claims", ", ".join(datasets), 0.0, 0, 0, 1,
+                                 host_bytes=ctx.base_host() + read))
+    return list(groups.values()) + processes
 
 
 #: [N_test, C] float32 arrays of one loaded result that a chapter reads (its scores, and the top-k
@@ -718,24 +728,19 @@ def full_book_runs(seeds: int = 3, profile=None, device: str = "cuda") -> list[R
 RESULT_ARRAYS_READ = 3
 
 
-def chapter_processes(ctx: Context, grid: list, groups: dict) -> list[RunCost]:
-    """The chapter's own process after its grid: every run's result loaded (``cache.load_result``
-    memory-maps the tensors, so the weights some results keep cost nothing until read; what is
-    read is the test scores and what the tables, figures and claims derive from them). On a GPU
-    the runs train in that same process, one after the other, so each run group's host peak
-    also carries the results loaded before it (at most all of the chapter's)."""
-    out = []
-    for chapter, (_, datasets) in CHAPTERS.items():
-        runs = [r for c, r in grid if c == chapter and r.paper != "features"]
-        read = sum(outputs_bytes(ctx.split(r.dataset)[1], CLASSES[r.dataset], RESULT_ARRAYS_READ) for r in runs)
-        if ctx.device != "cpu":
-            for (number, _, _), g in groups.items():
-                if number == chapter[:2]:
-                    g.host_bytes += read
-        out.append(RunCost(chapter[:2], f"the chapter's process: {len(runs)} results loaded (memory-mapped, "
-                           "scores read), tables, figures, claims", ", ".join(datasets), 0.0, 0, 0, 1,
-                           host_bytes=ctx.base_host() + read))
-    return out
+def results_loaded(ctx: Context, grid: list) -> dict[str, tuple[int, float]]:
+    """{chapter number: (results, bytes)} its own process holds after its grid: every run's result
+    loaded (``cache.load_result`` memory-maps the tensors, so the weights some results keep cost
+    nothing until read; what is read is the test scores and what the tables, figures and claims
+    derive from them). On a GPU the runs train in that same process, one after the other, so each
+    run group's host peak carries them too (at most all of the chapter's)."""
+    loaded = {chapter[:2]: (0, 0.0) for chapter in CHAPTERS}
+    for chapter, r in grid:
+        if r.paper != "features":
+            n, read = loaded[chapter[:2]]
+            loaded[chapter[:2]] = (n + 1, read + outputs_bytes(ctx.split(r.dataset)[1], CLASSES[r.dataset],
+                                                               RESULT_ARRAYS_READ))
+    return loaded
 
 
 def _paper_trunk(paper: str, chapter: str) -> str:
