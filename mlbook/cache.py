@@ -6,6 +6,9 @@ same config, loads it instead of recomputing. A result is reused only if it was
 made by the same code and from the same data: each entry records a fingerprint
 of the source of the modules that produced it (``code``) and of the data it saw
 (``data``); when either differs, the entry is recomputed and one line says why.
+Those lines ("loaded", "recomputing", "computed in") go to the ``mlbook.cache`` logger at INFO,
+which prints nothing unless a handler is attached (``log_to``): a chapter's output never shows
+them, ``python -m mlbook train`` writes them to stderr.
 
 Results hold tensors, numbers, strings, lists and dicts only, and are loaded
 with ``torch.load(weights_only=True)``: no pickle in ``runs/`` runs code on load.
@@ -25,6 +28,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,6 +44,7 @@ import torch
 from .profiles import runs_dir
 
 RESULT, META = "result.pt", "result.json"
+log = logging.getLogger(__name__)
 
 
 # --- atomic writes ---------------------------------------------------------
@@ -153,7 +158,7 @@ def _closure(obj: Any, out: dict[str, str]) -> None:
             if not _in_package(value):
                 continue
             if value.__name__.startswith("mlbook.models"):
-                out.update(code_fingerprint([value]))
+                out.update(code_fingerprint([value, *_model_parts(value)]))
                 continue
             for attr in sorted(names):
                 member = getattr(value, attr, None)
@@ -164,6 +169,14 @@ def _closure(obj: Any, out: dict[str, str]) -> None:
         elif isinstance(value, (bool, int, float, str, tuple, frozenset)) or (
                 isinstance(value, dict) and len(repr(value)) < 10_000):
             out[f"{obj.__module__}.{name}"] = _digest(_stable_repr(value, out))
+
+
+def _model_parts(module: ModuleType) -> list[ModuleType]:
+    """The other model files a model file imports from at its top (a paper's model in parts:
+    ``rlsd.py`` reads its localization layer from ``rlsd_localization.py``): they count whole with it."""
+    parts = {getattr(v, "__name__", None) if isinstance(v, ModuleType) else getattr(v, "__module__", None)
+             for v in vars(module).values() if isinstance(v, ModuleType) or inspect.isfunction(v) or inspect.isclass(v)}
+    return [sys.modules[n] for n in sorted(p for p in parts if p and p.startswith("mlbook.models") and p != module.__name__)]
 
 
 def _stable_repr(value: Any, out: dict[str, str]) -> str:
@@ -212,11 +225,19 @@ def _fingerprint(items: tuple) -> tuple:
         except ValueError:
             name = path.name
         out[name] = _digest(path.read_bytes())
-    return tuple(sorted(out.items()))
+    return tuple(sorted((k, v) for k, v in out.items() if not _runner(k)))
+
+
+def _runner(key: str) -> bool:
+    """Whether a fingerprint name is this module's own: the runner that stores and loads a result
+    (and its run-time state) is not the code that made it, so its names are dropped from every
+    fingerprint (what its functions reach elsewhere in the package still counts). Entries stored
+    before this rule name them; the comparison (``_changed``) ignores them, so they stay current."""
+    return key.startswith(__name__ + ".")
 
 
 def _changed(old: dict, new: dict) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not _runner(k))
 
 
 # --- the runner --------------------------------------------------------------
@@ -249,13 +270,32 @@ _QUIET = contextvars.ContextVar("quiet", default=False)
 
 @contextlib.contextmanager
 def quiet():
-    """No per-run "loaded" / "computed in" lines inside (a grid's caller reports; wall times in a
-    notebook's output would change it on every run)."""
+    """Per-run "loaded" / "computed in" lines inside go to the log at DEBUG, not INFO (a grid's
+    hundreds of runs; its caller reports)."""
     token = _QUIET.set(True)
     try:
         yield
     finally:
         _QUIET.reset(token)
+
+
+def log_to(stream=None, level: int = logging.INFO) -> logging.Handler:
+    """Show the cache's lines ("[cache] ...: loaded", "[run] ...: computed in 1.4 s") on ``stream``
+    (default: stderr), as ``python -m mlbook train`` does; once per stream. Returns the handler."""
+    stream = stream or sys.stderr
+    for handler in log.handlers:
+        if getattr(handler, "stream", None) is stream:
+            return handler
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(min(level, log.level or level))
+    return handler
+
+
+def _say(verbose: bool, message: str) -> None:
+    if verbose:
+        log.log(logging.DEBUG if _QUIET.get() else logging.INFO, message)
 
 
 def run(method: str, config: dict, compute: Callable[[Path], dict], *,
@@ -274,17 +314,15 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
     fingerprint = {"code": code_fingerprint(code), "data": canonical(data)}
     force = force or os.environ.get("MLBOOK_FORCE", "") == "1"
     rank, world = _rank_world()
-    if _PROBING:
+    if _PROBING.get():
         raise Probe(not force and _current(folder, fingerprint) == [])
     if (folder / RESULT).exists() and (folder / META).exists() and not force:
         changed = _current(folder, fingerprint)
         if changed == []:
-            if verbose and rank == 0 and not _QUIET.get():
-                print(f"[cache] {method}/{folder.name}: loaded")
+            _say(verbose and rank == 0, f"[cache] {method}/{folder.name}: loaded")
             return load_result(folder)
-        if verbose and rank == 0 and not _QUIET.get():
-            why = "data changed" if changed == ["data"] else f"code changed ({', '.join(changed)})"
-            print(f"[cache] {method}/{folder.name}: {why}; recomputing")
+        why = "data changed" if changed == ["data"] else f"code changed ({', '.join(changed)})"
+        _say(verbose and rank == 0, f"[cache] {method}/{folder.name}: {why}; recomputing")
         force = True
     if rank == 0:
         if force and folder.exists():
@@ -301,8 +339,7 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
     if rank == 0:
         atomic_torch_save(result, folder / RESULT)
         atomic_write_text(json.dumps({**fingerprint, "wall_s": result["wall_s"]}, indent=2), folder / META)
-        if verbose and not _QUIET.get():
-            print(f"[run] {method}/{folder.name}: computed in {result['wall_s']:.1f} s")
+        _say(verbose, f"[run] {method}/{folder.name}: computed in {result['wall_s']:.1f} s")
     _barrier()
     # every rank returns the one result rank 0 wrote, read back as a later call reads it: a computed
     # run and a loaded one are the same object, and the compute's own tensors are freed on return
@@ -333,19 +370,19 @@ class Probe(Exception):
         self.cached = cached
 
 
-_PROBING = False
+# run-time state, never a constant: a context variable, which the code fingerprint does not read
+_PROBING = contextvars.ContextVar("probing", default=False)
 
 
 def would_compute(fn: Callable, *args, **kwargs) -> bool:
     """Whether ``fn(*args, **kwargs)`` would compute (not load) the first cached result it asks
     for; nothing is computed or loaded to find out. ``run_all`` sends only those calls to its
     worker processes."""
-    global _PROBING
-    _PROBING = True
+    token = _PROBING.set(True)
     try:
         fn(*args, **kwargs)
     except Probe as probe:
         return not probe.cached
     finally:
-        _PROBING = False
+        _PROBING.reset(token)
     return False

@@ -1,4 +1,4 @@
-"""`python -m mlbook ...`: reproduce, data, evaluate, train, bench.
+"""`python -m mlbook ...`: reproduce, verify, plan, data, evaluate, train, bench.
 
 Every subcommand is a thin wrapper over a package function, so a notebook, the
 CLI and a torchrun launch all run the same code.
@@ -6,9 +6,11 @@ CLI and a torchrun launch all run the same code.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
+from . import papers
 from .profiles import PROFILES
 
 
@@ -42,6 +44,7 @@ def _add_dry_run(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlbook", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("reproduce", help="execute the chapters with papermill and build the book")
@@ -78,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--profile", choices=("smoke", "demo"), default="demo")
     q.add_argument("--out", required=True, metavar="PATH")
     q.add_argument("--seed", type=int, default=0)
+    q = dsub.add_parser("split", help="a COCO 2014 layout (train2014 / val2014) from a COCO root with one annotation "
+                        "file (coco128), with a seeded hold-out as the test split")
+    q.add_argument("--dataset", choices=("coco",), required=True,
+                   help="coco only (VOC 2007 and NUS-WIDE ship with their official splits)")
+    q.add_argument("--root", required=True, metavar="PATH", help="holds annotations/ with one instances_*.json")
+    q.add_argument("--out", required=True, metavar="NEW_ROOT", help="a new (or empty) folder")
+    q.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+                   help="share of the images held out as val2014, the test split (default 0.2)")
+    q.add_argument("--seed", type=int, default=0, help="the permutation's seed (default 0): the images sorted by "
+                   "id, permuted by numpy.random.default_rng(SEED).permutation; the first round(F x N) are the test "
+                   "split, the rest train2014")
+    q.add_argument("--copy", action="store_true", help="copy the images (default: symlinks to the source files)")
 
     p = sub.add_parser("evaluate", help="score a model's outputs under every paper's convention")
     p.add_argument("scores", help="scores [N, C] as .npy or .csv")
@@ -133,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="GPU hours, peak host/GPU memory and disk of every run of the full profile's "
                        "grids (FLOPs and sizes from the shapes, on the meta device); exit 1 if a run does not fit")
     p.add_argument("--profile", choices=("full",), default="full")
-    p.add_argument("--machine", choices=("h200", "h100", "a100", "l4"), default="h200",
-                   help="the machine the plan must fit: its GPU, 128 GiB RAM, 64 GiB disk, 16 cores (default h200)")
+    p.add_argument("--machine", choices=("h200", "h100", "a100", "l4"), default=None,
+                   help="the machine the plan must fit: its GPU, 128 GiB RAM, 64 GiB disk, 16 cores "
+                        "(default: the machine of --gpu, else h200)")
     p.add_argument("--gpu", choices=("h100", "h200", "a100", "l4"), default=None,
                    help="price the GPU hours on this GPU (default: the machine's)")
     p.add_argument("--utilisation", type=float, default=0.4, help="share of the GPU's bf16 peak reached (default 0.4)")
@@ -149,12 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     q = bsub.add_parser("metrics", help="vectorised metrics vs a per-class scikit-learn loop")
     q.add_argument("--n", type=int, default=40504)
     q.add_argument("--c", type=int, default=80)
-    q = bsub.add_parser("decode", help="batched beam search vs a per-image loop")
+    q = bsub.add_parser("decode", help="batched beam search vs a per-image loop (the sequence model's own steps)")
     q.add_argument("--device", default="auto")
     q.add_argument("--merge-sets", action="store_true", help="beam search with set-merged paths")
     q = bsub.add_parser("train", help="training throughput (img/s) on synthetic tensors")
-    q.add_argument("--model", default="cadm", help="cadm (baseline and lambda=0.5), baseline, lambda0, lambda0.5, "
-                   "rlsd (RLSD, scaling with the regions M) or ranking (the transformation ranking model)")
+    benched = [p.key for p in papers.PAPERS if "bench_train" in p.benches]   # read without importing torch
+    q.add_argument("--model", default=benched[0], metavar="PAPER",
+                   help=f"the paper whose model trains: {', '.join(benched)} (default {benched[0]})")
+    q.add_argument("--rows", default=None, metavar="ROW[,ROW...]",
+                   help="the paper's rows to time, where its bench times several (e.g. baseline,lambda0.5)")
     q.add_argument("--profile", choices=PROFILES, default="demo")
     q.add_argument("--image-size", type=int, default=None)
     q.add_argument("--batch-size", type=int, default=None)
@@ -166,15 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _methods(profile) -> dict:
-    """Every trainable row of the four papers and the baselines: "paper:row" -> (paper, row)."""
-    from .experiments import shared
-
+    """Every trainable row of the registry's papers and of the shared stages: "module:row" -> (module, row)."""
     out = {}
-    for paper in shared.PAPERS:
-        module = shared.paper_module(paper)
-        rows = module.rows(profile) if hasattr(module, "rows") else module.ROWS
-        for row in [*rows, *getattr(module, "STAGES", ())]:
-            out[f"{paper}:{row}"] = (paper, row)
+    for name in (*papers.SHARED_EXPERIMENTS, *(p.key for p in papers.PAPERS)):
+        module = papers.experiment_module(name)
+        for row in (*module.rows(profile), *module.stages(profile)):
+            out[f"{name}:{row}"] = (name, row)
     return out
 
 
@@ -186,11 +202,22 @@ def _slug(name: str) -> str:
 
 
 def _train(args) -> int:
-    """``python -m mlbook train``: one row, one or several training seeds, every knob a flag."""
+    """``python -m mlbook train``: one row, one or several training seeds, every knob a flag.
+    Whether each result was loaded or computed is a line on stderr (stdout is the JSON results)."""
+    from . import cache
     from .experiments import shared
     from .profiles import get_profile
-    from .reproduce import weights_parameter
+    from .reproduce import note_unread_weights, require_device, weights_parameter
 
+    cache.log_to(sys.stderr)
+
+    try:
+        train_seeds = [int(t) for t in args.train_seeds.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--train-seeds takes comma-separated integers (e.g. 0,1,2), not {args.train_seeds!r}") from None
+    if not train_seeds:
+        raise ValueError(f"--train-seeds names no seed (comma-separated integers, e.g. 0,1,2): {args.train_seeds!r}")
+    require_device(args.device)
     prof = get_profile(args.profile).limited(args.limit_images, args.max_steps)
     if args.patience is not None:
         prof = prof.replace(patience=args.patience)
@@ -208,16 +235,15 @@ def _train(args) -> int:
                                   ("patience", args.patience)) if v is not None}
     options = {"vg_root": args.vg_root, "word_vectors": args.word_vectors, "proposals_root": args.proposals_root}
     weights = weights_parameter(args.weights)
-    _require_weights(prof, [shared.paper_module(paper)], weights, args.download_weights)
+    note_unread_weights(args)
+    module = papers.experiment_module(paper)
+    _require_weights(prof, [module], weights, args.download_weights)
     setting = shared.Setting(prof, {args.dataset: args.root}, args.seed, args.device, weights,
                              {k: v for k, v in options.items() if v is not None})
-    module = shared.paper_module(paper)
-    for train_seed in [int(t) for t in args.train_seeds.split(",") if t.strip()]:
+    for train_seed in train_seeds:
         kw = {"settings": settings} if settings else {}
-        if paper == "cadm" and args.lam is not None:
-            from .models.cadm import CADMOptions
-
-            kw["options"] = CADMOptions(lam=args.lam)
+        if hasattr(module, "train_overrides"):   # a paper's own flags (CADM's --lam)
+            kw.update(module.train_overrides(vars(args)))
         extra = {k: v for k, v in setting.options.items() if k in getattr(module, "OPTIONS", ())}
         result = module.run(row, args.dataset, prof, root=args.root, seed=args.seed, train_seed=train_seed,
                             device=args.device, weights=weights, force=args.force, **extra, **kw)
@@ -229,19 +255,19 @@ def _train(args) -> int:
 
 def _plan(args) -> int:
     """``python -m mlbook plan``: the table, then one line per run group that does not fit the machine (exit 1)."""
-    from .plan import disk_note, fits, plan
+    from .plan import checked_line, disk_note, fits, plan, plan_target
     from .profiles import get_profile
 
     profile = get_profile(args.profile).limited(args.limit_images, args.max_steps)
-    from .plan import MACHINES
-
-    table = plan(args.gpu or MACHINES[args.machine].gpu, args.utilisation, args.seeds, machine=args.machine, profile=profile,
-                 device=args.device, rows=args.rows)
+    gpu, machine = plan_target(args.gpu, args.machine)   # --gpu prices the hours, --machine the fit
+    table = plan(gpu, args.utilisation, args.seeds, machine=machine, profile=profile, device=args.device,
+                 rows=args.rows)
     print(table.to_markdown(index=False))
-    note = disk_note(table, args.machine)
+    print(checked_line(gpu, machine))
+    note = disk_note(table, machine)
     if note:
         print(note)
-    problems = fits(table, args.machine)
+    problems = fits(table, machine)
     for line in problems:
         print(f"does not fit: {line}", file=sys.stderr)
     return 1 if problems else 0
@@ -251,15 +277,54 @@ def _require_weights(profile, modules, weights, download: bool) -> None:
     """Fail before any work, in one message, when a full-profile trunk's weights are missing."""
     if profile.backbone == "small_cnn":
         return
-    from .models.backbones import require_weights
+    from .weights import require_weights
 
     trunks = sorted({getattr(m, "TRUNK", profile.backbone) for m in modules})
     require_weights(trunks, weights, download=download)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _bench(args) -> int:
+    """``python -m mlbook bench``: the metrics here; decoding and training from the papers' bench modules."""
+    if args.bench_command == "metrics":
+        from .bench.metrics import bench_metrics
 
+        bench_metrics(n=args.n, c=args.c)
+        return 0
+    if args.bench_command == "decode":
+        for paper in papers.PAPERS:
+            if "bench_decode" in paper.benches:
+                paper.bench().bench_decode(device=args.device, merge_sets=args.merge_sets)
+        return 0
+    module = papers.get(args.model).bench() if args.model in {p.key for p in papers.PAPERS} else None
+    if module is None or not hasattr(module, "bench_train"):
+        raise ValueError(f"--model {args.model!r}: no training bench; choose a paper key (python -m mlbook bench train -h)")
+    kw = dict(profile=args.profile, image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
+              device=args.device, dtype=args.dtype, channels_last=args.channels_last)
+    if args.rows:
+        kw["rows"] = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+    accepted = inspect.signature(module.bench_train).parameters
+    unused = [k for k, v in kw.items() if k not in accepted and v not in (None, False)]
+    if unused:
+        raise ValueError(f"--model {args.model}: its bench takes no {', '.join('--' + k.replace('_', '-') for k in unused)}")
+    module.bench_train(**{k: v for k, v in kw.items() if k in accepted})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; bad input (a missing or malformed file, a wrong value) is one line on stderr
+    and exit 2, the traceback only with ``--debug``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError) as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.command == "reproduce":
         from .reproduce import main as reproduce
 
@@ -267,12 +332,21 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "data":
         if args.data_command == "summary":
-            from .data.summary import format_summary, summarize, unreadable_splits
+            from .data.summary import failed_splits, format_summary, summarize
 
             result = summarize(args.dataset, args.root, strict=args.strict)
             print(json.dumps(result, indent=2) if args.json else format_summary(result))
-            if unreadable_splits(result):
-                return 1   # any split unreadable: a script checking a copy must see the failure
+            failed = failed_splits(result)
+            for split, why in failed.items():
+                print(f"error: {split} split: {why}", file=sys.stderr)
+            if failed:
+                return 1   # unreadable, an image that does not decode, or nothing loaded: a check must fail
+        elif args.data_command == "split":
+            from .data.coco import split_root
+
+            r = split_root(args.root, args.out, args.test_fraction, args.seed, copy=args.copy)
+            print(f"wrote {r['out']}: train2014 {r['train2014']} images, val2014 (the test split) {r['val2014']} "
+                  f"images from {r['source']}, seed {args.seed}; images {'copied' if args.copy else 'linked'}")
         else:
             from .data.synthetic import generate_for_profile
 
@@ -288,11 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "train":
-        try:
-            return _train(args)
-        except (FileNotFoundError, ValueError) as err:   # missing or wrong weights or data: the message only
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        return _train(args)
 
     if args.command == "verify":
         from .verify import verify
@@ -304,21 +374,5 @@ def main(argv: list[str] | None = None) -> int:
         return _plan(args)
 
     if args.command == "bench":
-        from . import bench
-
-        if args.bench_command == "metrics":
-            bench.bench_metrics(n=args.n, c=args.c)
-        elif args.bench_command == "decode":
-            bench.bench_decode(device=args.device, merge_sets=args.merge_sets)
-        elif args.model == "rlsd":
-            bench.bench_rlsd(profile=args.profile, steps=args.steps, device=args.device, dtype=args.dtype,
-                       channels_last=args.channels_last)
-        elif args.model == "ranking":
-            bench.bench_ranking(profile=args.profile, batch_size=args.batch_size, steps=args.steps,
-                                device=args.device, dtype=args.dtype, channels_last=args.channels_last)
-        else:
-            bench.bench_train(model=args.model, profile=args.profile, image_size=args.image_size,
-                        batch_size=args.batch_size, steps=args.steps, device=args.device,
-                        dtype=args.dtype, channels_last=args.channels_last)
-        return 0
+        return _bench(args)
     return 2

@@ -14,58 +14,82 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics as M
+from . import metrics
 
 __all__ = ["load_matrix", "evaluate_files", "format_report"]
 
 
+NPY_MAGIC = b"\x93NUMPY"    # the first bytes of every .npy file (numpy.lib.format)
+
+
 def _load_csv(path: Path) -> np.ndarray:
     rows: list[list[float]] = []
-    with open(path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            cells = [c.strip() for c in row]
-            if not cells or all(c == "" for c in cells):
-                continue
-            try:
-                vals = [float(c) for c in cells]
-            except ValueError:
-                if lineno == 1 and not rows:  # a header line
+    try:
+        with open(path, newline="") as fh:
+            for lineno, row in enumerate(csv.reader(fh), 1):
+                cells = [c.strip() for c in row]
+                if not cells or all(c == "" for c in cells):
                     continue
-                raise ValueError(f"{path}: line {lineno}: not a number in {row!r}") from None
-            if rows and len(vals) != len(rows[0]):
-                raise ValueError(f"{path}: line {lineno}: {len(vals)} columns, "
-                                 f"expected {len(rows[0])} like the first data line")
-            rows.append(vals)
+                try:
+                    vals = [float(c) for c in cells]
+                except ValueError:
+                    if lineno == 1 and not rows:  # a header line
+                        continue
+                    raise ValueError(f"{path}: line {lineno}: not a number in {row!r}") from None
+                if rows and len(vals) != len(rows[0]):
+                    raise ValueError(f"{path}: line {lineno}: {len(vals)} columns, "
+                                     f"expected {len(rows[0])} like the first data line")
+                rows.append(vals)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text .csv file (binary data; a .npy file renamed?)") from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
     return np.asarray(rows, dtype=np.float64)
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as fh:
+        head = fh.read(len(NPY_MAGIC))
+    if head != NPY_MAGIC:
+        what = ("a zip archive: an .npz file renamed? save one array with numpy.save" if head.startswith(b"PK")
+                else "a text file renamed? a .csv file is read by its .csv name")
+        raise ValueError(f"{path}: not a NumPy .npy file ({what})")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path}: holds an array of Python objects (dtype object), not numbers; "
+                             "not loaded, for safety (save a numeric array)") from None
+        raise ValueError(f"{path}: not a readable .npy array (truncated? {exc})") from None
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable .npy array (truncated? {exc})") from None
+    if arr.dtype == bool:
+        arr = arr.astype(np.float64)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{path}: dtype {arr.dtype} is not a real number type")
+    return arr.astype(np.float64)
+
+
 def load_matrix(path) -> torch.Tensor:
-    """Load a 2-D numeric matrix [N, C] from ``.npy`` or ``.csv`` as float64."""
+    """Load a 2-D numeric matrix [N, C] from ``.npy`` or ``.csv`` as float64 (a 1-D array is one column)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
-        if arr.dtype == bool:
-            arr = arr.astype(np.float64)
-        if not (np.issubdtype(arr.dtype, np.number)):
-            raise ValueError(f"{path}: dtype {arr.dtype} is not numeric")
-        arr = arr.astype(np.float64)
+        arr = _load_npy(path)
     elif suffix == ".csv":
         arr = _load_csv(path)
     else:
         raise ValueError(f"{path}: unsupported extension {suffix!r} (use .npy or .csv)")
+    if arr.size == 0:
+        raise ValueError(f"{path}: empty array (shape {arr.shape})")
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{path}: expected a non-empty 2-D matrix [images, classes], "
-                         f"got shape {arr.shape}")
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D matrix [images, classes], got shape {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
@@ -73,9 +97,15 @@ def _check_binary(x: torch.Tensor, path, what: str, hint: str = "") -> torch.Ten
     bad = ~((x == 0) | (x == 1))
     if bool(bad.any()):
         i, j = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"{path}: {what} must be 0 or 1; found {float(x[i, j])!r} at "
-                         f"row {i}, column {j}{hint}")
+        raise ValueError(f"{path}: {what} other than 0 and 1 (each must be 0 or 1; e.g. {float(x[i, j])!r} at "
+                         f"row {i}, column {j}, {int(bad.sum())} in all){hint}")
     return x != 0
+
+
+def _same_shape(path_a, a: torch.Tensor, path_b, b: torch.Tensor) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{path_a} has shape {tuple(a.shape)} but {path_b} has shape {tuple(b.shape)} "
+                         "(one row per image, one column per class in both)")
 
 
 def evaluate_files(scores_path, targets_path, ignore_path=None) -> dict:
@@ -85,25 +115,21 @@ def evaluate_files(scores_path, targets_path, ignore_path=None) -> dict:
     """
     scores = load_matrix(scores_path)
     targets = load_matrix(targets_path)
-    if targets.shape != scores.shape:
-        raise ValueError(f"{targets_path}: shape {tuple(targets.shape)} differs from "
-                         f"{scores_path}: shape {tuple(scores.shape)}")
-    finite = torch.isfinite(scores)
-    if not bool(finite.all()):
-        i, j = (int(v) for v in (~finite).nonzero()[0])
-        raise ValueError(f"{scores_path}: scores must be finite; found {float(scores[i, j])} "
-                         f"at row {i}, column {j}")
-    t = _check_binary(targets, targets_path, "targets",
+    _same_shape(scores_path, scores, targets_path, targets)
+    for name, bad in (("NaN", scores.isnan()), ("infinite", scores.isinf())):
+        if bool(bad.any()):
+            (i, j), n = (int(v) for v in bad.nonzero()[0]), int(bad.sum())
+            raise ValueError(f"{scores_path}: {n} {name} value{'s' * (n > 1)} (the first at row {i}, column {j}); "
+                             "scores must be finite")
+    t = _check_binary(targets, targets_path, "values",
                       " (VOC -1/0/1 lists: write 1 -> 1, -1 -> 0 and put the 0 "
                       "'difficult' entries in an --ignore mask)")
     ign = None
     if ignore_path is not None:
         m = load_matrix(ignore_path)
-        if m.shape != scores.shape:
-            raise ValueError(f"{ignore_path}: shape {tuple(m.shape)} differs from "
-                             f"{scores_path}: shape {tuple(scores.shape)}")
-        ign = _check_binary(m, ignore_path, "ignore mask values")
-    out = M.evaluate_all(scores, t, ign)
+        _same_shape(scores_path, scores, ignore_path, m)
+        ign = _check_binary(m, ignore_path, "values")
+    out = metrics.evaluate_all(scores, t, ign)
     out["files"] = {"scores": str(scores_path), "targets": str(targets_path),
                     "ignore": None if ignore_path is None else str(ignore_path)}
     return out
@@ -144,7 +170,7 @@ def format_report(d: dict) -> str:
     lines.append("Set metrics (protocol = how labels are predicted; cf1 / empty_precision = "
                  "averaging convention)")
     head = (f"  {'protocol':14s} {'cf1':9s} {'empty P':7s} "
-            + " ".join(f"{k:>5s}" for k in M.PRF_KEYS) + "  used by")
+            + " ".join(f"{k:>5s}" for k in metrics.PRF_KEYS) + "  used by")
     lines.append(head)
     lines.append("  " + "-" * (len(head) - 2))
     for proto, variants in d["prf"].items():
@@ -152,11 +178,11 @@ def format_report(d: dict) -> str:
             cf1, ep = (part.split("=", 1)[1] for part in var.split(","))
             papers = ", ".join(used.get((proto, var), []))
             lines.append(f"  {proto:14s} {cf1:9s} {ep:7s} "
-                         + " ".join(_pct(vals[k]) for k in M.PRF_KEYS) + f"  {papers}")
+                         + " ".join(_pct(vals[k]) for k in metrics.PRF_KEYS) + f"  {papers}")
     lines.append("")
-    lines.append("Protocols: " + "; ".join(f"{k} = {v}" for k, v in M.PROTOCOLS.items()))
+    lines.append("Protocols: " + "; ".join(f"{k} = {v}" for k, v in metrics.PROTOCOLS.items()))
     lines.append("Paper conventions (mlbook.metrics.PAPER_CONVENTIONS):")
-    for paper, conv in M.PAPER_CONVENTIONS.items():
+    for paper, conv in metrics.PAPER_CONVENTIONS.items():
         lines.append(f"  {paper}: protocols {', '.join(conv['protocols'])}; cf1={conv['cf1']}; "
                      f"empty_precision={conv['empty_precision']}")
         lines.append(f"      source: {conv['source']}")

@@ -15,7 +15,6 @@ folder otherwise (``mlbook reproduce`` sets ``MLBOOK_FIGURES``).
 from __future__ import annotations
 
 import inspect
-
 import io
 import os
 from importlib import resources
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import claims
 from .cache import atomic_path, atomic_write_text
 from .profiles import dry_run_note, figures_dir, get_profile
 
@@ -172,8 +172,6 @@ def save_claims(rows: list[dict], chapter: str, caption: str = "Claims and verdi
     and ``claims_measurements.csv`` (one row per claim and primary metric: Δ, interval, seeds, the
     paper's Δ), from ``mlbook.claims.evaluate`` rows. Returns the table (chapter 00's scorecard and
     ``mlbook verify`` read the files)."""
-    from . import claims
-
     table = claims.table(rows)
     save_table(table.set_index("id"), chapter, "claims", caption, show=show)
     atomic_write_text(claims.tidy(rows).to_csv(index=False), chapter_dir(chapter) / "claims_measurements.csv")

@@ -12,6 +12,7 @@ given), so it never overwrites another profile's notebooks, tables or figures.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,7 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .profiles import LIMIT_ENV, STEPS_ENV, project_root
+from . import papers
+from .profiles import LIMIT_ENV, STEPS_ENV, get_profile, project_root
 
 DEFAULTS = {"profile": "demo", "coco_root": None, "nuswide_root": None, "voc_root": None,
             "device": "auto", "seed": 0, "weights": None, "proposals_root": None, "vg_root": None}
@@ -43,35 +45,28 @@ def weights_parameter(pairs: list[str] | None) -> dict | None:
     return out
 
 
-SUMMARY_CHAPTERS = ("00_introduction",)   # read the paper chapters' results: executed after them
-
-
 def chapters(root: Path | None = None) -> list[Path]:
     root = root or project_root()
     return sorted(p for p in (root / "book").glob("[0-9][0-9]_*.py"))
 
 
-PREPARING_CHAPTERS = ("01_published_numbers", "02_data_and_metrics", "03_shared_backbone")  # 03: the backbones
-# the paper chapters longest first (demo, every core each: 07 146 s, 06 117 s, 05 78 s, 04 60 s)
-LONGEST_FIRST = ("07_transformation_ranking", "06_rlsd", "05_cadm", "04_order_free_rnn")
-
-
 def execution_order(todo: list[Path]) -> list[Path]:
     """Book order, except that the introduction (whose scorecard counts the paper chapters'
     verdicts of this run) runs after them."""
-    return [p for p in todo if p.stem not in SUMMARY_CHAPTERS] + [p for p in todo if p.stem in SUMMARY_CHAPTERS]
+    last = papers.SUMMARY_CHAPTERS
+    return [p for p in todo if p.stem not in last] + [p for p in todo if p.stem in last]
 
 
 def stages(todo: list[Path]) -> list[list[Path]]:
     """The chapters in stages whose chapters may run side by side: those that prepare (the data,
     the shared backbones of chapter 03), then the paper chapters (which read 03's backbones),
     longest first, then the introduction (which reads their verdicts)."""
-    order = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    first = [p for p in todo if p.stem in PREPARING_CHAPTERS]
-    last = [p for p in todo if p.stem in SUMMARY_CHAPTERS]
-    papers = sorted((p for p in todo if p not in first and p not in last), key=lambda p: (order.get(p.stem, -1), p.stem))
-    first.sort(key=lambda p: p.stem != "03_shared_backbone")   # the longest of its stage starts first
-    return [s for s in (first, papers, last) if s]
+    seconds = {p.chapter: p.demo_seconds for p in papers.PAPERS}
+    first = [p for p in todo if p.stem in papers.PREPARING_CHAPTERS]
+    last = [p for p in todo if p.stem in papers.SUMMARY_CHAPTERS]
+    middle = sorted((p for p in todo if p not in first and p not in last), key=lambda p: (-seconds.get(p.stem, 0), p.stem))
+    first.sort(key=lambda p: p.stem != papers.BACKBONE_CHAPTER)   # the longest of its stage starts first
+    return [s for s in (first, middle, last) if s]
 
 
 def stage_workers(stage: list[Path], lanes: int) -> int:
@@ -79,7 +74,7 @@ def stage_workers(stage: list[Path], lanes: int) -> int:
     at a time, or in the stage of chapter 03 (which trains six backbones while 01 and 02 take a
     minute), else the cores shared among the lanes."""
     cores = os.cpu_count() or 1
-    preparing = any(p.stem == "03_shared_backbone" for p in stage)
+    preparing = any(p.stem == papers.BACKBONE_CHAPTER for p in stage)
     return cores if preparing or lanes <= 1 else max(1, cores // lanes)
 
 
@@ -90,13 +85,11 @@ def stage_lanes(stage: list[Path], profile: str, lanes: int | None = None) -> in
     Measured on the demo, 2 cores, cold: the paper chapters one at a time took 403 s, the slowest
     chapter 146 s; two side by side, one worker each, 430 s, and chapter 06 alone 318 s. The full
     profile runs one chapter at a time: its chapters share one accelerator."""
-    from .profiles import get_profile
-
     if lanes:
         return lanes
     if get_profile(profile).threads is None:
         return 1
-    preparing = any(p.stem in PREPARING_CHAPTERS for p in stage)
+    preparing = any(p.stem in papers.PREPARING_CHAPTERS for p in stage)
     return min(2, os.cpu_count() or 1) if preparing else 1
 
 
@@ -104,12 +97,11 @@ def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None
     """Before any work: every ImageNet trunk the chosen chapters need in this profile has a file
     (given with --weights NAME=FILE, or in the torch hub cache), checked, or one message lists
     every one that is missing."""
-    from .models.backbones import PAPER_TRUNKS, require_weights
-    from .profiles import get_profile
+    from .weights import require_weights
 
     if get_profile(profile).backbone == "small_cnn":
         return
-    needed = sorted({PAPER_TRUNKS[p.stem][0] for p in todo if p.stem in PAPER_TRUNKS})
+    needed = sorted({paper.trunk for p in todo if (paper := papers.of_chapter(p.stem))})
     if needed:
         try:
             require_weights(needed, weights, download=download)
@@ -120,17 +112,13 @@ def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None
 def require_chapter_data(todo: list[Path], profile: str, args) -> None:
     """Before any work: in a profile that generates no data (full), every data root the chosen
     chapters read is given, or one message lists every missing flag."""
-    from .plan import CHAPTERS
-    from .profiles import get_profile
-
     if get_profile(profile).gen_train > 0:
         return
     missing = []
     for py in todo:
-        datasets = CHAPTERS.get(py.stem, (None, ()))[1]
-        missing += [f"--{d}-root" for d in datasets if not getattr(args, f"{d}_root", None)]
-        if py.stem == "06_rlsd" and not getattr(args, "vg_root", None):
-            missing.append("--vg-root")
+        paper = papers.of_chapter(py.stem)
+        needed = (*paper.datasets, *paper.full_roots) if paper else ()
+        missing += [f"--{d}-root" for d in needed if not getattr(args, f"{d}_root", None)]
     if missing:
         flags = ", ".join(dict.fromkeys(missing))
         raise SystemExit(f"error: the {profile} profile reads real data only; the chosen chapters need {flags} "
@@ -146,9 +134,65 @@ def select(all_chapters: list[Path], wanted: str | None) -> list[Path]:
         hits = [c for c in all_chapters if c.stem.startswith(token) or token in c.stem]
         if not hits:
             names = ", ".join(c.stem for c in all_chapters)
-            raise SystemExit(f"no chapter matches {token!r}; chapters are: {names}")
+            raise ValueError(f"--chapters: no chapter matches {token!r}; chapters are: {names}")
         picked += [h for h in hits if h not in picked]
+    if not picked:
+        raise ValueError(f"--chapters {wanted!r} names no chapter (comma-separated numbers or names, e.g. 04,cadm)")
     return sorted(picked)
+
+
+def note_unread_weights(args) -> None:
+    """One line on stderr (not an error) when --weights or --download-weights is given to a profile that
+    reads no ImageNet weights (smoke and demo train the small CNN from scratch)."""
+    given = [f for f, v in (("--weights", args.weights), ("--download-weights", args.download_weights)) if v]
+    if given and get_profile(args.profile).backbone == "small_cnn":
+        print(f"note: {' and '.join(given)} not read: the {args.profile} profile trains the small CNN from scratch "
+              "(only the full profile starts from ImageNet weights)", file=sys.stderr)
+
+
+def device_facts(device: str) -> dict:
+    """What torch says of ``device``: {"error": why} when it is no device string, else its type and
+    index, whether CUDA and MPS are available and how many CUDA devices there are (imports torch)."""
+    import torch
+
+    try:
+        d = torch.device(device)
+    except RuntimeError as err:
+        return {"error": (str(err).strip().splitlines() or ["invalid"])[0]}
+    return {"type": d.type, "index": d.index, "cuda": torch.cuda.is_available(), "count": torch.cuda.device_count(),
+            "mps": torch.backends.mps.is_available()}
+
+
+_DEVICE_PROBE = ("import json, sys; from mlbook.reproduce import device_facts; "
+                 "print(json.dumps(device_facts(sys.argv[1])))")
+
+
+def require_device(device: str | None) -> None:
+    """Before any work: ``--device`` names a device of this machine ('auto' and 'cpu' always do), else
+    a ValueError naming it. torch answers in this process when it is loaded already (``train``), else
+    in a child process (the parent of a book run never imports torch; the check then costs its import)."""
+    if device in (None, "", "auto", "cpu"):
+        return
+    if "torch" in sys.modules:
+        facts = device_facts(device)
+    else:
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+        proc = subprocess.run([sys.executable, "-c", _DEVICE_PROBE, device], capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            last = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+            raise ValueError(f"--device {device}: torch could not be asked about it ({last})")
+        facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "error" in facts:
+        raise ValueError(f"--device {device}: not a device ({facts['error']}); use auto, cpu, cuda or cuda:N")
+    if facts["type"] == "cuda" and not facts["cuda"]:
+        raise ValueError(f"--device {device}: no CUDA device on this machine (torch.cuda.is_available() is False)")
+    if facts["type"] == "cuda" and facts["index"] is not None and facts["index"] >= facts["count"]:
+        raise ValueError(f"--device {device}: this machine has {facts['count']} CUDA device(s), "
+                         f"cuda:0 to cuda:{facts['count'] - 1}")
+    if facts["type"] == "mps" and not facts["mps"]:
+        raise ValueError(f"--device {device}: no MPS device on this machine (torch.backends.mps.is_available() "
+                         "is False)")
 
 
 def strip_injected(nb) -> int:
@@ -267,6 +311,8 @@ def main(args) -> int:
     root = project_root()
     todo = execution_order(select(chapters(root), args.chapters))
     args.weights = weights_parameter(getattr(args, "weights", None))
+    note_unread_weights(args)
+    require_device(args.device)
     if getattr(args, "download_weights", False):
         os.environ["MLBOOK_DOWNLOAD_WEIGHTS"] = "1"   # the chapters' kernels inherit it
     require_chapter_weights(todo, args.profile, args.weights, getattr(args, "download_weights", False))

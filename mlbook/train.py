@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
@@ -37,10 +39,6 @@ from .profiles import pick_device
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -36,6 +36,7 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from pathlib import Path
 
 from .profiles import project_root
 from .report import TIMINGS_FILE
+from .reproduce import chapters as book_chapters, select
 
 # a number: not glued on its left to a word character or '.', nor hyphenated to a letter
 # ('cadm-2', 'ResNet-101' and 'top-3' are names; '0.12-0.25' is two numbers)
@@ -379,6 +381,8 @@ def verify(profile: str = "demo", chapters: str | list[str] | None = None, cold:
     report; returns 0 when identical, 1 on any difference or a failed run, 2 on a bad argument."""
     root = project_root()
     tokens = chapter_tokens(chapters)
+    if tokens and against is None:   # before any folder is made: a ValueError naming --chapters and the chapters
+        select(book_chapters(root), ",".join(tokens))
     if not rtol >= 0:   # also rejects NaN
         print(f"error: --rtol must be 0 or more, not {rtol}", file=sys.stderr)
         return 2
@@ -391,7 +395,13 @@ def verify(profile: str = "demo", chapters: str | list[str] | None = None, cold:
         if not now.is_dir():
             print(f"error: no figures tree at {now} (--against)", file=sys.stderr)
             return 2
+        folders = sorted({p.name for tree in (reference, now) for p in tree.iterdir() if p.is_dir()})
+        unknown = [t for t in tokens or () if not any(chapter_matches(name, [t]) for name in folders)]
+        if unknown:
+            raise ValueError(f"--chapters: no chapter folder of {reference} or {now} matches {unknown[0]!r}; "
+                             f"folders: {', '.join(folders)}")
     else:
+        made = not scratch or not Path(scratch).exists()
         scratch = Path(scratch) if scratch else new_scratch(root)
         now = scratch / "figures"
         if scratch.resolve() in (root.resolve(), (root / "book").resolve()) or now.resolve() == reference.resolve():
@@ -405,6 +415,8 @@ def verify(profile: str = "demo", chapters: str | list[str] | None = None, cold:
                   file=sys.stderr)
         status = run_chapters(profile, ",".join(tokens) if tokens else None, scratch, cold)
         if status != 0:
+            if made and scratch.is_dir() and not any(p.is_file() for p in scratch.rglob("*")):
+                shutil.rmtree(scratch)   # the folder this run made, left empty: nothing to look at
             print(f"verify: the run failed (exit {status}); nothing compared", file=sys.stderr)
             return 1
     report = compare_trees(reference, now, rtol, tokens)

@@ -10,6 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
+from mlbook import weights as W
 from mlbook.models import backbones as B
 from mlbook.models.rlsd import RegionEncoder, bilinear_region_features
 from mlbook.models.transformation_ranking import alexnet_transformation_net
@@ -21,7 +22,7 @@ def empty_hub(tmp_path, monkeypatch):
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    monkeypatch.delenv(B.DOWNLOAD_ENV, raising=False)
+    monkeypatch.delenv(W.DOWNLOAD_ENV, raising=False)
     return hub / "checkpoints"
 
 
@@ -96,37 +97,39 @@ def test_resnet_trunk_forward_on_cpu():
 # --- the registry -------------------------------------------------------------------------------------
 
 def test_weights_registry_reads_torchvision_names():
-    files = {name: spec.file for name, spec in B.WEIGHTS.items()}
+    files = {name: spec.file for name, spec in W.WEIGHTS.items()}
     assert files["resnet101"] == "resnet101-63fe2227.pth"
     assert files["resnet152"] == "resnet152-394f9c45.pth"
     assert files["vgg16"] == "vgg16-397923af.pth"
     assert files["alexnet"] == "alexnet-owt-7be5be79.pth"
-    assert set(B.WEIGHTS) == set(B.backbone_names()) - {"small_cnn"}
+    assert set(W.WEIGHTS) == set(B.backbone_names()) - {"small_cnn"}
 
 
 def test_paper_trunks():
-    assert {k: v[0] for k, v in B.PAPER_TRUNKS.items()} == {
+    from mlbook import papers
+
+    assert {p.chapter: p.trunk for p in papers.PAPERS} == {
         "04_order_free_rnn": "resnet152", "05_cadm": "resnet101", "06_rlsd": "vgg16",
         "07_transformation_ranking": "alexnet"}
-    assert all(v.trunk in B.WEIGHTS and v.description for v in B.PAPER_TRUNKS.values())
+    assert all(p.trunk in W.WEIGHTS and p.trunk_use for p in papers.PAPERS)
 
 
 def test_weights_file_forms(tmp_path):
-    assert B.weights_file(None, "resnet101") is None
-    assert B.weights_file("/w/r.pth", "vgg16").as_posix() == "/w/r.pth"          # a path: whichever network
-    assert B.weights_file(tmp_path / "r.pth", "alexnet") == tmp_path / "r.pth"
+    assert W.weights_file(None, "resnet101") is None
+    assert W.weights_file("/w/r.pth", "vgg16").as_posix() == "/w/r.pth"          # a path: whichever network
+    assert W.weights_file(tmp_path / "r.pth", "alexnet") == tmp_path / "r.pth"
     given = {"resnet101": "/w/r101.pth"}
-    assert B.weights_file(given, "resnet101").as_posix() == "/w/r101.pth"
-    assert B.weights_file(given, "vgg16") is None
+    assert W.weights_file(given, "resnet101").as_posix() == "/w/r101.pth"
+    assert W.weights_file(given, "vgg16") is None
     with pytest.raises(TypeError, match="dict"):
-        B.weights_file(["/w/r.pth"], "vgg16")
+        W.weights_file(["/w/r.pth"], "vgg16")
 
 
 # --- the check of a weights file -----------------------------------------------------------------------
 
 def test_right_file_passes_and_builds(resnet50_file):
     path, state = resnet50_file
-    loaded = B.check_weights_file("resnet50", path)
+    loaded = W.check_weights_file("resnet50", path)
     assert loaded.keys() == state.keys()
     for weights in ({"resnet50": str(path), "vgg16": "/elsewhere"}, str(path)):     # dict and path forms
         trunk = B.build_backbone("resnet50", weights=weights)
@@ -138,14 +141,14 @@ def test_right_file_passes_and_builds(resnet50_file):
 
 def test_wrong_architecture_is_named(resnet50_file):
     path, _ = resnet50_file
-    with pytest.raises(B.WeightsError) as err:
-        B.check_weights_file("resnet101", path)
+    with pytest.raises(W.WeightsError) as err:
+        W.check_weights_file("resnet101", path)
     message = str(err.value)
     assert message.startswith(f"--weights resnet101={path}: the file is a resnet50 state dict")
     assert "layer3.6.conv1.weight missing" in message and "\n" not in message
-    with pytest.raises(B.WeightsError, match="--weights vgg16=.*the file is a resnet50 state dict"):
+    with pytest.raises(W.WeightsError, match="--weights vgg16=.*the file is a resnet50 state dict"):
         B.build_backbone("vgg16", weights={"vgg16": path})
-    with pytest.raises(B.WeightsError, match="--weights alexnet=.*the file is a resnet50 state dict"):
+    with pytest.raises(W.WeightsError, match="--weights alexnet=.*the file is a resnet50 state dict"):
         alexnet_transformation_net(3, 5, weights={"alexnet": path})
 
 
@@ -153,39 +156,39 @@ def test_wrong_head_shape(resnet50_file, tmp_path):
     _, state = resnet50_file
     bad = dict(state, **{"fc.weight": torch.zeros(10, 2048), "fc.bias": torch.zeros(10)})
     torch.save(bad, tmp_path / "mine.pth")
-    with pytest.raises(B.WeightsError, match=r"not a resnet50 state dict \(keys/shapes differ: fc.weight has "
+    with pytest.raises(W.WeightsError, match=r"not a resnet50 state dict \(keys/shapes differ: fc.weight has "
                                              r"shape \[10, 2048\], not \[1000, 2048\], and 1 more\)"):
-        B.check_weights_file("resnet50", tmp_path / "mine.pth")
+        W.check_weights_file("resnet50", tmp_path / "mine.pth")
 
 
 def test_corrupted_hash_prefix(resnet50_file, tmp_path):
     path, _ = resnet50_file
     renamed = tmp_path / "resnet50-deadbeef.pth"
     os.link(path, renamed)
-    with pytest.raises(B.WeightsError, match="sha256 of the file starts with [0-9a-f]{8}, not deadbeef"):
-        B.check_weights_file("resnet50", renamed)
+    with pytest.raises(W.WeightsError, match="sha256 of the file starts with [0-9a-f]{8}, not deadbeef"):
+        W.check_weights_file("resnet50", renamed)
 
 
 def test_truncated_file(resnet50_file, tmp_path):
     path, _ = resnet50_file
     cut = tmp_path / "resnet50_cut.pth"
     cut.write_bytes(path.read_bytes()[:1_000_000])
-    with pytest.raises(B.WeightsError, match=r"resnet50_cut.pth: cannot be read as a PyTorch file"):
-        B.check_weights_file("resnet50", cut)
+    with pytest.raises(W.WeightsError, match=r"resnet50_cut.pth: cannot be read as a PyTorch file"):
+        W.check_weights_file("resnet50", cut)
 
 
 def test_pickled_objects_are_refused(tmp_path):
     torch.save(nn.Linear(2, 2), tmp_path / "module.pth")             # a pickled module, not a state dict
-    with pytest.raises(B.WeightsError, match=r"refused by torch.load\(weights_only=True\)"):
-        B.check_weights_file("alexnet", tmp_path / "module.pth", flag="--weights")
+    with pytest.raises(W.WeightsError, match=r"refused by torch.load\(weights_only=True\)"):
+        W.check_weights_file("alexnet", tmp_path / "module.pth", flag="--weights")
     torch.save({"epoch": 3}, tmp_path / "numbers.pth")
-    with pytest.raises(B.WeightsError, match="not a state dict"):
-        B.check_weights_file("alexnet", tmp_path / "numbers.pth")
+    with pytest.raises(W.WeightsError, match="not a state dict"):
+        W.check_weights_file("alexnet", tmp_path / "numbers.pth")
 
 
 def test_missing_file_is_both_errors(tmp_path):
-    with pytest.raises(B.WeightsNotFound) as err:
-        B.check_weights_file("vgg16", tmp_path / "none.pth")
+    with pytest.raises(W.WeightsNotFound) as err:
+        W.check_weights_file("vgg16", tmp_path / "none.pth")
     assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, ValueError)
     assert "--weights vgg16=" in str(err.value) and "nothing is downloaded" in str(err.value)
 
@@ -195,28 +198,28 @@ def test_missing_file_is_both_errors(tmp_path):
 def test_require_weights_lists_every_missing_network(resnet50_file):
     path, _ = resnet50_file
     given = {"resnet50": str(path)}
-    assert B.missing_weights(["resnet152", "vgg16", "small_cnn", "resnet50", "alexnet"], given) == \
+    assert W.missing_weights(["resnet152", "vgg16", "small_cnn", "resnet50", "alexnet"], given) == \
         ["resnet152", "vgg16", "alexnet"]
-    with pytest.raises(B.WeightsNotFound) as err:
-        B.require_weights(["resnet152", "vgg16", "resnet50"], given, download=False)
+    with pytest.raises(W.WeightsNotFound) as err:
+        W.require_weights(["resnet152", "vgg16", "resnet50"], given, download=False)
     message = str(err.value)
     assert "ImageNet weights missing for resnet152, vgg16:" in message and "resnet50 " not in message
     assert "--weights resnet152=FILE --weights vgg16=FILE" in message and "--download-weights" in message
     assert "resnet152-394f9c45.pth" in message                      # where the hub cache file would be
-    B.require_weights(["resnet50", "small_cnn"], given)             # all present and right: no error
+    W.require_weights(["resnet50", "small_cnn"], given)             # all present and right: no error
 
 
 def test_require_weights_checks_hub_files_and_names(resnet50_file, empty_hub):
     path, _ = resnet50_file
-    os.link(path, empty_hub / B.WEIGHTS["resnet50"].file)           # random weights under the real name
-    assert B.missing_weights(["resnet50"], None) == []
-    with pytest.raises(B.WeightsError, match="resnet50 weights in the torch hub cache .*sha256"):
-        B.require_weights(["resnet50"], None)
-    with pytest.raises(B.WeightsError, match="no ImageNet weights known for 'resnet05'"):
-        B.require_weights(["resnet50"], {"resnet05": str(path)})
-    with pytest.raises(B.WeightsNotFound, match="--weights resnet101=FILE"):
+    os.link(path, empty_hub / W.WEIGHTS["resnet50"].file)           # random weights under the real name
+    assert W.missing_weights(["resnet50"], None) == []
+    with pytest.raises(W.WeightsError, match="resnet50 weights in the torch hub cache .*sha256"):
+        W.require_weights(["resnet50"], None)
+    with pytest.raises(W.WeightsError, match="no ImageNet weights known for 'resnet05'"):
+        W.require_weights(["resnet50"], {"resnet05": str(path)})
+    with pytest.raises(W.WeightsNotFound, match="--weights resnet101=FILE"):
         B.build_backbone("resnet101")
-    with pytest.raises(B.WeightsNotFound, match="--weights alexnet=FILE"):
+    with pytest.raises(W.WeightsNotFound, match="--weights alexnet=FILE"):
         alexnet_transformation_net(3, 5, weights={})
 
 
@@ -245,5 +248,5 @@ def test_region_encoder_default_and_mismatch():
     layers = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 8), nn.ReLU(), nn.Dropout())
     with pytest.raises(ValueError, match="not 13 -> 8 -> 8"):
         RegionEncoder(13, 8, layers=layers)
-    with pytest.raises(B.WeightsNotFound, match="--weights vgg16=FILE"):
+    with pytest.raises(W.WeightsNotFound, match="--weights vgg16=FILE"):
         B.vgg16_fc67()

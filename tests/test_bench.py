@@ -1,14 +1,41 @@
-"""The benchmarks run (they print ratios and rates; no test asserts a timing)."""
-from mlbook import bench
+"""The benchmarks run, as a user types them (they print ratios and rates; no test asserts a timing)."""
+import subprocess
+import sys
+
+import pytest
+
+from mlbook import papers
+from mlbook.bench.metrics import bench_metrics
+from mlbook.cli import main
 
 
-def test_bench_ranking_runs():
-    r = bench.bench_ranking(profile="demo", batch_size=2, steps=1, warmup=0, device="cpu")
-    assert r["img/s"] > 0
+def _mlbook(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlbook", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_bench_train_runs_as_typed():
+    r = _mlbook("bench", "train", "--profile", "smoke", "--steps", "1", "--device", "cpu")   # the default paper
+    assert r.returncode == 0, r.stderr
+    assert "img/s" in r.stdout
+
+
+@pytest.mark.parametrize("paper", [p.key for p in papers.PAPERS if "bench_train" in p.benches])
+def test_bench_train_runs_for_every_paper_that_has_one(paper, capsys):
+    assert main(["bench", "train", "--model", paper, "--profile", "smoke", "--steps", "1", "--device", "cpu"]) == 0
+    assert "img/s" in capsys.readouterr().out
+
+
+def test_bench_train_rows_and_bad_input(capsys):
+    r = _mlbook("bench", "train", "--model", "cadm", "--rows", "baseline", "--profile", "smoke", "--steps", "1",
+                "--device", "cpu")
+    assert r.returncode == 0 and r.stdout.count("img/s") == 1, r.stderr
+
+    assert main(["bench", "train", "--model", "nonsense", "--steps", "1"]) == 2
+    assert "no training bench" in capsys.readouterr().err
 
 
 def test_bench_metrics_agrees_with_sklearn():
-    out = bench.bench_metrics(n=300, c=6, repeats=1, resamples=20, matrices=2)
+    out = bench_metrics(n=300, c=6, repeats=1, resamples=20, matrices=2)
     assert all(row["max_abs_diff"] < 1e-9 for row in out["rows"])
     # the fields the bench reports (timings are printed and returned, never asserted)
     assert {"n", "c", "positives", "threads", "argsort_s", "sort_s", "rows", "bootstrap"} <= set(out)
@@ -23,7 +50,7 @@ def test_bench_metrics_agrees_with_sklearn():
 def test_flops_are_counted_not_typed_in():
     import torch
 
-    from mlbook.plan import GPU_PEAK, RunCost, count_flops
+    from mlbook.costs import GPU_PEAK, RunCost, count_flops
 
     f = count_flops(lambda: torch.nn.Linear(10, 4, bias=False), ((1, 10),), train=False)
     assert f == 2 * 10 * 4                                        # one multiply-add per weight

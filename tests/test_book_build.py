@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlbook.html_check import mathjax_scripts, offline_mathjax_problems
+from mlbook.html_check import mathjax_scripts, offline_mathjax_problems, raw_math_problems, run_log_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -25,6 +25,7 @@ def _build(source: Path, out: Path) -> None:
 def test_book_builds(tmp_path):
     _build(ROOT, tmp_path)
     html = tmp_path / "_build" / "html" / "book"
+    problems = []
     for py in sorted((ROOT / "book").glob("[0-9][0-9]_*.py")):
         page = html / f"{py.stem}.html"
         assert page.exists(), f"{page} was not built"
@@ -35,6 +36,11 @@ def test_book_builds(tmp_path):
         assert "<p>| " not in text, f"{page.name} shows a Markdown table as raw text"
         # a page with equations loads MathJax from the build, never from the network
         assert not offline_mathjax_problems(page)
+        # every equation became math: a $$...$$ inside a paragraph is left as raw $ and LaTeX
+        problems += raw_math_problems(page)
+        # the cache's run log ("[cache] ...: loaded", "[run] ...: computed in") is not the reader's
+        problems += run_log_lines(page)
+    assert not problems, "\n".join(problems)
     assert (tmp_path / "_build" / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
@@ -55,7 +61,9 @@ def test_book_equations_offline(tmp_path):
         nb = json.loads(nb_path.read_text())
         nb["cells"].insert(1, {"cell_type": "markdown", "id": "offline-math-check", "metadata": {},
                                "source": ["Inline $\\hat y = \\sigma(Wx + b)$ and display\n", "\n",
-                                          "$$\\mathcal{L} = -\\sum_{c=1}^{C} y_c \\log p_c$$\n"]})
+                                          "$$\\mathcal{L} = -\\sum_{c=1}^{C} y_c \\log p_c$$\n", "\n",
+                                          # what the raw-$ check must catch: no blank line around $$
+                                          "A broken one:\n", "$$a = b$$\n", "inside a paragraph.\n"]})
         nb_path.write_text(json.dumps(nb))
     _build(src, tmp_path / "out")
     html = tmp_path / "out" / "_build" / "html"
@@ -68,3 +76,6 @@ def test_book_equations_offline(tmp_path):
         text = page.read_text()
         assert not re.search(r"(https?:)?//[^\s\"'<>]*mathjax", text, re.IGNORECASE), page.name
         assert 'class="math' in text   # the $...$ became math for MathJax to typeset
+        raw = raw_math_problems(page)
+        assert not [p for p in raw if "Inline" in p or "display" in p], raw    # parsed math passes
+        assert [p for p in raw if "A broken one: $" in p], raw                 # an unparsed $$ is caught

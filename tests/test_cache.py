@@ -90,7 +90,8 @@ def test_compute_must_return_a_dict(runs):
 
 # --- fingerprints (code and data), weights_only, torchrun ranks -----------------------
 
-def test_code_and_data_fingerprints_recompute_only_what_changed(runs, tmp_path, capsys):
+def test_code_and_data_fingerprints_recompute_only_what_changed(runs, tmp_path, caplog):
+    caplog.set_level("INFO", logger="mlbook.cache")
     model_a, model_b = tmp_path / "model_a.py", tmp_path / "model_b.py"
     model_a.write_text("X = 1\n")
     model_b.write_text("Y = 1\n")
@@ -103,10 +104,38 @@ def test_code_and_data_fingerprints_recompute_only_what_changed(runs, tmp_path, 
     experiments.run("a", {"k": 1}, compute("a"), code=[model_a], data="d1")
     experiments.run("b", {"k": 1}, compute("b"), code=[model_b], data="d1")
     assert calls == ["a", "b", "a"]
-    assert "code changed (model_a.py)" in capsys.readouterr().out
+    assert "code changed (model_a.py)" in caplog.text
+    caplog.clear()
     experiments.run("b", {"k": 1}, compute("b"), code=[model_b], data="d2")   # other data
     assert calls == ["a", "b", "a", "b"]
-    assert "data changed" in capsys.readouterr().out
+    assert "data changed" in caplog.text
+
+
+def test_the_cache_lines_go_to_the_log_not_to_stdout(runs, capsys, caplog):
+    """A chapter's output cells are its stdout and stderr: the "[cache] loaded" / "[run] computed in"
+    lines must not reach them (they go to the ``mlbook.cache`` logger, silent without a handler)."""
+    import io
+
+    caplog.set_level("INFO", logger="mlbook.cache")
+    experiments.run("m", {"a": 1}, lambda folder: {"v": 1})
+    experiments.run("m", {"a": 1}, lambda folder: {"v": 1})
+    out = capsys.readouterr()
+    assert "[cache]" not in out.out + out.err and "[run]" not in out.out + out.err
+    assert "[run] m/" in caplog.text and "computed in" in caplog.text and ": loaded" in caplog.text
+    caplog.clear()
+    caplog.set_level("DEBUG", logger="mlbook.cache")
+    with experiments.quiet():                   # a grid's runs: DEBUG, below what log_to shows
+        experiments.run("m", {"a": 1}, lambda folder: {"v": 1})
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
+    caplog.set_level("INFO", logger="mlbook.cache")
+    stream = io.StringIO()                      # what `python -m mlbook train` attaches (to stderr)
+    handler = experiments.log_to(stream)
+    try:
+        assert experiments.log_to(stream) is handler                         # once per stream
+        experiments.run("m", {"a": 1}, lambda folder: {"v": 1})
+    finally:
+        experiments.log.removeHandler(handler)
+    assert stream.getvalue().startswith("[cache] m/") and stream.getvalue().endswith(": loaded\n")
 
 
 class Custom:
@@ -209,6 +238,51 @@ def test_would_compute_probes_without_computing_or_loading(runs):
     assert calls == ["a"] and not experiments.would_compute(row, "a")
     assert experiments.would_compute(row, "a") is False and calls == ["a"]
     assert experiments.would_compute(lambda: None) is False          # asks for nothing cached
+
+
+def test_probing_state_never_enters_a_code_fingerprint(runs):
+    """``would_compute`` probes with a run-time flag that ``cache.run`` reads; the flag must not be
+    part of the fingerprint of what reads it, or a fingerprint first computed while probing (and kept
+    for the process) would differ from one computed outside, and a warm run would recompute."""
+    from mlbook.experiments import shared
+
+    fresh = experiments._fingerprint.__wrapped__          # not the per-process memo
+    outside = {f: fresh((f,)) for f in (experiments.run, shared.cached)}
+    inside = {}
+
+    def probe():
+        inside.update({f: fresh((f,)) for f in outside})
+        assert experiments._PROBING.get()                  # measured while the flag is set
+        experiments.run("probe", {"k": 1}, lambda folder: {"v": 1}, verbose=False)
+
+    assert experiments.would_compute(probe) is True
+    assert inside == outside
+    for fp in outside.values():
+        assert not any("_PROBING" in k or k.startswith("mlbook.cache.") for k, _ in fp)
+    # what the runner reaches elsewhere in the package still counts (the fingerprint loses only
+    # the runner's own names)
+    assert "mlbook.experiments.shared.cached" in dict(outside[shared.cached])
+    assert "mlbook.profiles.runs_dir" in dict(outside[shared.cached])
+
+
+def test_entries_stored_with_the_runners_names_stay_current(runs):
+    """Results stored when the fingerprint still named the cache's own code (``mlbook.cache.run``,
+    ``mlbook.cache._PROBING``) are loaded, not recomputed."""
+    from mlbook.profiles import runs_dir
+
+    calls = []
+
+    def compute(folder):
+        calls.append(1)
+        return {"v": 1}
+
+    experiments.run("m", {"a": 1}, compute, code=[runs_dir], verbose=False)
+    meta_path = experiments.run_dir("m", {"a": 1}) / experiments.META
+    meta = json.loads(meta_path.read_text())
+    meta["code"].update({"mlbook.cache.run": "0" * 16, "mlbook.cache._PROBING": "1" * 16})
+    meta_path.write_text(json.dumps(meta))
+    experiments.run("m", {"a": 1}, compute, code=[runs_dir], verbose=False)
+    assert calls == [1]
 
 
 def test_code_fingerprint_is_the_same_in_every_process():

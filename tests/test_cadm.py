@@ -4,9 +4,10 @@ import torch
 
 from mlbook.losses import label_correlation_embedding_loss as lce
 from mlbook.models.backbones import SmallCNN
-from mlbook import claims
+from mlbook import claims, metrics
 from mlbook.experiments import cadm as cadm_exp
 from mlbook.experiments.cadm import Settings, figure_indices, make_optimizer
+from mlbook.experiments.shared import Evidence
 from mlbook.models.cadm import CADMNet, CADMOptions, class_aware_maps, feature_map_size, make_loss, make_model
 
 
@@ -200,11 +201,11 @@ def test_weak_cadm_claim_values_use_the_other_seeds_subgroup():
     class Test:
         labels, ignore = y, None
 
-    data = type("Data", (), {"test": Test})
+    evidence = Evidence(results, {"coco": type("Data", (), {"test": Test})}, seeds)
     claim = claims.Claim(id="05.weak.coco", chapter="05_cadm", dataset="coco", text="weak CADMs", source="Sec. 3.4",
                          better="Ours (lambda=0.5)", worse="Ours (lambda=0)", metrics=("peak, weak positive CADMs",))
-    weights = claims.image_weights(len(y), 5, seed=3)
-    better, worse = cadm_exp.claim_values(claim, results, data, seeds, weights)["peak, weak positive CADMs"]
+    weights = metrics.image_weights(len(y), 5, seed=3)
+    better, worse = cadm_exp.claim_values(claim, evidence, weights)["peak, weak positive CADMs"]
     assert better.shape == worse.shape == (3, 6)
     for i, s in enumerate(seeds):
         mask = cadm_exp.weak_positives(results["coco", "lambda0", seeds[(i + 1) % 3]]["test_outputs"]["scls"], y > 0.5)
@@ -243,25 +244,35 @@ def test_grid_and_every_listed_claim_of_the_chapter():
     runs = cadm_exp.grid("smoke", ["coco", "nuswide"], seeds)
     for d in ("coco", "nuswide"):
         assert {(r.row, r.train_seed) for r in runs if r.paper == "cadm" and r.dataset == d} == {
-            (v, s) for v in cadm_exp.ROWS for s in seeds}
+            (v, s) for v in cadm_exp.rows("smoke") for s in seeds}
     g = torch.Generator().manual_seed(5)
     n, C = 30, 4
     y = (torch.rand(n, C, generator=g) < 0.5).float()
     y[:, 0] = 1.0
     results = {(d, v, s): {"test_outputs": {k: torch.randn(n, C, generator=g) for k in ("logits", "scls", "cadm_sum")},
                            "metrics": {m: float(torch.rand(1, generator=g)) for m in cadm_exp.TABLE_METRICS}}
-               for d in ("coco", "nuswide") for v in cadm_exp.ROWS for s in seeds}
+               for d in ("coco", "nuswide") for v in cadm_exp.rows("smoke") for s in seeds}
 
     class Test:
         labels, ignore = y, None
 
     data = type("Data", (), {"test": Test})
+    evidence = Evidence(results, {"coco": data, "nuswide": data}, seeds)
     for c in claims.load("05_cadm"):
-        options = cadm_exp.claim_options(c, results, seeds)
-        row = claims.evaluate(c, lambda w, c=c: cadm_exp.claim_values(c, results, data, seeds, w), n_images=n,
+        options = cadm_exp.claim_options(c, evidence)
+        row = claims.evaluate(c, lambda w, c=c: cadm_exp.claim_values(c, evidence, w), n_images=n,
                               **options)
         assert row["verdict"] in claims.VERDICTS
         if c.metrics == ("mAP",) and not c.fixed:
             assert set(options["secondary"]) == set(cadm_exp.TABLE_METRICS) - {"mAP"}    # shown, not voted
         if c.id.startswith("05.embedding."):
             assert options["published"]["mAP"] is not None
+
+
+def test_face_rows_stages_and_train_overrides():
+    assert cadm_exp.rows("demo") == cadm_exp.rows("full") == (
+        "baseline", "lambda0", "lambda0.5", "lambda0.5_embed_only")
+    assert cadm_exp.stages("demo") == cadm_exp.stages("full") == ()
+    # `python -m mlbook train --lam`: the embedding weight reaches run's options, nothing else
+    assert cadm_exp.train_overrides({"lam": 0.25, "method": "cadm:lambda0.5"}) == {"options": CADMOptions(lam=0.25)}
+    assert cadm_exp.train_overrides({"lam": None}) == cadm_exp.train_overrides({}) == {}

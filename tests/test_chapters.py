@@ -71,7 +71,7 @@ def test_strip_injected_and_select():
     assert strip_injected(nb) == 1 and len(nb.cells) == 1
     assert select(CHAPTERS, None) == CHAPTERS
     assert select(CHAPTERS, "00") == [CHAPTERS[0]]
-    with pytest.raises(SystemExit, match="no chapter matches"):
+    with pytest.raises(ValueError, match="no chapter matches"):
         select(CHAPTERS, "no_such_chapter")
 
 

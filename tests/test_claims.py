@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mlbook import claims
+from mlbook import claims, metrics, papers
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT.parent / "shared" / "papers"
-CHAPTERS = ("04_order_free_rnn", "05_cadm", "06_rlsd", "07_transformation_ranking")
+CHAPTERS = tuple(p.chapter for p in papers.PAPERS)
 
 
 def claim(**kw):
@@ -123,7 +123,7 @@ def per_image_values(n_images, shift, seed=0):
 def test_replicates_escalate_only_near_a_boundary():
     n = 100
     values, raw = per_image_values(n, 0.0)
-    first = claims.interval(*values(claims.image_weights(n, claims.N_RESAMPLES, 0))["CF1"])
+    first = claims.interval(*values(metrics.image_weights(n, claims.N_RESAMPLES, 0))["CF1"])
     # shift the better row so that the low end sits on 0 at 1,000 replicates
     near, _ = per_image_values(n, -first["low"])
     row = claims.evaluate(claim(), near, n_images=n, scale=1.0)
@@ -137,10 +137,10 @@ def test_replicates_escalate_only_near_a_boundary():
 
 
 def test_ends_near_a_boundary_show_their_side():
-    assert claims._end(0.003, (0.0,)) == "+0.003"
-    assert claims._end(-0.04, (0.0,)) == "-0.04"
-    assert claims._end(6.2345, (0.0,)) == "+6.2"
-    assert claims._end(-1.98, (-2.0,)) == "-1.98"
+    assert claims.standard._end(0.003, (0.0,)) == "+0.003"
+    assert claims.standard._end(-0.04, (0.0,)) == "-0.04"
+    assert claims.standard._end(6.2345, (0.0,)) == "+6.2"
+    assert claims.standard._end(-1.98, (-2.0,)) == "-1.98"
 
 
 def test_non_inferiority_and_equivalence_read_their_margin():
@@ -157,12 +157,12 @@ def test_non_inferiority_and_equivalence_read_their_margin():
 
 
 def test_evaluate_row_tidy_and_table():
-    weights = claims.image_weights(50, 200, seed=1)
+    weights = metrics.image_weights(50, 200, seed=1)
     g = torch.Generator().manual_seed(2)
     y = (torch.rand(50, 4, generator=g) < 0.4).float()
     good = [y.bool() for _ in range(3)]
     bad = [torch.rand(50, 4, generator=g) < 0.5 for _ in range(3)]
-    values = {m: (claims.set_metric_values(good, y, weights, m), claims.set_metric_values(bad, y, weights, m))
+    values = {m: (metrics.set_metric_values(good, y, weights, m), metrics.set_metric_values(bad, y, weights, m))
               for m in ("CF1", "OF1")}
     c = claim(metrics=("CF1", "OF1"), note="a confound")
     row = claims.evaluate(c, values, published={"CF1": 8.7}, secondary={"mAP": 1.25})
@@ -320,7 +320,7 @@ def test_map_values_match_metrics():
     g = torch.Generator().manual_seed(3)
     y = (torch.rand(30, 3, generator=g) < 0.4).float()
     s = torch.rand(30, 3, generator=g)
-    v = claims.map_values([s], y, claims.image_weights(30, 5))
+    v = metrics.map_values([s], y, metrics.image_weights(30, 5))
     assert v.shape == (1, 6) and v[0, 0].item() == pytest.approx(mean_average_precision(s, y))
 
 
@@ -331,8 +331,17 @@ def test_resampled_ap_reuses_a_row_only_for_the_same_resamples():
     y = (torch.rand(40, 3, generator=g) < 0.4).float()
     s = torch.rand(40, 3, generator=g)
     for seed in (0, 1, 0):      # the third call hits the first's row; the second must not
-        w = claims.image_weights(40, 7, seed)
-        assert torch.equal(claims.map_values([s], y, w)[0], average_precision(s, y, weights=w).nanmean(1))
+        w = metrics.image_weights(40, 7, seed)
+        assert torch.equal(metrics.map_values([s], y, w)[0], average_precision(s, y, weights=w).nanmean(1))
+
+
+def test_image_weights_default_is_the_claims_standard():
+    import inspect
+
+    # metrics sits below claims, so the default R of image_weights is a literal there
+    assert inspect.signature(metrics.image_weights).parameters["n_resamples"].default == claims.N_RESAMPLES
+    w = metrics.image_weights(5)
+    assert w.shape == (1 + claims.N_RESAMPLES, 5) and torch.equal(w[0], torch.ones(5, dtype=torch.float64))
 
 
 def test_published_delta():

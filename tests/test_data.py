@@ -5,6 +5,8 @@ import filecmp
 import inspect
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from PIL import Image
 
 import mlbook.data as data
-from mlbook.data import DataFormatError, coco, load, nuswide, synthetic, voc
+from mlbook.data import DataFormatError, coco, load, nuswide, synthetic, synthetic_scenes, voc
 from mlbook.data import visual_genome as vgmod
 from mlbook.cli import main as cli_main
 from mlbook.data.summary import format_summary, summarize
@@ -43,7 +45,7 @@ def test_generated_coco(gen):
     tr, te = load("coco", gen["coco"], "train"), load("coco", gen["coco"], "test")
     assert (len(tr), len(te)) == (48, 24)
     assert tr.skipped == {"no_labels": 1} and te.skipped == {"no_labels": 1}
-    names = synthetic.class_names("coco", 10)
+    names = synthetic_scenes.class_names("coco", 10)
     ids = {n: i for i, n, _ in synthetic.COCO_CATEGORIES}
     assert tr.classes == sorted(names, key=ids.get) and tr.classes[0] == "person"
     assert [ids[c] for c in tr.classes] != list(range(1, 11))  # non-contiguous ids exercised
@@ -69,7 +71,7 @@ def test_generated_nuswide(gen, tmp_path):
     assert (len(tr), len(te)) == (48, 24) and tr.boxes is None
     assert tr.skipped == {"missing_image": 2, "no_labels": 2}
     assert nuswide.listed_count(tr) == 52 and nuswide.listed_count(te) == 28
-    assert tr.classes == sorted(synthetic.class_names("nuswide", 10))
+    assert tr.classes == sorted(synthetic_scenes.class_names("nuswide", 10))
     assert set(tr.classes) <= set(synthetic.NUSWIDE_CONCEPTS81)
     assert b"\r\n" in (root / "ImageList" / "TrainImagelist.txt").read_bytes()
     assert "\\" in tr.image_ids[0] and tr.image_paths[0].parts[-3] == "Flickr"
@@ -356,8 +358,13 @@ def test_voc2007_summary_official_positives(capsys):
     assert te["positives"]["aeroplane"] == 204 and tv["positives"]["person"] == 2008
     assert (tv["listed"], tv["labelled"], tv["loaded"]) == (5011, 5011, 0)   # images absent on disk here
     assert tv["skipped"] == {"missing_image": 5011} and te["loaded"] == 5
-    assert cli_main(["data", "summary", "--dataset", "voc", "--root", str(VOC2007)]) == 0
-    assert any(line.split() == ["aeroplane", "238", "(2)"] for line in capsys.readouterr().out.splitlines())
+    # no trainval image on disk here: nothing to train on, so the check fails (exit 1), saying where
+    assert cli_main(["data", "summary", "--dataset", "voc", "--root", str(VOC2007)]) == 1
+    captured = capsys.readouterr()
+    assert any(line.split() == ["aeroplane", "238", "(2)"] for line in captured.out.splitlines())
+    assert f"no image loaded: none of the split's 5011 images is in {VOC2007 / 'JPEGImages'}/" in captured.out
+    assert captured.err.splitlines() == [f"error: train split: no image loaded: none of the split's 5011 images is "
+                                         f"in {VOC2007 / 'JPEGImages'}/ (e.g. 000005.jpg is not)"]
 
 
 def test_voc_malformed_line(gen, tmp_path):
@@ -375,6 +382,117 @@ def test_voc_malformed_line(gen, tmp_path):
     (root / "ImageSets" / "Main" / "dog_trainval.txt").unlink()
     with pytest.raises(DataFormatError, match=r"dog_trainval\.txt: file not found"):
         voc.load(root, "train")
+
+
+def _summary(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlbook", "data", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+
+
+def test_data_summary_decodes_every_image_and_fails_on_a_truncated_one(gen, tmp_path, capsys):
+    root = tmp_path / "coco"
+    shutil.copytree(gen["coco"], root)
+    # the clean copy decodes (its grayscale and CMYK JPEGs included) and passes
+    assert cli_main(["data", "summary", "--dataset", "coco", "--root", str(root)]) == 0
+    assert "unreadable" not in capsys.readouterr().out
+    bad = load("coco", root, "test").image_paths[3]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    proc = _summary("summary", "--dataset", "coco", "--root", str(root))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "test: 25 listed, 23 loaded (skipped: 1 no_labels, 1 unreadable_image)" in proc.stdout
+    assert f"unreadable images: 1:\n      {bad}: OSError: image file is truncated" in proc.stdout
+    assert len(proc.stderr.splitlines()) == 1 and "image file is truncated" in proc.stderr
+    assert proc.stderr.startswith(f"error: test split: 1 unreadable image(s), e.g. {bad} (OSError: ")
+    assert cli_main(["data", "summary", "--dataset", "coco", "--root", str(root), "--json"]) == 1
+    js = json.loads(capsys.readouterr().out)
+    test, train = js["splits"]["test"], js["splits"]["train"]
+    assert test["loaded"] == 23 and test["skipped"]["unreadable_image"] == 1
+    assert test["unreadable_images"][0]["file"] == str(bad) and "truncated" in test["unreadable_images"][0]["error"]
+    assert "unreadable_images" not in train and train["loaded"] == 48
+    # a file that is no image at all
+    bad.write_text("not a jpeg")
+    assert cli_main(["data", "summary", "--dataset", "coco", "--root", str(root)]) == 1
+    assert f"{bad}: UnidentifiedImageError" in capsys.readouterr().out
+
+
+def test_data_summary_fails_when_a_split_loads_no_image_and_names_the_folder(gen, tmp_path, capsys):
+    root = tmp_path / "voc"
+    shutil.copytree(gen["voc"], root, ignore=shutil.ignore_patterns("Annotations", "JPEGImages"))
+    proc = _summary("summary", "--dataset", "voc", "--root", str(root))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    jpeg = root / "JPEGImages"
+    assert f"train: 48 listed, 0 loaded (skipped: 48 missing_image)\n    no image loaded: {jpeg}/: no such " \
+           f"folder; expected the split's 48 images there" in proc.stdout
+    assert f"note: {root / 'Annotations'}/: no such folder; no boxes read" in proc.stdout
+    assert [line.split(":")[0] for line in proc.stderr.splitlines()] == ["error"] * 2
+    assert proc.stderr.startswith(f"error: train split: no image loaded: {jpeg}/: no such folder")
+    # the folder there but the split's images not in it
+    jpeg.mkdir()
+    assert cli_main(["data", "summary", "--dataset", "voc", "--root", str(root), "--json"]) == 1
+    js = json.loads(capsys.readouterr().out)
+    assert js["splits"]["test"]["no_images"].startswith(f"none of the split's 24 images is in {jpeg}/")
+    # Annotations/ alone missing: a note, not a failure
+    shutil.copytree(gen["voc"] / "JPEGImages", jpeg, dirs_exist_ok=True)
+    assert cli_main(["data", "summary", "--dataset", "voc", "--root", str(root)]) == 0
+    assert "Annotations/: no such folder" in capsys.readouterr().out
+    # COCO without its image folder
+    coco_root = tmp_path / "coco"
+    shutil.copytree(gen["coco"], coco_root, ignore=shutil.ignore_patterns("val2014"))
+    assert cli_main(["data", "summary", "--dataset", "coco", "--root", str(coco_root)]) == 1
+    assert f"no image loaded: {coco_root / 'val2014'}/: no such folder" in capsys.readouterr().out
+
+
+def test_data_fingerprint_covers_image_file_sizes(gen, tmp_path):
+    from mlbook.experiments.shared import Splits, data_fingerprint
+
+    root = tmp_path / "coco"
+    shutil.copytree(gen["coco"], root)
+    fresh = lambda r: Splits(load("coco", r, "train", check_images=False), load("coco", r, "test", check_images=False))
+    before = data_fingerprint(fresh(root))
+    assert data_fingerprint(fresh(root)) == before == data_fingerprint(fresh(gen["coco"]))   # same bytes, same print
+    victim = load("coco", root, "train").image_paths[7]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    truncated = data_fingerprint(fresh(root))
+    assert truncated != before
+    victim.unlink()   # not on disk (a root with lists only): size -1, still a fingerprint, another one
+    assert data_fingerprint(fresh(root)) not in (before, truncated)
+
+
+@pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/data/coco128 absent")
+def test_data_split_makes_a_coco2014_root_from_coco128(tmp_path, capsys):
+    new = tmp_path / "coco2014"
+    proc = _summary("split", "--dataset", "coco", "--root", str(COCO128), "--out", str(new),
+                    "--test-fraction", "0.2", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"wrote {new}: train2014 102 images, val2014 (the test split) 26 images")
+    record = json.loads((new / "SPLIT.json").read_text())
+    assert record["seed"] == 0 and record["images"] == {"train2014": 102, "val2014": 26}
+    proc = _summary("summary", "--dataset", "coco", "--root", str(new), "--json")
+    assert proc.returncode == 0, proc.stderr
+    js = json.loads(proc.stdout)["splits"]
+    assert js["train"]["listed"] + js["test"]["listed"] == 128 and js["test"]["listed"] == 26
+    assert js["train"]["loaded"] + js["test"]["loaded"] == 126                     # the two unlabelled dropped
+    assert js["train"]["boxes"] + js["test"]["boxes"] == 939
+    tr, te = coco.load(new, "train"), coco.load(new, "test")
+    assert not set(tr.image_ids) & set(te.image_ids) and tr.classes == coco.load(COCO128, "train").classes
+    # seeded: the same seed the same split, another seed another one
+    again = coco.split_root(COCO128, tmp_path / "again", 0.2, seed=0, copy=True)
+    assert again["val2014"] == 26 and not (tmp_path / "again" / "val2014" / te.image_paths[0].name).is_symlink()
+    assert coco.load(tmp_path / "again", "test").image_ids == te.image_ids
+    coco.split_root(COCO128, tmp_path / "other", 0.2, seed=1)
+    assert coco.load(tmp_path / "other", "test").image_ids != te.image_ids
+    # bad input: one line, exit 2, naming the flag or the file
+    cases = [(["--test-fraction", "1.5"], "--test-fraction must lie strictly between 0 and 1, not 1.5"),
+             (["--test-fraction", "0.001"], "leaves a split empty"),
+             (["--out", str(new)], f"--out {new}: already exists and is not empty"),
+             (["--root", str(new)], "holds instances_train2014.json and instances_val2014.json, a split already"),
+             (["--root", str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}: no such folder")]
+    for extra, message in cases:
+        argv = ["data", "split", "--dataset", "coco", "--root", str(COCO128), "--out", str(tmp_path / "x"), *extra]
+        assert cli_main(argv) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
 
 
 # --- prepare, caches, transforms --------------------------------------------------
@@ -471,10 +589,10 @@ def _median_sides(data) -> dict[str, float]:
 
 
 def test_every_generated_class_has_a_typical_size():
-    generated = {c for rows in synthetic.CLASS_SCENES.values() for c, _ in rows}
-    assert set(synthetic.TYPICAL_SIDE) == generated   # no class left out, no unused entry
-    assert all(0.05 <= v <= 0.45 for v in synthetic.TYPICAL_SIDE.values())
-    side = synthetic.TYPICAL_SIDE
+    generated = {c for rows in synthetic_scenes.CLASS_SCENES.values() for c, _ in rows}
+    assert set(synthetic_scenes.TYPICAL_SIDE) == generated   # no class left out, no unused entry
+    assert all(0.05 <= v <= 0.45 for v in synthetic_scenes.TYPICAL_SIDE.values())
+    side = synthetic_scenes.TYPICAL_SIDE
     assert max(side[c] for c in ("bottle", "cup", "traffic light", "bird", "kite")) < side["person"]
     assert min(side[c] for c in ("bus", "train", "dining table", "couch", "airplane")) > side["dog"]
     for c in ("bottle", "tvmonitor", "chair", "pottedplant"):   # RLSD Table I's small VOC classes
@@ -495,7 +613,7 @@ def test_generated_sizes_depend_on_class(tmp_path, ds):
     # the measured medians follow the table: rank correlation over the classes with enough boxes
     names = sorted(med)
     rank = lambda v: np.argsort(np.argsort(v))   # noqa: E731
-    rho = np.corrcoef(rank([med[c] for c in names]), rank([synthetic.TYPICAL_SIDE[c] for c in names]))[0, 1]
+    rho = np.corrcoef(rank([med[c] for c in names]), rank([synthetic_scenes.TYPICAL_SIDE[c] for c in names]))[0, 1]
     assert rho > 0.8
     # sizes overlap across classes and run from a few pixels to about half the image
     sides = [b.w for bs in tr.boxes for b in bs if not b.crowd]
@@ -532,7 +650,7 @@ def test_generated_regions_phrases_match_their_objects(tmp_path):
             elif " and " in phrase or phrase.split()[0] in ("two", "three", "four", "five"):
                 kind, ok = "multi", n >= 2
             else:
-                kind, ok = "single", n >= 1 and phrase.split()[0] in synthetic.COLOUR_NAMES
+                kind, ok = "single", n >= 1 and phrase.split()[0] in synthetic_scenes.COLOUR_NAMES
             assert ok, (im.image_id, phrase, n)
             kinds.add(kind)
         # every object lies inside some region (each is described, alone or with others)
@@ -545,7 +663,7 @@ def test_generated_regions_are_not_the_clustering_rule():
     """Pairs come from nearest neighbours by box edge distance, not from clustering the centres
     (the ft-RPN targets): a large box touching a small one is one region here, two clusters
     there; two small boxes whose centres are close but edges apart are the other way round."""
-    from mlbook.models.rlsd import cluster_box_centres, merge_clusters
+    from mlbook.models.rlsd_localization import cluster_box_centres, merge_clusters
 
     def multi_regions(boxes, names):
         got = vgmod.describe_regions(boxes, names, ["red"] * len(boxes), "sky", 64, np.random.default_rng(0))
@@ -582,7 +700,7 @@ def test_region_helpers_hand_worked(tmp_path):
     assert counts.tolist() == [2, 0]   # the centre (10, 10) on the edge counts
     assert vgmod._phrase(["cup", "bowl", "cup"]) == "two cups and bowl"
     assert vgmod._phrase(["person", "person", "bus", "chair"]) == "two people, bus and chair"
-    assert set(vgmod.BACKGROUND_PHRASES) >= {k for sc in synthetic.SCENES.values() for k, _ in sc.values()}
+    assert set(vgmod.BACKGROUND_PHRASES) >= {k for sc in synthetic_scenes.SCENES.values() for k, _ in sc.values()}
     # objects.json: read and checked like the other files
     (tmp_path / "objects.json").write_text(json.dumps(
         [{"image_id": 3, "objects": [{"object_id": 1, "x": 1, "y": 2, "w": 3, "h": 4.5, "names": ["cup"]}]}]))

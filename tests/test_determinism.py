@@ -49,7 +49,8 @@ def _grid():
 
 def _compute(tmp_path, monkeypatch, name: str, workers: int) -> dict:
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / name))
-    rlsd._splits_cached.cache_clear()
+    shared._splits.cache_clear()   # the data of the previous MLBOOK_DATA folder
+    shared._context.cache_clear()
     p, g = _grid()
     setting = shared.Setting(p, {"voc": None, "nuswide": None}, 0, "cpu", None, {})
     return shared.run_all(g, setting, n_workers=workers)

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from mlbook import report, train
+from mlbook import papers, report, train
 from mlbook.experiments import features, shared
 from mlbook.models import baselines as B
 from mlbook.profiles import LIMIT_ENV, STEPS_ENV, get_profile
@@ -28,8 +28,8 @@ from mlbook.profiles import LIMIT_ENV, STEPS_ENV, get_profile
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 VOC2007 = SHARED_DATA / "voc2007"
-CHAPTERS = ("04_order_free_rnn", "05_cadm", "06_rlsd", "07_transformation_ranking")
-TRUNKS = ("resnet152", "resnet101", "vgg16", "alexnet")   # backbones.PAPER_TRUNKS of chapters 04-07
+CHAPTERS = tuple(p.chapter for p in papers.PAPERS)
+TRUNKS = tuple(p.trunk for p in papers.PAPERS)   # the registry's full-profile trunks
 
 
 # --- frozen maps on disk and streamed -------------------------------------------------------------

@@ -11,6 +11,7 @@ from sklearn.metrics import (average_precision_score, precision_recall_curve,
                              precision_recall_fscore_support)
 
 import mlbook.metrics as M
+from mlbook.metrics import _inputs, ranking
 
 DTYPES = [torch.float32, torch.float64]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -382,7 +383,7 @@ def test_evaluate_all_and_summary_are_consistent():
 
 
 def test_paper_conventions_are_complete():
-    for key in ("order_free_rnn", "rlsd", "transform_ranking", "cadm", "cnn_rnn"):
+    for key in ("order_free_rnn", "rlsd", "transformation_ranking", "cadm", "cnn_rnn"):
         conv = M.PAPER_CONVENTIONS[key]
         assert conv["cf1"] in M.CF1_OPTIONS
         assert conv["empty_precision"] in M.EMPTY_PRECISION_OPTIONS
@@ -430,7 +431,7 @@ def test_evaluate_files_npy_and_csv(tmp_path):
     assert d["prf"]["top3"][M.variant_key("harmonic", "zero")] == M.prf(
         s, t, torch.from_numpy(ign), k=3)
     text = format_report(d)
-    for word in ("mAP@10", "top3+floor0.5", "rlsd", "cadm", "transform_ranking", "s.npy"):
+    for word in ("mAP@10", "top3+floor0.5", "rlsd", "cadm", "transformation_ranking", "s.npy"):
         assert word in text
 
 
@@ -494,10 +495,10 @@ def test_ap_key_order_negative_scores_signed_zeros_and_extremes():
     # both score paths: float32 packing, and float64 values float32 would round (ranked by argsort)
     values = [-3e38, -1.5, -1e-40, -0.0, 0.0, 1e-45, 0.25, 0.25, 7.0, 3e38]
     for s in (torch.tensor(values, dtype=torch.float32), torch.tensor(values, dtype=torch.float64) + 1e-300):
-        key = M._descending_key(s.float() if s.dtype == torch.float32 else s)
+        key = ranking._descending_key(s.float() if s.dtype == torch.float32 else s)
         ref = torch.argsort(-s.double(), stable=True)
         assert torch.equal(torch.argsort(key, stable=True), ref)
-    key = M._descending_key(torch.tensor([-0.0, 0.0]))
+    key = ranking._descending_key(torch.tensor([-0.0, 0.0]))
     assert key[0] == key[1]                                         # -0.0 and 0.0 tie, as in sklearn
     s = torch.tensor([[0.0], [-0.0], [0.0], [-1.0]])
     t = torch.tensor([[0], [1], [0], [1]])
@@ -511,12 +512,12 @@ def test_torch_sort_path_equals_numpy_path(exact):
     if exact:
         s = s.float().double()                                     # float32 holds it: packed keys
     ign = torch.rand(s.shape, generator=torch.Generator().manual_seed(23)) < 0.1
-    sc, tg, valid = M._check(s, t, ign)
-    a = M._sorted_keys(sc, tg, valid, use_numpy=True)
-    b = M._sorted_keys(sc, tg, valid, use_numpy=False)
+    sc, tg, valid = _inputs._check(s, t, ign)
+    a = ranking._sorted_keys(sc, tg, valid, use_numpy=True)
+    b = ranking._sorted_keys(sc, tg, valid, use_numpy=False)
     assert torch.equal(a, b)
     assert bool((a[:, 1:] > a[:, :-1]).all())                      # every row strictly ascending
-    assert torch.equal(M._key_images(a).sort(1).values, torch.arange(300).expand(5, 300))
+    assert torch.equal(ranking._key_images(a).sort(1).values, torch.arange(300).expand(5, 300))
 
 
 def test_ap_integer_scores_and_float64_that_float32_holds():
@@ -764,7 +765,27 @@ def test_unseen_recall_at():
 def test_all_lists_the_public_names():
     import inspect
 
+    from mlbook.metrics import conventions, resampling, sets
+
     assert all(hasattr(M, name) for name in M.__all__)
-    public = [n for n, obj in vars(M).items() if not n.startswith("_")
-              and inspect.isfunction(obj) and obj.__module__ == M.__name__]
-    assert sorted(set(public) - set(M.__all__)) == []
+    for module in (ranking, sets, conventions, resampling):
+        public = [n for n, obj in vars(module).items() if not n.startswith("_")
+                  and inspect.isfunction(obj) and obj.__module__ == module.__name__]
+        assert public and sorted(set(public) - set(M.__all__)) == [], module.__name__
+        assert all(getattr(M, n) is getattr(module, n) for n in public)
+
+
+def test_metrics_never_import_claims():
+    # metrics is the lower layer: claims imports it, never the reverse; inside it ranking and sets
+    # are the bottom (they import only the shared input checks)
+    import ast
+    from pathlib import Path
+
+    for path in Path(M.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("mlbook") for a in node.names), path.name
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level <= 1 and not (node.module or "").startswith("mlbook"), path.name
+                if node.level == 1 and path.stem in ("ranking", "sets", "_inputs"):
+                    assert node.module == "_inputs", (path.name, node.module)

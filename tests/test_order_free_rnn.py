@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
-from mlbook import bench, claims, decoding, metrics
+from mlbook import claims, decoding, metrics
+from mlbook.bench.decoding import beam_search_reference
+from mlbook.bench.order_free_rnn import bench_decode
 from mlbook.experiments import baselines as baseline_exp
 from mlbook.experiments import order_free_rnn as ofr_exp
-from mlbook.experiments import features
-from mlbook.experiments import shared as stages
+from mlbook.experiments import features, shared
 from mlbook.losses import softmax_normalised_loss, warp_loss, warp_rank_weight
 from mlbook.models import baselines, order_free_rnn as ofr
 from mlbook.profiles import get_profile
@@ -39,7 +40,7 @@ def batch(n=6, classes=C, seed=1):
 def test_order_free_rnn_shapes_and_gradients(order, attention):
     model = tiny_model(order, attention).train()
     maps, y = batch()
-    seq = ofr.fixed_order_sequences(y, ofr.label_rank(y, "frequency" if order == "learned" else order))
+    seq = baselines.fixed_order_sequences(y, baselines.label_rank(y, "frequency" if order == "learned" else order))
     context, state, prob_logits = model.begin(maps)
     assert prob_logits.shape == (6, C) and context[0].shape == (6, 9, D)
     p, state, alpha = model.step(context, state, torch.zeros(6, C, dtype=torch.bool))
@@ -66,7 +67,7 @@ def test_baseline_shapes_and_gradients():
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
     torch.manual_seed(0)
     rnn = baselines.CNNRNN(D, C, embed=8, hidden=16)
-    seq = ofr.fixed_order_sequences(y, ofr.label_rank(y, "frequency"))
+    seq = baselines.fixed_order_sequences(y, baselines.label_rank(y, "frequency"))
     rnn.loss(maps, seq).backward()
     for name, param in rnn.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
@@ -186,7 +187,7 @@ def test_batched_beam_search_equals_per_image_reference(end):
         context, state = model.decode_inputs(batch(n=7, classes=6)[0])
         kw = dict(threshold=0.02)
     a, sa = decoding.beam_search(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
-    r, sr = bench.beam_search_reference(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
+    r, sr = beam_search_reference(model.step_fn, context, state, 6, beam=3, max_len=4, **kw)
     assert torch.equal(a, r)
     assert torch.allclose(sa, sr, atol=1e-5)
 
@@ -211,11 +212,25 @@ def test_set_metrics_by_hand():
 
 def test_fixed_orders():
     y = torch.tensor([[1., 1, 0, 1], [0, 1, 0, 0], [0, 1, 1, 0]])   # frequencies 1, 3, 1, 1
-    rank = ofr.label_rank(y, "frequency")
+    rank = baselines.label_rank(y, "frequency")
     assert rank[1] == 0
-    assert ofr.fixed_order_sequences(y, rank).tolist() == [[1, 0, 3], [1, -1, -1], [1, 2, -1]]
-    rare = ofr.label_rank(y, "rare")
-    assert ofr.fixed_order_sequences(y, rare)[0, -1] == 1
+    assert baselines.fixed_order_sequences(y, rank).tolist() == [[1, 0, 3], [1, -1, -1], [1, 2, -1]]
+    rare = baselines.label_rank(y, "rare")
+    assert baselines.fixed_order_sequences(y, rare)[0, -1] == 1
+    # CNN-RNN's fixed order, the one the Order-Free model file's fixed-order ablations read
+    assert ofr.fixed_order_sequences is baselines.fixed_order_sequences and ofr.label_rank is baselines.label_rank
+
+
+def test_the_shared_baselines_name_no_paper():
+    """The baselines several papers quote sit below the papers: their model and experiments
+    modules import no paper's file."""
+    import inspect
+
+    for module in (baselines, baseline_exp):
+        source = inspect.getsource(module)
+        imports = [line for line in source.splitlines() if line.startswith(("from ", "import "))]
+        assert not [line for line in imports for name in ("order_free_rnn", "cadm", "rlsd", "transformation_ranking")
+                    if name in line], module.__name__
 
 
 # --- runs on stand-in features: the threshold never sees the test split; top-k is exactly k ----
@@ -233,9 +248,10 @@ def fake_data(monkeypatch, tmp_path, n_train=40, n_test=12, classes=5, test_maps
     labels = (torch.rand(n_train, classes) < 0.4).float()
     labels[:, 0] = 1
     test_labels = (torch.rand(n_test, classes) < 0.4).float()
-    monkeypatch.setattr(stages, "data_fingerprint", lambda d: "test")
+    data = shared.Splits(FakeSplit(labels), FakeSplit(test_labels))
     monkeypatch.setattr(features, "backbone_features", lambda *a, **k: feats)
-    monkeypatch.setattr(stages, "splits", lambda *a, **k: stages.Splits(FakeSplit(labels), FakeSplit(test_labels)))
+    monkeypatch.setattr(shared, "context", lambda d, p, root=None, seed=0: shared.RunContext.over(data, d, p, root, seed,
+                                                                                                    fingerprint="test"))
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path))
     return feats, labels
 
@@ -261,7 +277,7 @@ def test_threshold_chosen_on_training_holdout_only(monkeypatch, tmp_path):
     monkeypatch.setattr(ofr_exp, "select_threshold", spy_select)
     result = ofr_exp.run("Ours", "nuswide", get_profile("smoke"), device="cpu")
 
-    _, val_idx = stages.holdout_split(len(labels), ofr_exp.settings_for(get_profile("smoke")).holdout, 0)
+    _, val_idx = shared.holdout_split(len(labels), ofr_exp.settings_for(get_profile("smoke")).holdout, 0)
     (n_decoded, val_labels), = chosen_on
     assert n_decoded == 1                                               # only the hold-out decode came before
     assert torch.equal(decoded_maps[0], feats["train"][val_idx].float())  # exactly the held-out training rows
@@ -311,7 +327,7 @@ def test_every_row_scores_exactly_three_labels(monkeypatch, tmp_path, row):
     """The tables' top-3 protocol treats every row alike: a run's "pred" holds exactly 3 labels
     per test image, sequence model or not; the variable-length rule is a separate key."""
     fake_data(monkeypatch, tmp_path)
-    paper, exp = (ofr_exp, "pred_paper") if row in ofr_exp.ROWS else (baseline_exp, "pred_until_end")
+    paper, exp = (ofr_exp, "pred_paper") if row in ofr_exp.rows("smoke") else (baseline_exp, "pred_until_end")
     result = paper.run(row, "nuswide", get_profile("smoke"), device="cpu")
     assert result["pred"].dtype == torch.bool and (result["pred"].sum(1) == 3).all()
     if "sequences" in result:
@@ -351,7 +367,7 @@ def test_warp_loss_by_hand():
 
 def test_bench_decode_runs_and_agrees():
     for merge in (False, True):
-        r = bench.bench_decode(n_images=8, num_labels=6, feat_dim=8, grid=3, hidden=16, print_result=False,
+        r = bench_decode(n_images=8, num_labels=6, feat_dim=8, grid=3, hidden=16, print_result=False,
                                merge_sets=merge)
         assert r["same_sequences"] == 1.0 and r["max_abs_score_diff"] < 1e-4
 
@@ -368,7 +384,7 @@ def test_set_merged_beams_hold_distinct_sets():
     kept = drop_repeated_sets(cand, codes, keep=2)
     assert torch.isfinite(kept).tolist() == [[True, False, True, False]]
     a, _ = decoding.beam_search(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
-    r, _ = bench.beam_search_reference(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
+    r, _ = beam_search_reference(model.step_fn, context, state, 5, beam=3, max_len=3, merge_sets=True)
     assert torch.equal(a, r)
 
 
@@ -385,6 +401,18 @@ def test_grid_trains_every_table_row_with_every_seed():
     trunks = {dict(r.options).get("trunk") for r in runs if r.paper == "baselines"}
     assert trunks == {ofr_exp.TRUNK}                                     # baselines on the paper's trunk
     assert min(r.wave for r in runs) == -1 and all(r.paper == "features" for r in runs if r.wave == -1)
+
+
+def test_rows_and_stages_are_the_grids():
+    """The face: ``rows`` are the rows ``run`` trains (the grid's Order-Free runs), the baselines'
+    ``rows`` the rest of the tables; neither has a stage."""
+    runs = ofr_exp.grid("smoke", ["nuswide", "coco"], [0])
+    assert ofr_exp.rows("smoke") == tuple(ofr_exp.ROW_OPTIONS) == ofr_exp.rows("full")
+    assert {r.row for r in runs if r.paper == "order_free_rnn"} == set(ofr_exp.rows("smoke"))
+    assert {r.row for r in runs if r.paper == "baselines"} == set(ofr_exp.BASELINE_ROWS)
+    assert baseline_exp.rows("smoke") == tuple(baseline_exp.ROW_SPECS) and set(ofr_exp.BASELINE_ROWS) <= set(
+        baseline_exp.rows("smoke"))
+    assert ofr_exp.stages("smoke") == () == baseline_exp.stages("smoke")
 
 
 def fake_chapter_results(seeds, n=40, C=6, seed=0):
@@ -409,13 +437,28 @@ def fake_chapter_results(seeds, n=40, C=6, seed=0):
 def test_every_listed_claim_of_the_chapter_evaluates():
     seeds = [0, 1, 2]
     results, data = fake_chapter_results(seeds)
+    evidence = shared.Evidence(results, {"nuswide": data, "coco": data}, seeds)
     catalogue = claims.load("04_order_free_rnn")
     assert {c.dataset for c in catalogue} == {"nuswide", "coco"}
     for c in catalogue:
-        options = ofr_exp.claim_options(c, data)
-        row = claims.evaluate(c, lambda w, c=c: ofr_exp.claim_values(c, results, data, seeds, w),
+        options = ofr_exp.claim_options(c, evidence)
+        row = claims.evaluate(c, lambda w, c=c: ofr_exp.claim_values(c, evidence, w),
                               n_images=len(data.test.labels), **options)
         assert row["verdict"] in claims.VERDICTS and row["id"] == c.id
         assert set(options["published"]) == set(c.metrics)
         if c.better == "Ours" and c.worse in ofr_exp.table_rows(c.dataset) and c.metrics == ("CF1", "OF1"):
             assert all(v is not None for v in options["published"].values())   # the paper's own Δ is shown
+
+
+def test_a_size_claim_needs_boxes():
+    """``claim_options`` holds the testability: the object-size claim is not testable on a data set
+    whose format has no boxes (NUS-WIDE), and is on one with boxes."""
+    results, data = fake_chapter_results([0, 1, 2])
+    no_boxes = type("Data", (), {"test": type("Test", (), {"labels": data.test.labels, "boxes": []})})
+    evidence = shared.Evidence(results, {"nuswide": no_boxes, "coco": data}, [0, 1, 2])
+    sized = [c for c in claims.load("04_order_free_rnn") if "recall gain small − large" in c.metrics]
+    assert {c.dataset for c in sized} == {"nuswide", "coco"}
+    for c in sized:
+        options = ofr_exp.claim_options(c, evidence)
+        assert options["testable"] == (c.dataset == "coco")
+        assert bool(options["why_not"]) == (c.dataset != "coco")

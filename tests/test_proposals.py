@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mlbook.models import proposals as P
+from mlbook.data import proposals as P
 
 cv2 = pytest.importorskip("cv2")
 if not hasattr(cv2, "ximgproc"):
@@ -150,7 +150,7 @@ def test_read_proposal_files_missing_file(images, tmp_path):
 FORK_AFTER_SEARCH = """
 import os, sys
 import numpy as np
-from mlbook.models.proposals import selective_search_boxes, selective_search_many
+from mlbook.data.proposals import selective_search_boxes, selective_search_many
 img = np.random.default_rng(0).integers(0, 256, (160, 200, 3), dtype=np.uint8)
 selective_search_boxes(img, top=20)          # OpenCV used in this process first, as an earlier test does
 pid = os.fork()                              # run_all forks its workers

@@ -1,9 +1,7 @@
 """The book on genuine photos: chapters on a COCO-2014-layout root built from coco128, and the
 full-profile code path (ResNet trunks, on-disk images, frozen maps on disk or streamed, bf16
 autocast) at tiny sizes. ``build_coco2014`` is shared with tests/test_full_profile.py."""
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,26 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
+from mlbook.data import coco
+
 ROOT = Path(__file__).resolve().parents[1]
 COCO128 = ROOT.parent / "shared" / "data" / "coco128"
 pytestmark = [pytest.mark.skipif(not COCO128.is_dir(), reason="../shared/data/coco128 absent"), pytest.mark.slow]
 
 
 def build_coco2014(root: Path) -> Path:
-    """coco128 laid out as COCO 2014 under ``root``: train2014/ and val2014/ with the genuine
-    annotations, split by image id (the lower two thirds train, the rest val)."""
-    doc = json.loads((COCO128 / "annotations" / "instances_train2017.json").read_text())
-    ids = sorted(im["id"] for im in doc["images"])
-    cut = ids[len(ids) * 2 // 3]
-    (root / "annotations").mkdir(parents=True)
-    for split, keep in (("train2014", lambda i: i < cut), ("val2014", lambda i: i >= cut)):
-        images = [im for im in doc["images"] if keep(im["id"])]
-        wanted = {im["id"] for im in images}
-        part = {**doc, "images": images, "annotations": [a for a in doc["annotations"] if a["image_id"] in wanted]}
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(part))
-        (root / split).mkdir()
-        for im in images:
-            shutil.copy(COCO128 / "train2017" / im["file_name"], root / split / im["file_name"])
+    """coco128 laid out as COCO 2014 under ``root`` (a new or empty folder) as ``python -m mlbook data
+    split`` writes it: a third of the images, chosen with seed 0, held out as val2014 (43 images, 42
+    of them labelled), the rest train2014 (84 labelled), symlinked to coco128's files."""
+    coco.split_root(COCO128, root, test_fraction=1 / 3, seed=0)
     return root
 
 

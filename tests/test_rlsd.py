@@ -10,11 +10,12 @@ import torch
 
 from mlbook.data.base import DataFormatError
 from mlbook.data.visual_genome import GENERATED_ID_OFFSET, read_objects, read_regions, write_generated_regions
-from mlbook.models.rlsd import (ANCHOR_RATIOS, ANCHOR_SCALES, RLSD, LocalizationLayer, RegionalLSTM, RLSDConfig,
-                                apply_deltas, bilinear_region_features, clip_boxes, cluster_box_centres,
-                                cxcywh_to_xyxy, encode_deltas, fuse_regions, localization_loss, make_anchors,
-                                merge_clusters, pretraining_loss, rlsd_loss, rpn_targets, sample_anchor_minibatch,
-                                sample_training_regions, select_test_regions, xyxy_to_cxcywh)
+from mlbook.models.rlsd import (RLSD, RegionalLSTM, RLSDConfig, bilinear_region_features, fuse_regions, pretraining_loss,
+                                rlsd_loss)
+from mlbook.models.rlsd_localization import (ANCHOR_RATIOS, ANCHOR_SCALES, LocalizationLayer, apply_deltas, clip_boxes,
+                                             cluster_box_centres, cxcywh_to_xyxy, encode_deltas, localization_loss,
+                                             make_anchors, merge_clusters, rpn_targets, sample_anchor_minibatch,
+                                             sample_training_regions, select_test_regions, xyxy_to_cxcywh)
 
 
 # --- Eqs. 1-2 and anchors ------------------------------------------------------------------
@@ -376,7 +377,7 @@ def test_selective_search_small_image():
     import numpy as np
     from torchvision.ops import box_iou
 
-    from mlbook.models.proposals import selective_search_boxes
+    from mlbook.data.proposals import selective_search_boxes
 
     img = np.full((48, 48, 3), 90, np.uint8)
     img[5:20, 5:20] = (230, 40, 40)
@@ -392,7 +393,7 @@ def test_selective_search_small_image():
 def test_selective_search_names_the_package_when_opencv_is_missing(monkeypatch):
     import sys
 
-    from mlbook.models.proposals import selective_search_boxes
+    from mlbook.data.proposals import selective_search_boxes
 
     monkeypatch.setitem(sys.modules, "cv2", None)            # "import cv2" now raises ImportError
     with pytest.raises(ImportError, match="opencv-contrib-python-headless"):

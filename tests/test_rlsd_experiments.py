@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlbook import claims
+from mlbook import claims, metrics
 from mlbook.data.base import Box
-from mlbook.experiments import rlsd as X
-from mlbook.models import rlsd as M
+from mlbook.experiments import rlsd, rlsd_evidence, rlsd_regions, rlsd_setup, shared
+from mlbook.models import rlsd as rlsd_model
+from mlbook.models import rlsd_localization
 
 DEFINING = ("regions", "init", "fusion", "head", "loss")     # the fields that make a row what it is
 
@@ -25,35 +26,35 @@ DEFINING = ("regions", "init", "fusion", "head", "loss")     # the fields that m
 def scratch(tmp_path, monkeypatch):
     monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MLBOOK_DATA", str(tmp_path / "data"))
-    X._splits_cached.cache_clear()
-    yield X
-    X._splits_cached.cache_clear()
+    shared._splits.cache_clear(), shared._context.cache_clear()   # no data of another MLBOOK_DATA folder
+    yield rlsd
+    shared._splits.cache_clear(), shared._context.cache_clear()
 
 
 def test_generated_region_set_is_deterministic_and_complete(scratch):
-    root = X.generated_vg_root("smoke", 6, seed=0)
+    root = rlsd_regions.generated_vg_root("smoke", 6, seed=0)
     first = (root / "region_descriptions.json").read_text()
-    again = X.generated_vg_root("smoke", 6, seed=0)
+    again = rlsd_regions.generated_vg_root("smoke", 6, seed=0)
     assert again == root and (root / "region_descriptions.json").read_text() == first
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]     # no temporary folder left
-    vg = X.visual_genome("smoke")
-    assert len(vg) == X.settings_for("smoke").vg_images and all(len(im.boxes) for im in vg)
+    vg = rlsd_regions.visual_genome("smoke")
+    assert len(vg) == rlsd.settings_for("smoke").vg_images and all(len(im.boxes) for im in vg)
 
 
 def test_precomputed_regions_are_the_models_own():
     """The rows feed the frozen layer's regions as boxes: the same regions RLSD picks itself."""
-    s = X.settings_for("smoke")
+    s = rlsd.settings_for("smoke")
     torch.manual_seed(0)
-    model = M.RLSD(X.model_config(s, 8, 5)).eval()
+    model = rlsd_model.RLSD(rlsd_setup.model_config(s, 8, 5)).eval()
     maps = torch.randn(3, 8, 4, 4)
     own, mask, _ = model.regions(maps, 32)
-    boxes, counts = X.layer_regions(model.loc, maps, s, 32, train=False)
+    boxes, counts = rlsd_regions.layer_regions(model.loc, maps, s, 32, train=False)
     for b in range(3):
-        got = torch.cat([boxes[b, :counts[b]], M.whole_image_box(32)[None]])
+        got = torch.cat([boxes[b, :counts[b]], rlsd_localization.whole_image_box(32)[None]])
         assert torch.allclose(own[b][mask[b]], got)
     model.train()
     own_train, _, _ = model.regions(maps, 32)
-    boxes, counts = X.layer_regions(model.loc, maps, s, 32, train=True)
+    boxes, counts = rlsd_regions.layer_regions(model.loc, maps, s, 32, train=True)
     assert torch.allclose(own_train[:, :-1], boxes)
 
 
@@ -61,62 +62,62 @@ def test_proposals_take_the_layers_training_rule():
     """Ranked proposals: the first and the last M/2 of the whole ranking, in the order the layer's
     rule gives for boxes ranked by confidence."""
     boxes = torch.arange(40, dtype=torch.float32).reshape(10, 4)
-    assert X.ranked_training_regions(boxes, 4).tolist() == boxes[[0, 1, 8, 9]].tolist()
-    assert X.ranked_training_regions(boxes, 5).tolist() == boxes[[0, 1, 2, 8, 9]].tolist()
-    assert X.ranked_training_regions(boxes[:3], 4).tolist() == boxes[:3].tolist()
+    assert rlsd_regions.ranked_training_regions(boxes, 4).tolist() == boxes[[0, 1, 8, 9]].tolist()
+    assert rlsd_regions.ranked_training_regions(boxes, 5).tolist() == boxes[[0, 1, 2, 8, 9]].tolist()
+    assert rlsd_regions.ranked_training_regions(boxes[:3], 4).tolist() == boxes[:3].tolist()
     scores = torch.linspace(1, 0, 10)                         # the ranking is by confidence
-    by_layer = M.sample_training_regions(boxes, scores, 4, 64)[:-1]   # without the whole image
-    assert torch.equal(by_layer, X.ranked_training_regions(boxes, 4))
+    by_layer = rlsd_localization.sample_training_regions(boxes, scores, 4, 64)[:-1]   # without the whole image
+    assert torch.equal(by_layer, rlsd_regions.ranked_training_regions(boxes, 4))
 
 
 def test_every_control_differs_from_its_parent_in_one_field():
-    for name, row in X.ROWS.items():
+    for name, row in rlsd_setup.ROW_SPECS.items():
         if row.parent is None:
             continue
-        parent = X.ROWS.get(row.parent, X.MULTI_CNN if row.parent == "Multi-CNN" else None)
+        parent = rlsd_setup.ROW_SPECS.get(row.parent, rlsd_setup.MULTI_CNN if row.parent == "Multi-CNN" else None)
         assert parent is not None, name
         changed = [f for f in DEFINING if getattr(row, f) != getattr(parent, f)]
         assert len(changed) == 1, (name, changed)
         assert row.serves, name
-    assert all(row.parent in (None, *X.ROWS, "Multi-CNN") for row in X.ROWS.values())
+    assert all(row.parent in (None, *rlsd_setup.ROW_SPECS, "Multi-CNN") for row in rlsd_setup.ROW_SPECS.values())
 
 
 def test_grid_trains_every_row_with_every_seed():
-    runs = X.grid("smoke", ["voc", "coco", "nuswide"], [0, 1, 2])
+    runs = rlsd.grid("smoke", ["voc", "coco", "nuswide"], [0, 1, 2])
     keys = {r.key for r in runs}
-    for name, row in X.ROWS.items():
+    for name, row in rlsd_setup.ROW_SPECS.items():
         for d in row.datasets or ("voc", "coco", "nuswide"):
             if row.regions == "ft" and d == "nuswide":
                 continue
             assert all((d, name, s) in keys for s in (0, 1, 2)), (name, d)
     for r in runs:   # a row that starts from CNN+LSTM runs in a later wave than CNN+LSTM
-        if r.row in X.ROWS and X.ROWS[r.row].init:
+        if r.row in rlsd_setup.ROW_SPECS and rlsd_setup.ROW_SPECS[r.row].init:
             assert r.wave > next(q.wave for q in runs if q.key == (r.dataset, "CNN+LSTM", r.train_seed))
 
 
 def test_rows_train_and_differ_from_their_parents_in_one_thing(scratch):
-    run = lambda row: X.run(row, "coco", "smoke", device="cpu")  # noqa: E731
-    base, rlsd = run("CNN+LSTM"), run("RLSD")
-    n, L = rlsd["scores"].shape
+    run = lambda row: rlsd.run(row, "coco", "smoke", device="cpu")  # noqa: E731
+    base, regional = run("CNN+LSTM"), run("RLSD")
+    n, L = regional["scores"].shape
     assert base["scores"].shape == (n, L) and n > 0
-    assert 0 <= float(rlsd["scores"].min()) and float(rlsd["scores"].max()) <= 1
-    assert rlsd["init"] and all(k.startswith(("encoder.", "lstm.")) for k in rlsd["init"])
+    assert 0 <= float(regional["scores"].min()) and float(regional["scores"].max()) <= 1
+    assert regional["init"] and all(k.startswith(("encoder.", "lstm.")) for k in regional["init"])
     continued = run("CNN+LSTM (continued)")
     assert continued["config"] == base["config"] and continued["init"] and not base["init"]
     assert not torch.equal(continued["scores"], base["scores"])          # it trained further
     mean = run("RLSD (mean fusion)")
-    differs = {k for k in rlsd["config"] if rlsd["config"][k] != mean["config"][k]}
-    assert differs == {"fusion"} and mean["init"] == rlsd["init"]
+    differs = {k for k in regional["config"] if regional["config"][k] != mean["config"][k]}
+    assert differs == {"fusion"} and mean["init"] == regional["init"]
     scratch_row = run("RLSD (no LSTM pre-training)")
-    assert scratch_row["config"] == rlsd["config"] and scratch_row["init"] == []
+    assert scratch_row["config"] == regional["config"] and scratch_row["init"] == []
     two_fc, eq14 = run("Multi-CNN (2-fc)"), run("Multi-CNN (Eq. 14)")
     assert two_fc["head_settings"] == eq14["head_settings"]               # Multi-CNN's own optimizer settings
     assert 0 < float(two_fc["scores"].min()) and float(two_fc["scores"].max()) < 1           # sigmoids
     assert torch.allclose(eq14["scores"].sum(1), torch.ones(n), atol=1e-5)                   # a softmax
-    ft = X.run("localization (ft-RPN)", "coco", "smoke", device="cpu")
-    assert ft["n_images"] + ft["n_without_boxes"] == len(X.splits("coco", "smoke").train)
+    ft = rlsd.run("localization (ft-RPN)", "coco", "smoke", device="cpu")
+    assert ft["n_images"] + ft["n_without_boxes"] == len(shared.splits("coco", "smoke").train)
     with pytest.raises(ValueError, match="kind"):
-        X.pretrain_localization("coco", "smoke", kind="other")
+        rlsd_regions.pretrain_localization("coco", "smoke", kind="other")
 
 
 class Started(Exception):
@@ -135,15 +136,15 @@ def _stop_at_training(monkeypatch, check):
     def spy(model, *args, **kwargs):
         check(model)
         raise Started
-    monkeypatch.setattr(X, "fit", spy)
-    monkeypatch.setattr(X.baselines, "train_head", spy)
+    monkeypatch.setattr(rlsd, "fit", spy)
+    monkeypatch.setattr(rlsd.baselines, "train_head", spy)
 
 
 def test_full_profile_encoders_start_from_vgg16_fc6_fc7(scratch, vgg16_file, monkeypatch):
     """Sec. III-A-3: in the full profile every model whose head holds the region encoder (RLSD's rows,
     one line builds them all; the Multi-CNN (2-fc) control) starts it from VGG16's own fc6/fc7 of the
     weights file, each model from its own copy."""
-    full = X.settings_for("full")
+    full = rlsd.settings_for("full")
     assert (full.encoder_init, full.grid, full.fc_dim) == ("vgg16", 7, 4096)
     weights = {"vgg16": str(vgg16_file)}
     vgg = torch.load(vgg16_file, weights_only=True)
@@ -154,58 +155,58 @@ def test_full_profile_encoders_start_from_vgg16_fc6_fc7(scratch, vgg16_file, mon
         started.append(all(torch.equal(fc[i].weight, vgg[f"classifier.{i}.weight"]) and
                            torch.equal(fc[i].bias, vgg[f"classifier.{i}.bias"]) for i in (0, 3)))   # fc6, fc7
     _stop_at_training(monkeypatch, starts_from_vgg16)
-    data = X.splits("voc", "smoke")
+    data = shared.splits("voc", "smoke")
     conv5 = lambda n: torch.randn(n, 512, 2, 2).half()                  # noqa: E731  (VGG16's 512 channels)
-    monkeypatch.setattr(X, "_features",
+    monkeypatch.setattr(rlsd, "frozen_features",
                         lambda *a, **k: {"train": conv5(len(data.train)), "test": conv5(len(data.test))})
     encoder = {k: getattr(full, k) for k in ("encoder_init", "grid", "fc_dim", "dropout")}
     for row in ("CNN+LSTM", "Multi-CNN (2-fc)"):
         with pytest.raises(Started):
-            X.run(row, "voc", "smoke", device="cpu", weights=weights, settings=encoder)
+            rlsd.run(row, "voc", "smoke", device="cpu", weights=weights, settings=encoder)
     assert started == [True, True]
-    first, second = X.region_encoder(full, weights), X.region_encoder(full, weights)
+    first, second = rlsd_setup.region_encoder(full, weights), rlsd_setup.region_encoder(full, weights)
     assert torch.equal(first.net[0].weight, second.net[0].weight)
     assert first.net[0].weight.data_ptr() != second.net[0].weight.data_ptr()   # one copy per model
 
 
 def test_demo_and_smoke_encoders_start_random_as_they_always_did(scratch, monkeypatch):
     """No weights file in demo and smoke: the model draws its encoder in the order it always did."""
-    assert [X.settings_for(p).encoder_init for p in ("smoke", "demo")] == ["random", "random"]
+    assert [rlsd.settings_for(p).encoder_init for p in ("smoke", "demo")] == ["random", "random"]
     started = []
     _stop_at_training(monkeypatch, lambda model: started.append({k: v.clone() for k, v in model.state_dict().items()}))
     for row in ("CNN+LSTM", "Multi-CNN (2-fc)"):
         with pytest.raises(Started):
-            X.run(row, "voc", "smoke", device="cpu", train_seed=1)
-    s, L = X.settings_for("smoke"), X.splits("voc", "smoke").train.num_classes
+            rlsd.run(row, "voc", "smoke", device="cpu", train_seed=1)
+    s, L = rlsd.settings_for("smoke"), shared.splits("voc", "smoke").train.num_classes
     torch.manual_seed(1)
-    lstm_row = M.RLSD(X.model_config(s, 128, L, "global"))
+    lstm_row = rlsd_model.RLSD(rlsd_setup.model_config(s, 128, L, "global"))
     torch.manual_seed(1)
-    encoder = M.RLSD(X.model_config(s, 128, L, "global")).encoder
+    encoder = rlsd_model.RLSD(rlsd_setup.model_config(s, 128, L, "global")).encoder
     two_fc = torch.nn.ModuleDict({"encoder": encoder, "out": torch.nn.Linear(encoder.out_features, L)})
     for state, model in zip(started, (lstm_row, two_fc)):
         assert state.keys() == model.state_dict().keys()
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="encoder_init"):
-        X.region_encoder(dataclasses.replace(s, encoder_init="imagenet"), None)
+        rlsd_setup.region_encoder(dataclasses.replace(s, encoder_init="imagenet"), None)
 
 
 def test_mean_fusion_averages_the_valid_regions_and_all_steps():
     p = torch.tensor([[[[0.2, 0.4], [0.0, 0.0]], [[0.6, 0.0], [0.2, 0.0]], [[0.9, 0.9], [0.9, 0.9]]]])  # [1, 3, 2, 2]
     mask = torch.tensor([[True, True, False]])
-    assert torch.allclose(M.fuse_regions(p, mask), torch.tensor([[0.6, 0.4]]))              # Eq. 13
-    assert torch.allclose(M.fuse_regions(p, mask, "mean"), torch.tensor([[0.25, 0.1]]))     # (0.2+0.6+0.2)/4
+    assert torch.allclose(rlsd_model.fuse_regions(p, mask), torch.tensor([[0.6, 0.4]]))              # Eq. 13
+    assert torch.allclose(rlsd_model.fuse_regions(p, mask, "mean"), torch.tensor([[0.25, 0.1]]))     # (0.2+0.6+0.2)/4
     with pytest.raises(ValueError, match="fusion"):
-        M.fuse_regions(p, mask, "median")
+        rlsd_model.fuse_regions(p, mask, "median")
 
 
 def test_region_statistics_count_centres_and_areas():
     regions = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 32.0, 32.0]]])
     boxes = [[Box(1, 1, 2, 2, 0), Box(20, 20, 4, 4, 1)]]          # centres (2, 2) and (22, 22)
-    st = X.region_statistics(regions, torch.tensor([2]), boxes, [(32, 32)], side=32)
+    st = rlsd_evidence.region_statistics(regions, torch.tensor([2]), boxes, [(32, 32)], side=32)
     assert st["images"].tolist() == [0] and st["objects"].tolist() == [1.5]   # 1 in the small region, 2 in the large
     assert st["multi"].tolist() == [0.5]
     assert torch.allclose(st["area"], torch.tensor([(100 / 1024 + 1.0) / 2], dtype=torch.float64))
-    st = X.region_statistics(regions, torch.tensor([2]), [[]], [(32, 32)], side=32)
+    st = rlsd_evidence.region_statistics(regions, torch.tensor([2]), [[]], [(32, 32)], side=32)
     assert len(st["images"]) == 0                                  # images without boxes left out
 
 
@@ -225,7 +226,7 @@ def _fake(dataset: str, n: int = 40, boxes: bool = True, big: bool = False):
                for i in range(n)] if boxes else None)
     data = types.SimpleNamespace(train=test, test=test)
     results = {}
-    for row in [*X.ROWS, *X.BASELINE_ROWS.values()]:
+    for row in [*rlsd_setup.ROW_SPECS, *rlsd_setup.BASELINE_ROWS.values()]:
         for s in range(3):
             scores = torch.rand(n, len(CLASSES), generator=g)
             results[dataset, row, s] = {"scores": scores, "history": [{"epoch": 1, "best_epoch": 1 + s}]}
@@ -236,47 +237,59 @@ def _fake(dataset: str, n: int = 40, boxes: bool = True, big: bool = False):
     stage = {"regions_test": torch.tensor([[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 48.0, 48.0]]).expand(n, 2, 4),
              "counts_test": torch.full((n,), 2), "side": 48}
     results[dataset, "localization (region set)", 0] = results[dataset, "selective search", 0] = stage
-    return data, X.table_results(results)
+    return data, rlsd_evidence.table_results(results)
+
+
+def _evidence(claim, fake, trained) -> shared.Evidence:
+    """The evidence of a claim on a fake run (``_fake``): its data set's data and results, 3 seeds."""
+    data, results = fake
+    return shared.Evidence(results, {claim.dataset: data}, (0, 1, 2), {claim.dataset: trained})
+
+
+def _testable(claim, fake, trained) -> tuple[bool, str]:
+    """(testable, why not) as ``claim_options`` gives them."""
+    options = rlsd.claim_options(claim, _evidence(claim, fake, trained))
+    return options["testable"], options["why_not"]
 
 
 def test_claim_values_give_every_primary_metric_of_every_claim():
-    trained = {*X.ROWS, *X.BASELINE_ROWS}
-    weights = claims.image_weights(40, 7, seed=1)
+    trained = {*rlsd_setup.ROW_SPECS, *rlsd_setup.BASELINE_ROWS}
+    weights = metrics.image_weights(40, 7, seed=1)
     for claim in claims.load("06_rlsd"):
-        data, results = _fake(claim.dataset, big=True)
-        testable, why = X.testability(claim, data, trained)
+        evidence = _evidence(claim, _fake(claim.dataset, big=True), trained)
+        options = rlsd.claim_options(claim, evidence)
+        testable, why = options["testable"], options["why_not"]
         if not testable:
             assert why and ("published only" in why or "chose" in why), (claim.id, why)
             continue
-        values = X.claim_values(claim, results, data, [0, 1, 2], weights)
+        values = rlsd.claim_values(claim, evidence, weights)
         assert set(values) == set(claim.metrics), claim.id
         for better, worse in values.values():
             assert better.shape[-1] == worse.shape[-1] == 8 and torch.isfinite(better).all(), claim.id
-        row = claims.evaluate(claim, values, **{k: v for k, v in X.claim_options(claim, data, trained).items()
-                                               if k in ("scale", "published")})
+        row = claims.evaluate(claim, values, **{k: v for k, v in options.items() if k in ("scale", "published")})
         assert row["verdict"] in claims.VERDICTS
 
 
 def test_testability_follows_the_data_not_the_outputs():
-    trained = {*X.ROWS, *X.BASELINE_ROWS}
+    trained = {*rlsd_setup.ROW_SPECS, *rlsd_setup.BASELINE_ROWS}
     falls = claims.get("06.recall_falls.coco")
-    assert X.testability(falls, _fake("coco", big=True)[0], trained)[0]
-    ok, why = X.testability(falls, _fake("coco", big=False)[0], trained)   # no object fills the image
+    assert _testable(falls, _fake("coco", big=True), trained)[0]
+    ok, why = _testable(falls, _fake("coco", big=False), trained)   # no object fills the image
     assert not ok and "too few objects" in why
     regions = claims.get("06.regions_vs_proposals.coco")
-    ok, why = X.testability(regions, _fake("coco", boxes=False)[0], trained)
+    ok, why = _testable(regions, _fake("coco", boxes=False), trained)
     assert not ok and "no object boxes" in why
     published = claims.get("06.vs_published.voc")
-    assert not X.testability(published, _fake("voc")[0], trained)[0]
+    assert not _testable(published, _fake("voc"), trained)[0]
     epochs = claims.get("06.pretraining_converges.coco")
-    assert X.claim_options(epochs, _fake("coco")[0], trained)["scale"] == 1.0
+    assert rlsd.claim_options(epochs, _evidence(epochs, _fake("coco"), trained))["scale"] == 1.0
 
 
 def test_control_claims_compare_trained_rows():
-    trained = {*X.ROWS, *X.BASELINE_ROWS}
-    for c in X.control_claims(["voc", "coco", "nuswide"]):
+    trained = {*rlsd_setup.ROW_SPECS, *rlsd_setup.BASELINE_ROWS}
+    for c in rlsd_evidence.control_claims(["voc", "coco", "nuswide"]):
         assert {c.better, c.worse} <= trained and c.metrics == ("mAP",) and not c.quoted
-    assert dataclasses.is_dataclass(X.ROWS["RLSD"])
+    assert dataclasses.is_dataclass(rlsd_setup.ROW_SPECS["RLSD"])
 
 
 def test_map_at_10_on_resamples_equals_the_metric_on_repeated_images():
@@ -284,11 +297,11 @@ def test_map_at_10_on_resamples_equals_the_metric_on_repeated_images():
     for n in (300, 12):
         scores = (torch.rand(n, 6) * 20).round() / 20                       # ties
         targets = (torch.rand(n, 6) < 0.2).float()
-        weights = claims.image_weights(n, 20, seed=2)
-        fast = X.map_at_k_resampled(scores, targets, weights)
+        weights = metrics.image_weights(n, 20, seed=2)
+        fast = rlsd_evidence.map_at_k_resampled(scores, targets, weights)
         for r, w in enumerate(weights):
             idx = torch.repeat_interleave(torch.arange(n), w.round().long())
-            assert abs(float(fast[r]) - X.metrics.map_at_k(scores[idx], targets[idx], 10)) < 1e-12
+            assert abs(float(fast[r]) - metrics.map_at_k(scores[idx], targets[idx], 10)) < 1e-12
 
 
 def test_proposals_root_replaces_selective_search_through_the_cli(tmp_path, monkeypatch):
@@ -308,7 +321,7 @@ def test_proposals_root_replaces_selective_search_through_the_cli(tmp_path, monk
         w, h = image_size(p)
         (boxes / f"{Path(p).stem}.txt").write_text(
             f"0 0 {w / 2} {h / 2}\n{w / 4} {h / 4} {w} {h}\n")
-    out = X.proposals("voc", get_profile("smoke"), str(root), proposals_root=str(boxes))
+    out = rlsd_regions.proposals("voc", get_profile("smoke"), str(root), proposals_root=str(boxes))
     side = out["side"]
     assert (out["counts_test"] == 2).all()
     torch.testing.assert_close(out["regions_test"][:, 1], torch.tensor([side / 4, side / 4, side, side]).expand(

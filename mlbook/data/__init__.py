@@ -26,10 +26,14 @@ from ..profiles import Profile, data_dir, get_profile, runs_dir
 
 DATASETS = ("coco", "nuswide", "voc")
 LOADERS = {"coco": coco.load, "nuswide": nuswide.load, "voc": voc.load}
+#: images per split (train, test) and classes of the real data sets as the loaders read them
+#: (after dropping unlabelled images)
+SPLIT_SIZES = {"coco": coco.SPLIT_SIZES, "nuswide": nuswide.SPLIT_SIZES, "voc": voc.SPLIT_SIZES}
+NUM_CLASSES = {"coco": coco.NUM_CLASSES, "nuswide": nuswide.NUM_CLASSES, "voc": voc.NUM_CLASSES}
 COMPLETE_MARKER = ".complete"
 
-__all__ = ["DATASETS", "Box", "DataFormatError", "ImageDataset", "MultiLabelData", "image_tensor_cache",
-           "load", "load_splits", "open_rgb", "prepare", "coco", "nuswide", "voc", "synthetic"]
+__all__ = ["DATASETS", "NUM_CLASSES", "SPLIT_SIZES", "Box", "DataFormatError", "ImageDataset", "MultiLabelData",
+           "image_tensor_cache", "load", "load_splits", "open_rgb", "prepare", "coco", "nuswide", "voc", "synthetic"]
 
 
 def load(dataset: str, root: str | Path, split: str, check_images: bool = True) -> MultiLabelData:

@@ -15,13 +15,30 @@ VOC: ``positives`` counts label 1 only (the official statistics); an image whose
 only objects of a class are "difficult" (label 0 in the class list) is counted
 apart, in ``difficult``, not as a positive. ``labels_per_image`` counts the
 loader's label vector (difficult included, as the loader sets it to 1).
+
+Every image on disk is decoded (``Image.open(...).load()``, at a JPEG's smallest
+draft scale, threads across the cores; coco128 in about a second): one that does
+not decode (a truncated or corrupt file) is counted in
+``skipped["unreadable_image"]``, named in ``unreadable_images`` (the first
+few) and left out of ``loaded``. A split fails the check (``failed_splits``, the
+CLI's exit 1) when it cannot be read, when any image is unreadable, or when it
+loads no image: ``no_images`` then says why in one line, naming the folder that
+is missing or empty. ``notes`` name a missing folder that is not fatal (VOC's
+``Annotations/``: no boxes).
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from PIL import Image
+
 from .base import DataFormatError, MultiLabelData
+
+#: unreadable images named per split (all are counted)
+NAMED_UNREADABLE = 10
 
 
 def split_summary(data: MultiLabelData) -> dict:
@@ -55,11 +72,65 @@ def _load(dataset: str, root: str | Path, split: str, strict: bool) -> MultiLabe
     return load(dataset, root, split, check_images=False)
 
 
+def image_problem(path: str | Path) -> str | None:
+    """None if ``path`` is a file that decodes; "missing" if it is not a file; else why it does not decode."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as img:
+            img.draft(None, (1, 1))   # JPEG: decode every coefficient at 1/8 scale (a truncation still fails)
+            img.load()
+    except Exception as e:   # a checker: whatever PIL raises (OSError, SyntaxError, DecompressionBombError, ...)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _image_problems(paths: list[Path]) -> list[str | None]:
+    """``image_problem`` of every path, in order, decoded on a few threads (PIL releases the GIL)."""
+    if len(paths) < 16:
+        return [image_problem(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(image_problem, paths, chunksize=32))
+
+
+def _image_folder(root: Path, path: Path) -> Path:
+    """The folder right under ``root`` that holds ``path`` (train2014/, JPEGImages/, Flickr/)."""
+    try:
+        return root / Path(path).relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        return Path(path).parent
+
+
+def _no_images(root: Path, data: MultiLabelData, problems: list[str | None]) -> str:
+    """One line: why a split loads no image."""
+    if not len(data):
+        return f"none of the {data.listed} listed images has a label (skipped: " + \
+            ", ".join(f"{n} {r}" for r, n in sorted(data.skipped.items())) + ")"
+    first = Path(data.image_paths[0])
+    folder = _image_folder(root, first)
+    if not folder.is_dir():
+        return f"{folder}/: no such folder; expected the split's {len(data)} images there (e.g. {first.name})"
+    if all(p == "missing" for p in problems):
+        return f"none of the split's {len(data)} images is in {folder}/ (e.g. {first.name} is not)"
+    path, why = next((p, w) for p, w in zip(data.image_paths, problems) if w != "missing")
+    return f"none of the split's images on disk decodes (e.g. {path}: {why})"
+
+
+def _notes(dataset: str, root: Path) -> list[str]:
+    """Missing folders that leave the split usable, one line each."""
+    if dataset == "voc" and root.is_dir() and not (root / "Annotations").is_dir():
+        return [f"{root / 'Annotations'}/: no such folder; no boxes read (the labels come from ImageSets/Main/)"]
+    return []
+
+
 def summarize(dataset: str, root: str | Path, strict: bool = False) -> dict:
     """Both splits of ``dataset`` at ``root``; a split that cannot be read reports its error.
 
     Statistics come from the lists (see the module docstring); images missing on
-    disk are counted in ``skipped["missing_image"]`` and left out of ``loaded``.
+    disk are counted in ``skipped["missing_image"]``, images that do not decode in
+    ``skipped["unreadable_image"]`` (the first few named in ``unreadable_images``),
+    and both are left out of ``loaded``.
     ``strict`` (NUS-WIDE) rejects the release's known malformed label value instead
     of reading it as 0; without it each such value is listed in ``malformed_values``.
     """
@@ -74,11 +145,21 @@ def summarize(dataset: str, root: str | Path, strict: bool = False) -> dict:
             continue
         result["classes"] = data.classes
         s = split_summary(data)
-        missing = sum(not Path(p).is_file() for p in data.image_paths)
+        problems = _image_problems(data.image_paths)
+        missing = problems.count("missing")
+        unreadable = [(p, why) for p, why in zip(data.image_paths, problems) if why not in (None, "missing")]
         s["labelled"] = len(data)   # the images the statistics below count
-        s["loaded"] = len(data) - missing
-        if missing:
-            s["skipped"] = dict(sorted({**s["skipped"], "missing_image": missing}.items()))
+        s["loaded"] = len(data) - missing - len(unreadable)
+        extra = {k: n for k, n in (("missing_image", missing), ("unreadable_image", len(unreadable))) if n}
+        if extra:
+            s["skipped"] = dict(sorted({**s["skipped"], **extra}.items()))
+        if unreadable:
+            s["unreadable_images"] = [{"file": str(p), "error": why} for p, why in unreadable[:NAMED_UNREADABLE]]
+        if not s["loaded"]:
+            s["no_images"] = _no_images(Path(root), data, problems)
+        notes = _notes(dataset, Path(root))
+        if notes:
+            s["notes"] = notes
         bad = malformed_values(data)
         if bad:
             s["malformed_values"] = [{"file": str(m.file), "line": m.line, "value": m.value,
@@ -87,9 +168,20 @@ def summarize(dataset: str, root: str | Path, strict: bool = False) -> dict:
     return result
 
 
-def unreadable_splits(summary: dict) -> list[str]:
-    """The splits of a summary that could not be read (a check of a copy fails on any)."""
-    return [split for split, s in summary["splits"].items() if "error" in s]
+def failed_splits(summary: dict) -> dict[str, str]:
+    """{split: one line} for each split a check of a copy fails on: unreadable, an image that does not
+    decode, or no image loaded."""
+    out = {}
+    for split, s in summary["splits"].items():
+        if "error" in s:
+            out[split] = f"not readable: {s['error']}"
+        elif s.get("unreadable_images"):
+            first = s["unreadable_images"][0]
+            out[split] = (f"{s['skipped']['unreadable_image']} unreadable image(s), e.g. {first['file']} "
+                          f"({first['error']})")
+        elif not s["loaded"]:
+            out[split] = f"no image loaded: {s['no_images']}"
+    return out
 
 
 def format_summary(summary: dict) -> str:
@@ -102,6 +194,14 @@ def format_summary(summary: dict) -> str:
         skipped = ", ".join(f"{n} {reason}" for reason, n in s["skipped"].items()) or "none"
         lpi = s["labels_per_image"]
         lines.append(f"  {split}: {s['listed']} listed, {s['loaded']} loaded (skipped: {skipped})")
+        if "no_images" in s:
+            lines.append(f"    no image loaded: {s['no_images']}")
+        if s.get("unreadable_images"):
+            bad = s["unreadable_images"]
+            lines.append(f"    unreadable images: {s['skipped']['unreadable_image']}"
+                         + (f" (the first {len(bad)}):" if len(bad) < s["skipped"]["unreadable_image"] else ":"))
+            lines.extend(f"      {u['file']}: {u['error']}" for u in bad)
+        lines.extend(f"    note: {n}" for n in s.get("notes", ()))
         if s.get("malformed_values"):
             bad = s["malformed_values"]
             lines.append(f"    malformed label values: {len(bad)}, each read as 0 (absent); "

@@ -200,7 +200,7 @@ SINGLE_CHANCE = 0.1   # an object already in a group also gets a region of its o
 STUFF_CHANCE = 0.3    # an image gets a background region without any object ("blue sky")
 STUFF_SIDE = (0.25, 0.5)   # a background region's sides, as fractions of the image side
 REGION_MARGIN = 0.04  # annotators' boxes are loose: up to this fraction of the image side is added
-# synthetic's background painters, as VG's "stuff" phrases describe such areas
+# synthetic_scenes's background painters, as VG's "stuff" phrases describe such areas
 BACKGROUND_PHRASES = {"road": "grey road", "tiles": "tiled floor", "stripes": "striped wallpaper",
                       "waves": "green lawn", "sand": "sandy ground", "grass": "green grass",
                       "sky": "blue sky", "slope": "mountain slope"}
@@ -295,16 +295,17 @@ def write_generated_regions(root: str | Path, n_images: int = 64, image_size: in
                             n_classes: int = 10) -> Path:
     """Write a generated region set at ``root`` in the Visual Genome format; return ``root``.
 
-    Images are drawn by the COCO generator (``synthetic._Sampler("coco", ...)``) from an
+    Images are drawn by the COCO generator (``synthetic_scenes._Sampler("coco", ...)``) from an
     rng stream of their own and get ids from ``GENERATED_ID_OFFSET`` on, so they never
     coincide with the target data set's images. Regions: ``describe_regions``, drawn
-    by a rule of their own, not the ft-RPN clustering of ``models.rlsd``. About 70% of
+    by a rule of their own, not the ft-RPN clustering of RLSD's model file. About 70% of
     the regions hold two or more objects (object centres inside the region: 68% on 200
     images of 64 px with 24 classes and seed 0, 68-71% over seeds 0-3), about 20% one
     object and about 10% none (background); ``region_object_counts`` measures it. The objects are written too, as the release's
     objects.json. Deterministic: the same arguments give the same files.
     """
-    from .synthetic import COLOUR_NAMES, COLOURS, _Sampler, _save_jpeg
+    from .synthetic import _save_jpeg
+    from .synthetic_scenes import COLOUR_NAMES, COLOURS, _Sampler
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

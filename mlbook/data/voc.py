@@ -30,6 +30,9 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
 SPLIT_NAMES = {"train": "trainval", "test": "test"}
+#: images (trainval, test) of the real VOC 2007 as this loader reads it
+SPLIT_SIZES = (5011, 4952)
+NUM_CLASSES = len(VOC_CLASSES)   # 20
 
 
 def read_class_file(path: Path, ids: list[str]) -> dict[str, int]:

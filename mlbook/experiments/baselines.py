@@ -6,7 +6,9 @@ part of the training set; KNN's k is chosen there. ``run`` is one cached row on 
 of the paper whose table it stands in (``trunk``: in the full profile the paper's own
 network, so a baseline reads the same features as the method it is compared with); its
 result holds the test ``scores`` [N, C] and, for the sequence model, the decoded sequences.
-Metrics are computed from them after loading.
+Metrics are computed from them after loading. Not a paper: a shared module
+(``papers.SHARED_EXPERIMENTS``) whose rows several papers' grids run on their own trunk; it
+names no paper (CNN-RNN's fixed label order lives in ``mlbook.models.baselines``).
 
 Top-k protocol: every row is scored at exactly k labels. A score model keeps its k highest
 scores; CNN-RNN keeps the first k labels of a beam search that continues past END
@@ -22,9 +24,10 @@ from pathlib import Path
 import torch
 
 from .. import metrics
+from ..costs import RunCost, maps_of, measured, outputs_bytes, row_disk, training_memory
+from ..data import NUM_CLASSES
 from ..decoding import sequences_to_sets
-from ..models import baselines as B
-from ..models.order_free_rnn import fixed_order_sequences, label_rank
+from ..models import baselines as baselines_model
 from ..profiles import get_profile
 from ..train import fit
 from . import features, shared
@@ -54,7 +57,7 @@ def settings_for(profile) -> Settings:
                     patience=profile.patience, holdout=profile.holdout)
 
 
-ROWS = {  # table row name -> (kind, loss)
+ROW_SPECS = {  # table row name -> (kind, loss)
     "KNN": ("knn", None),
     "Softmax": ("head", "softmax"),
     "WARP": ("head", "warp"),
@@ -64,7 +67,17 @@ ROWS = {  # table row name -> (kind, loss)
 OPTIONS = ("trunk",)
 
 
-def grid(profile, datasets, seeds, rows=tuple(ROWS), trunk: str | None = None) -> list[shared.Run]:
+def rows(profile) -> tuple[str, ...]:
+    """Every baseline row, by the name the papers' tables print (the same in every profile)."""
+    return tuple(ROW_SPECS)
+
+
+def stages(profile) -> tuple[str, ...]:
+    """None: every baseline row reads the shared frozen features only."""
+    return ()
+
+
+def grid(profile, datasets, seeds, rows=tuple(ROW_SPECS), trunk: str | None = None) -> list[shared.Run]:
     """The baseline runs a chapter needs: ``rows`` on ``datasets`` with training seeds ``seeds``
     (on ``trunk`` in the full profile)."""
     options = (("trunk", trunk),) if trunk else ()
@@ -89,7 +102,7 @@ def choose_knn_k(train_x, train_y, s: Settings, seed: int = 0) -> int:
     fit_idx, val_idx = shared.holdout_split(len(train_y), s.holdout, seed)
     best = None
     for k in s.knn_ks:
-        m = metrics.prf(B.knn_scores(train_x[fit_idx], train_y[fit_idx], train_x[val_idx], k),
+        m = metrics.prf(baselines_model.knn_scores(train_x[fit_idx], train_y[fit_idx], train_x[val_idx], k),
                         train_y[val_idx], k=s.top_k)
         key = m["OF1"] + m["CF1"]
         if best is None or key > best[0]:
@@ -97,7 +110,7 @@ def choose_knn_k(train_x, train_y, s: Settings, seed: int = 0) -> int:
     return best[1]
 
 
-def cnn_rnn_topk(model: B.CNNRNN, features: torch.Tensor, k: int, beam: int) -> torch.Tensor:
+def cnn_rnn_topk(model: baselines_model.CNNRNN, features: torch.Tensor, k: int, beam: int) -> torch.Tensor:
     """[N, k]: CNN-RNN's most probable path of exactly k labels, END not a candidate (the top-k
     protocol; its own rule, stopping at END, is ``model.decode(..., end=True)``)."""
     return model.decode(features, beam=beam, max_len=k, end=False)
@@ -114,11 +127,12 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     """
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
-    kind, loss_name = ROWS[row]
+    kind, loss_name = ROW_SPECS[row]
     name = features.trunk_of(profile, trunk)
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     config = {"chapter": "baselines", "method": row, "version": 4,
-              **shared.data_key(dataset, profile, root, seed), "backbone": name,
+              **ctx.key, "backbone": name,
               "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "train_seed": train_seed}
 
@@ -132,18 +146,18 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         desc = f"{row} {dataset}"
         if kind == "knn":
             out["k"] = choose_knn_k(x_train, y_train, s, seed)
-            out["scores"] = B.knn_scores(x_train, y_train, x_test, out["k"])
+            out["scores"] = baselines_model.knn_scores(x_train, y_train, x_test, out["k"])
         elif kind == "head":
-            model = B.LinearHead(x_train.shape[1], C)
-            loss = B.HEAD_LOSSES[loss_name]
+            model = baselines_model.LinearHead(x_train.shape[1], C)
+            loss = baselines_model.HEAD_LOSSES[loss_name]
             out["history"] = train_head(model, (x_train, y_train), lambda m, b: loss(m(b[0]), b[1]), s,
                                         seed=seed, train_seed=train_seed, device=device, folder=folder, desc=desc)
             with torch.no_grad():
                 scores = model.cpu()(x_test)
             out["scores"] = torch.sigmoid(scores) if loss_name == "bce" else scores
         else:
-            model = B.CNNRNN(x_train.shape[1], C, s.rnn_embed, s.rnn_hidden)
-            seq = fixed_order_sequences(y_train, label_rank(y_train, "frequency"))
+            model = baselines_model.CNNRNN(x_train.shape[1], C, s.rnn_embed, s.rnn_hidden)
+            seq = baselines_model.fixed_order_sequences(y_train, baselines_model.label_rank(y_train, "frequency"))
             out["history"] = train_head(model, (x_train, seq), lambda m, b: m.loss(*b), s, seed=seed,
                                         train_seed=train_seed, device=device, folder=folder, desc=desc)
             model = model.cpu().eval()
@@ -153,8 +167,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
             out["scores"] = sequences_to_sets(out["sequences_topk"], C)
         return out
 
-    result = shared.cached("baseline", config, compute, profile, code=(run,), data=shared.data_fingerprint(data),
-                           force=force)
+    result = ctx.cached("baseline", config, compute, code=(run,), force=force)
     return with_metrics(result, data.test.labels, s.top_k, data.test.ignore)
 
 
@@ -171,3 +184,49 @@ def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3, ignore=None
     out["metrics"] = {**metrics.prf_of_predictions(out["pred"], labels, ignore),
                       "mAP": metrics.mean_average_precision(scores, labels, ignore)}
     return out
+
+
+# --- the full profile's cost (mlbook plan) ---
+
+class _CNNRNNLoss(torch.nn.Module):
+    """CNN-RNN's teacher-forced loss on 3 labels, for counting."""
+
+    def __init__(self, model, num_classes: int, steps: int = 3):
+        super().__init__()
+        self.model, self.C, self.steps = model, num_classes, steps
+
+    def forward(self, x):
+        seq = torch.zeros(x.shape[0], self.steps, dtype=torch.long, device=x.device)
+        return self.model.loss(x, seq)
+
+
+def cost(run, ctx):
+    """A baseline row on the pooled features of its trunk (``pooled_trunk``: the plan prices computing
+    them once per trunk and data set)."""
+    s = settings_for(ctx.profile)
+    trunk = features.trunk_of(ctx.profile, dict(run.options).get("trunk"))
+    C = NUM_CLASSES[run.dataset]
+    D = maps_of(ctx, trunk, run.dataset)[2][0]
+    n_train, n_test = ctx.split(run.dataset)
+    kind, _ = ROW_SPECS[run.row]
+    features_bytes = (n_train + n_test) * D * 4 * 2       # pooled features, and the fit/hold-out copies
+    if kind == "knn":                                      # cosine similarities, 1024 test images at a time
+        flops = 2 * D * n_train * (1 + len(s.knn_ks))
+        chunk = min(1024, n_test) * n_train * 4 * 3
+        host, gpu = ctx.peaks(host=features_bytes + chunk + outputs_bytes(n_train + n_test, C), gpu=0.0)
+        return RunCost(ctx.chapter, f"KNN on pooled {trunk} features", run.dataset, flops, n_test, 1, 1,
+                       host_bytes=host, gpu_bytes=gpu, disk_bytes=n_test * C * 4, kept_bytes=n_test * C * 4,
+                       pooled_trunk=trunk)
+    if kind == "head":
+        net = measured(("linear", D, C), lambda: baselines_model.LinearHead(D, C), ((1, D),), train=True)
+    else:
+        net = measured(("cnn_rnn", D, C, s.rnn_embed, s.rnn_hidden),
+                       lambda: _CNNRNNLoss(baselines_model.CNNRNN(D, C, s.rnn_embed, s.rnn_hidden), C), ((1, D),),
+                       train=True)
+    n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
+    host, gpu = ctx.peaks(host=host + features_bytes + outputs_bytes(n_train + n_test, C), gpu=gpu)
+    what = "linear heads" if kind == "head" else "CNN-RNN"
+    peak, kept = row_disk({}, net, "adam", n_test * C * 4 * 2)
+    return RunCost(ctx.chapter, f"{what} on pooled {trunk} features", run.dataset, net.flops, n_fit, epochs, 1,
+                   n_test * net.flops * s.beam, host, gpu, peak, kept_bytes=kept, pooled_trunk=trunk)

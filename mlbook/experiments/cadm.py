@@ -21,15 +21,27 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .. import claims, metrics, report
-from ..models import cadm as M
+from ..costs import RunCost, image_bytes, loader_bytes, measured, outputs_bytes, row_disk, training_memory
+from ..data import NUM_CLASSES
+from ..models import cadm as cadm_model
+from ..models.backbones import random_backbone
 from ..profiles import get_profile, pick_device
 from ..train import fit, predict
 from . import features, shared
 
 STEM_BLOCKS = 3          # demo/smoke: blocks of the SmallCNN kept frozen (cached)
 TRUNK = "resnet101"      # Sec. 3.2: ImageNet ResNet-101, fine-tuned at 448 x 448
-ROWS = tuple(M.VARIANTS)
 OPTIONS = ()
+
+
+def rows(profile) -> tuple[str, ...]:
+    """Every row of Tables 1-2: the variants (``mlbook.models.cadm.VARIANTS``), the same in every profile."""
+    return tuple(cadm_model.VARIANTS)
+
+
+def stages(profile) -> tuple:
+    """No shared step: every variant fine-tunes from the backbone on its own."""
+    return ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +75,7 @@ def settings_for(profile) -> Settings:
 def grid(profile, datasets, seeds) -> list[shared.Run]:
     """Every run of chapter 05: each variant on each data set with each training seed."""
     stems = shared.feature_runs(datasets, upto=STEM_BLOCKS) if get_profile(profile).backbone == "small_cnn" else []
-    return stems + [shared.Run("cadm", v, d, s) for d in datasets for v in ROWS for s in seeds]
+    return stems + [shared.Run("cadm", v, d, s) for d in datasets for v in rows(profile) for s in seeds]
 
 
 def make_optimizer(recipe: Settings):
@@ -94,8 +106,9 @@ class FlippedMaps(Dataset):
 def inputs(dataset: str, prof, root, seed, device, weights=None):
     """(backbone to fine-tune, train set, hold-out set, test set, CADM map size): stem maps of the
     frozen SmallCNN blocks (demo/smoke) or the images themselves (full)."""
-    data = shared.splits(dataset, prof, root, seed)
-    fit_idx, val_idx = shared.holdout_split(len(data.train), prof.holdout, seed)
+    ctx = shared.context(dataset, prof, root, seed)
+    data = ctx.data
+    fit_idx, val_idx = ctx.holdout
     backbone, _ = features.shared_backbone(dataset, prof, root, seed, device, weights, trunk=TRUNK)
     if prof.backbone == "small_cnn":
         stems = features.backbone_features(dataset, prof, root, seed, device, upto=STEM_BLOCKS)
@@ -110,7 +123,7 @@ def inputs(dataset: str, prof, root, seed, device, weights=None):
     test = shared.image_set(data.test, prof, train=False)
     net = copy.deepcopy(backbone).train()
     return (net, Subset(train_set, fit_idx.tolist()), Subset(eval_set, val_idx.tolist()), test,
-            M.feature_map_size(net, prof.image_size))
+            cadm_model.feature_map_size(net, prof.image_size))
 
 
 def figure_indices(labels: torch.Tensor, n: int = 6) -> list[int]:
@@ -121,7 +134,7 @@ def figure_indices(labels: torch.Tensor, n: int = 6) -> list[int]:
 
 
 @torch.no_grad()
-def test_outputs(model: M.CADMNet, dataset, device: str, batch_size: int = 128) -> dict:
+def test_outputs(model: cadm_model.CADMNet, dataset, device: str, batch_size: int = 128) -> dict:
     """logits, fcls, scls (peak CADM activation) and cadm_sum (summed CADM activation), each [N, C]."""
     model.eval()
 
@@ -135,7 +148,7 @@ def test_outputs(model: M.CADMNet, dataset, device: str, batch_size: int = 128) 
 
 
 def run(row: str, dataset: str = "coco", profile="demo", *, root: str | None = None, seed: int = 0,
-        train_seed: int = 0, device: str = "auto", weights=None, options: M.CADMOptions | None = None,
+        train_seed: int = 0, device: str = "auto", weights=None, options: cadm_model.CADMOptions | None = None,
         settings: dict | None = None, n_figure: int = 6, force: bool = False) -> dict:
     """Fine-tune one variant (``row``) with one training seed and evaluate it on the test split (cached).
 
@@ -145,19 +158,20 @@ def run(row: str, dataset: str = "coco", profile="demo", *, root: str | None = N
     (mAP and both protocols of Sec. 3.1, fractions). ``settings``: overrides of ``Settings``
     (CLI flags); ``options``: ``CADMOptions`` (lam is the variant's unless overridden there).
     """
-    if row not in M.VARIANTS:
-        raise ValueError(f"unknown CADM variant {row!r}; choose one of {sorted(M.VARIANTS)}")
+    if row not in cadm_model.VARIANTS:
+        raise ValueError(f"unknown CADM variant {row!r}; choose one of {sorted(cadm_model.VARIANTS)}")
     prof = get_profile(profile)
-    spec = M.VARIANTS[row]
-    options = options or M.CADMOptions(lam=spec["lam"])
+    spec = cadm_model.VARIANTS[row]
+    options = options or cadm_model.CADMOptions(lam=spec["lam"])
     options = dataclasses.replace(options, lce_grad=spec["lce_grad"],
                                   lam=options.lam if spec["lam"] > 0 else 0.0)
     recipe = dataclasses.replace(settings_for(prof), **(settings or {}))
     device = pick_device(device)
-    data = shared.splits(dataset, prof, root, seed)
+    ctx = shared.context(dataset, prof, root, seed)
+    data = ctx.data
     name = features.trunk_of(prof, TRUNK)
     config = {"method": "cadm", "variant": row, "version": 3,
-              **shared.data_key(dataset, prof, root, seed),
+              **ctx.key,
               "backbone": name, "backbone_epochs": prof.backbone_epochs, "holdout": prof.holdout,
               "image_size": prof.image_size, "streams": spec["streams"], "stem_blocks": STEM_BLOCKS,
               "options": dataclasses.asdict(options), "recipe": dataclasses.asdict(recipe),
@@ -166,11 +180,11 @@ def run(row: str, dataset: str = "coco", profile="demo", *, root: str | None = N
     def compute(folder: Path) -> dict:
         net, train_set, val_set, test_set, map_hw = inputs(dataset, prof, root, seed, device, weights)
         torch.manual_seed(train_seed)
-        model = M.make_model(row, net, data.train.num_classes, map_hw, options)
-        bce = M.make_loss(0.0, options)
+        model = cadm_model.make_model(row, net, data.train.num_classes, map_hw, options)
+        bce = cadm_model.make_loss(0.0, options)
         t0 = time.perf_counter()
         history = fit(
-            model, train_set, M.make_loss(options.lam, options), val_dataset=val_set, val_loss_fn=bce,
+            model, train_set, cadm_model.make_loss(options.lam, options), val_dataset=val_set, val_loss_fn=bce,
             patience=recipe.patience, epochs=recipe.epochs, batch_size=recipe.batch_size, device=device,
             seed=train_seed, num_workers=prof.num_workers, make_optimizer=make_optimizer(recipe),
             make_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, recipe.step_epochs, recipe.gamma),
@@ -187,10 +201,17 @@ def run(row: str, dataset: str = "coco", profile="demo", *, root: str | None = N
                 "history": history, "test_outputs": outs, "fig_index": index, "fig_cadm": fig_cadm,
                 "train_seconds": train_seconds, "train_img_s": images / seconds if seconds > 0 else float("nan")}
 
-    result = shared.cached("cadm", config, compute, prof, code=(run,), data=shared.data_fingerprint(data),
-                           force=force)
+    result = ctx.cached("cadm", config, compute, code=(run,), force=force)
     return {**result, "metrics": scores_table(result["test_outputs"]["logits"].sigmoid(),
                                               data.test.labels, data.test.ignore)}
+
+
+def train_overrides(flags: dict) -> dict:
+    """Extra keyword arguments of ``run`` from the flags of ``python -m mlbook train`` (``vars(args)``):
+    ``--lam`` sets the embedding weight lambda of the variants that have the embedding."""
+    if flags.get("lam") is not None:
+        return {"options": cadm_model.CADMOptions(lam=flags["lam"])}
+    return {}
 
 
 def scores_table(probs: torch.Tensor, targets: torch.Tensor, ignore: torch.Tensor | None = None) -> dict:
@@ -214,9 +235,9 @@ def predictions(probs: torch.Tensor, protocol: str) -> torch.Tensor:
 
 def variant_of(row: str) -> str:
     """A claim's row (a variant key or its table label) -> the variant key."""
-    if row in M.VARIANTS:
+    if row in cadm_model.VARIANTS:
         return row
-    for key, spec in M.VARIANTS.items():
+    for key, spec in cadm_model.VARIANTS.items():
         if spec["label"] == row:
             return key
     raise KeyError(f"no CADM variant named {row!r}")
@@ -240,8 +261,9 @@ def weak_subgroups(results: dict, dataset: str, positives: torch.Tensor, seeds) 
     return [weak_positives(peaks[(i + 1) % len(seeds)], positives) for i in range(len(seeds))]
 
 
-def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
-    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
+def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.Tensor) -> dict:
+    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``, from
+    ``evidence`` (the chapter's results, the claim's data set's test split, the training seeds).
 
     Metrics: "mAP"; "<all|top3>_<CF1|OF1|...>" (the two protocols of Sec. 3.1); "peak, all
     positive CADMs" and "peak, weak positive CADMs" (mean CADM peak over the positive pairs; the
@@ -250,6 +272,7 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
     regression to the mean); "share of pairs won" (positive vs negative summed CADM; ``worse``
     is the constant 0.5, a fixed row).
     """
+    results, data, seeds = evidence.results, evidence.data[claim.dataset], evidence.seeds
     d, y, ign = claim.dataset, data.test.labels, data.test.ignore
     positives = (y > 0.5) if ign is None else (y > 0.5) & ~ign
     side = {}
@@ -260,11 +283,11 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
     def values(runs, metric):
         logits = [r["test_outputs"]["logits"] for r in runs]
         if metric == "mAP":
-            return claims.map_values(logits, y, weights, ign)
+            return metrics.map_values(logits, y, weights, ign)
         if metric.startswith(("all_", "top3_")):
             protocol, m = metric.split("_", 1)
             preds = [predictions(x.sigmoid(), protocol) for x in logits]
-            return claims.set_metric_values(preds, y, weights, m, ign)
+            return metrics.set_metric_values(preds, y, weights, m, ign)
         if metric == "peak, all positive CADMs":
             return torch.stack([metrics.pair_mean(r["test_outputs"]["scls"], positives, weights) for r in runs])
         if metric == "peak, weak positive CADMs":
@@ -292,7 +315,7 @@ RAW_METRICS = ("peak, all positive CADMs", "peak, weak positive CADMs")   # CADM
 def published_deltas(claim: claims.Claim) -> dict:
     """{metric: the Δ (points) the paper's own table gives for the claim's two rows, or None}."""
     table = report.reference(TABLES[claim.dataset])
-    label = lambda row: M.VARIANTS[variant_of(row)]["label"] if row not in claim.fixed else row  # noqa: E731
+    label = lambda row: cadm_model.VARIANTS[variant_of(row)]["label"] if row not in claim.fixed else row  # noqa: E731
     return {m: claims.published_delta(table, label(claim.better), label(claim.worse), m) for m in claim.metrics}
 
 
@@ -307,10 +330,32 @@ def secondary_deltas(claim: claims.Claim, results: dict, seeds) -> dict:
     return {m: 100 * (mean(claim.better, m) - mean(claim.worse, m)) for m in TABLE_METRICS if m not in claim.metrics}
 
 
-def claim_options(claim: claims.Claim, results: dict, seeds) -> dict:
+def claim_options(claim: claims.Claim, evidence: shared.Evidence) -> dict:
     """The keyword arguments of ``claims.evaluate`` for ``claim`` besides its values: the paper's
-    Δ, the secondary metrics, and the scale of the printed evidence (points for fractions; CADM
-    peaks are logits, printed as they are)."""
+    Δ, the secondary metrics (from ``evidence``'s results and seeds), and the scale of the printed
+    evidence (points for fractions; CADM peaks are logits, printed as they are). Every claim of
+    the chapter is testable on these data."""
     scale = 1.0 if set(claim.metrics) <= set(RAW_METRICS) else 100.0
-    return {"published": published_deltas(claim), "secondary": secondary_deltas(claim, results, seeds) or None,
-            "scale": scale}
+    secondary = secondary_deltas(claim, evidence.results, evidence.seeds)
+    return {"published": published_deltas(claim), "secondary": secondary or None, "scale": scale}
+
+
+# --- the full profile's cost (mlbook plan) ---
+
+def cost(run, ctx):
+    """A CADM variant fine-tuning ``TRUNK`` end to end on the images (hold-out and test passes included)."""
+    s = settings_for(ctx.profile)
+    C = NUM_CLASSES[run.dataset]
+    size = ctx.profile.image_size
+    _, h, w = features.map_shape(TRUNK, size)
+    net = measured(("cadm", run.row, C), lambda: cadm_model.make_model(run.row, random_backbone(TRUNK), C, (h, w)),
+                   ((1, 3, size, size),), train=True)
+    n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
+    n_train, n_test = ctx.split(run.dataset)
+    forward = net.flops / 3
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "sgd")
+    loader = loader_bytes(ctx.profile.num_workers, ctx.batch(max(s.batch_size, 128), run.dataset), image_bytes(size))
+    host, gpu = ctx.peaks(host=host + 4 * net.params + loader + outputs_bytes(n_train + n_test, C, 6), gpu=gpu)
+    peak, kept = row_disk({}, net, "sgd", outputs_bytes(n_test, C) + 6 * C * h * w * 2)   # outputs, Fig. 2 maps
+    return RunCost(ctx.chapter, f"CADM fine-tuning {TRUNK} at {size} px", run.dataset, net.flops, n_fit, epochs, 1,
+                   epochs * (n_train - n_fit) * forward + n_test * forward, host, gpu, peak, kept_bytes=kept)

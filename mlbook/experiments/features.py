@@ -25,13 +25,14 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .. import cache
 from ..cache import atomic_write_text
+from ..costs import RunCost, image_bytes, loader_bytes, maps_of, trunk_net
+from ..data import SPLIT_SIZES
 from ..metrics import mean_average_precision
 from ..models import backbones
-from ..plan import SPLITS
 from ..profiles import Profile, get_profile, pick_device
 from ..train import device_stage, fit, loader_workers, predict, to_device
+from ..weights import WEIGHTS, weights_file
 from . import shared
-
 
 # --- the shared backbone and its frozen maps -----------------------------------------------------
 
@@ -71,9 +72,10 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
     if name != "small_cnn":
         return backbones.build_backbone(name, weights=weights).eval(), {"history": [], "test_mAP": None}
 
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     exclude = tuple(sorted(int(c) for c in exclude_labels))
-    config = {"stage": "shared_backbone", "version": 2, **shared.data_key(dataset, profile, root, seed),
+    config = {"stage": "shared_backbone", "version": 2, **ctx.key,
               "image_size": profile.image_size, "epochs": profile.backbone_epochs,
               "batch_size": profile.batch_size, "train_seed": seed, "holdout": profile.holdout}
     if exclude:
@@ -84,7 +86,7 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
         model = backbones.GlobalPoolClassifier(backbones.SmallCNN(), data.train.num_classes, pool="avg")
         keep = torch.ones(data.train.num_classes, dtype=torch.bool)
         keep[list(exclude)] = False
-        fit_idx, _ = shared.holdout_split(len(data.train), profile.holdout, seed)
+        fit_idx, _ = ctx.holdout
         epochs = profile.backbone_epochs
         history = fit(
             model, Subset(shared.image_set(data.train, profile, train=True), fit_idx.tolist()),
@@ -102,8 +104,7 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
                 "test_mAP": float(mean_average_precision(scores[:, seen], data.test.labels[:, seen],
                                                          None if data.test.ignore is None else data.test.ignore[:, seen]))}
 
-    result = shared.cached("shared_backbone", config, compute, profile, code=(shared_backbone,),
-                    data=shared.data_fingerprint(data), force=force)
+    result = ctx.cached("shared_backbone", config, compute, code=(shared_backbone,), force=force)
     model = backbones.GlobalPoolClassifier(backbones.SmallCNN(), data.train.num_classes, pool="avg")
     model.load_state_dict(result["state_dict"])
     return model.backbone.eval(), result
@@ -129,9 +130,10 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
     storage = map_storage(name, dataset, profile)
     if storage != "memory":
         return _lazy_features(dataset, profile, root, seed, device, weights, name, storage)
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     exclude = tuple(sorted(int(c) for c in exclude_labels))
-    config = {"stage": "backbone_features", "version": 3, **shared.data_key(dataset, profile, root, seed),
+    config = {"stage": "backbone_features", "version": 3, **ctx.key,
               "backbone": name, "image_size": profile.image_size, "backbone_epochs": profile.backbone_epochs,
               "weights": weights_name(weights, name), "upto": upto, "holdout": profile.holdout}
     if exclude:
@@ -158,8 +160,7 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
                                          "images are not finite in float16 (wrong or missing weights?)")
         return out
 
-    return shared.cached("backbone_features", config, compute, profile, code=(backbone_features,),
-                  data=shared.data_fingerprint(data))
+    return ctx.cached("backbone_features", config, compute, code=(backbone_features,))
 
 
 # --- frozen maps too large for memory: on disk, or streamed ---------------------------------------
@@ -193,12 +194,12 @@ def map_disk_budget() -> float:
 
 def map_storage(trunk: str, dataset: str, profile: Profile) -> str:
     """Where the frozen maps of ``trunk`` on ``dataset`` are kept: "memory" (demo, smoke), "disk"
-    when the maps of the real data set's train and test shared.splits (``plan.SPLITS``, whatever a root
+    when the maps of the real data set's train and test shared.splits (``data.SPLIT_SIZES``, whatever a root
     holds: a dry run on a few images takes the path the full run takes) fit ``map_disk_budget``,
     else "stream"."""
     if profile.in_memory:
         return "memory"
-    images = sum(SPLITS[dataset]) if dataset in SPLITS else 0
+    images = sum(SPLIT_SIZES[dataset]) if dataset in SPLIT_SIZES else 0
     return "disk" if map_bytes(trunk, profile.size_for(trunk), images) <= map_disk_budget() else "stream"
 
 
@@ -313,7 +314,8 @@ class StreamedMaps(LazyMaps):
 
 def _lazy_features(dataset, profile, root, seed, device, weights, name: str, storage: str) -> dict:
     """``backbone_features`` of a trunk whose maps do not fit in memory (``map_storage``)."""
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     size = profile.size_for(name)
     chw = map_shape(name, size)
     images = {split: shared.image_set(getattr(data, split), profile, train=False, size=size) for split in ("train", "test")}
@@ -323,7 +325,7 @@ def _lazy_features(dataset, profile, root, seed, device, weights, name: str, sto
         trunk_fn()   # built (weights checked) now, so a missing or wrong file fails before any training
         return {"storage": "stream", "wall_s": time.perf_counter() - start, **{split: StreamedMaps(ds, trunk_fn, chw, loader_workers=profile.num_workers)
                                         for split, ds in images.items()}}
-    config = {"stage": "backbone_maps_on_disk", "version": 1, **shared.data_key(dataset, profile, root, seed),
+    config = {"stage": "backbone_maps_on_disk", "version": 1, **ctx.key,
               "backbone": name, "image_size": size, "weights": weights_name(weights, name)}
 
     def compute(folder: Path) -> dict:
@@ -333,7 +335,7 @@ def _lazy_features(dataset, profile, root, seed, device, weights, name: str, sto
         return {"storage": "disk", "files": {s: f"{s}.f16" for s in written}, "rows": written,
                 "chw": list(chw), "bytes": sum(map_bytes(name, size, n) for n in written.values())}
 
-    result = shared.cached("backbone_maps", config, compute, profile, code=(_lazy_features,), data=shared.data_fingerprint(data))
+    result = ctx.cached("backbone_maps", config, compute, code=(_lazy_features,))
     folder = cache.run_dir("backbone_maps", config)
     return {**result, **{split: DiskMaps(folder / file, result["rows"][split], tuple(result["chw"]))
                          for split, file in result["files"].items()}}
@@ -342,7 +344,7 @@ def _lazy_features(dataset, profile, root, seed, device, weights, name: str, sto
 def frozen_trunk(name: str, weights_key, weights) -> torch.nn.Module:
     """The ImageNet trunk ``name`` in eval mode without gradients, built once per process and
     weights file (a chapter's runs share it instead of reloading 0.5 GB per run)."""
-    path = backbones.weights_file(weights, name)
+    path = weights_file(weights, name)
     return _built_trunk(name, None if path is None else str(path))
 
 
@@ -427,14 +429,14 @@ def pooled_features(dataset: str, profile: Profile | str, root: str | None = Non
     feats = backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
     if feats.get("storage", "memory") == "memory":
         return {"train": pooled(feats["train"]), "test": pooled(feats["test"])}
-    data = shared.splits(dataset, profile, root, seed)
-    config = {"stage": "pooled_features", "version": 1, **shared.data_key(dataset, profile, root, seed), "backbone": name,
+    ctx = shared.context(dataset, profile, root, seed)
+    config = {"stage": "pooled_features", "version": 1, **ctx.key, "backbone": name,
               "image_size": profile.size_for(name), "weights": weights_name(weights, name)}
 
     def compute(folder: Path) -> dict:
         return {split: pooled(feats[split], device, profile.batch_size * 2) for split in ("train", "test")}
 
-    return shared.cached("pooled_features", config, compute, profile, code=(pooled_features,), data=shared.data_fingerprint(data))
+    return ctx.cached("pooled_features", config, compute, code=(pooled_features,))
 
 
 def pooled(maps, device: str = "cpu", batch_size: int = 256) -> torch.Tensor:
@@ -450,21 +452,48 @@ def weights_name(weights, name: str) -> str | None:
     checkpoint give the same key), or None for the small CNN."""
     if name == "small_cnn":
         return None
-    path = backbones.weights_file(weights, name)
-    return Path(path).name if path else backbones.WEIGHTS[name].file
+    path = weights_file(weights, name)
+    return Path(path).name if path else WEIGHTS[name].file
 
 
 
-ROWS = ()
-STAGES = ("backbone features",)
 OPTIONS = ()
+
+
+def rows(profile) -> tuple[str, ...]:   # no table row: the frozen features are a stage every paper reads
+    return ()
+
+
+def stages(profile) -> tuple[str, ...]:
+    return ("backbone features",)
 
 
 def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
         device: str = "auto", weights=None, trunk: str | None = None, upto: int | None = None,
         exclude_labels: tuple = (), force: bool = False) -> dict:
     """The shared stage as a run of a grid: "backbone features" (and, through it, the shared backbone)."""
-    if row not in STAGES:
-        raise ValueError(f"unknown shared stage {row!r}; choose one of {STAGES}")
+    if row not in stages(profile):
+        raise ValueError(f"unknown shared stage {row!r}; choose one of {stages(profile)}")
     return backbone_features(dataset, profile, root, seed, device, weights, trunk=trunk, upto=upto,
                              exclude_labels=tuple(exclude_labels))
+
+
+# --- the full profile's cost (mlbook plan) ---
+
+def cost(run, ctx):
+    """The frozen maps of a trunk: written once to disk, or streamed (priced in the rows that read them)."""
+    prof = ctx.profile
+    trunk = trunk_of(prof, dict(run.options).get("trunk"))
+    storage, size, chw = maps_of(ctx, trunk, run.dataset)
+    n = sum(ctx.split(run.dataset))
+    t = trunk_net(trunk, size)
+    batch = ctx.batch(prof.batch_size * 2, run.dataset)
+    loader = loader_bytes(prof.num_workers, batch, image_bytes(size))
+    if storage == "stream":
+        host, gpu = ctx.peaks(host=4 * t.params, gpu=0.0)
+        return RunCost(ctx.chapter, f"{trunk} maps: streamed, computed in every pass of the rows that read them",
+                       run.dataset, 0.0, n, 1, 1, host_bytes=host, gpu_bytes=gpu, maps=storage)
+    disk = n * 2 * chw[0] * chw[1] * chw[2]
+    host, gpu = ctx.peaks(host=2 * 4 * t.params + loader, gpu=4 * t.params + batch * t.activations)
+    return RunCost(ctx.chapter, f"{trunk} maps at {size} px: forward once, written to disk", run.dataset, t.flops,
+                   n, 1, 1, host_bytes=host, gpu_bytes=gpu, disk_bytes=disk, maps=storage, kept_bytes=disk)

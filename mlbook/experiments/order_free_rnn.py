@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 
 from .. import claims, metrics, report
+from ..costs import RunCost, map_input, maps_label, measured, outputs_bytes, row_disk, training_memory
+from ..data import NUM_CLASSES
 from ..decoding import sequences_to_sets
-from ..models import order_free_rnn as M
+from ..models import order_free_rnn as order_free_rnn_model
 from ..profiles import get_profile
 from ..train import fit
 from . import baselines, features, shared
@@ -56,7 +58,7 @@ def settings_for(profile) -> Settings:
                     holdout=profile.holdout)
 
 
-ROWS = {  # table row name -> model options
+ROW_OPTIONS = {  # table row name -> model options (``OrderFreeConfig``)
     "Ours": dict(attention=True, order="learned"),
     "Ours (w/o atten)": dict(attention=False, order="learned"),
     "Frequency-first (w/ atten)": dict(attention=True, order="frequency"),
@@ -67,11 +69,23 @@ DECODINGS = ("sequences", "sequences_greedy", "sequences_merged")
 TABLES = {"nuswide": "order_free_rnn_table1_nuswide", "coco": "order_free_rnn_table2_coco"}  # Tables 1, 2
 
 
+def rows(profile) -> tuple[str, ...]:
+    """The rows of Tables 1-2 that ``run`` trains, by the name the tables print (the same in every
+    profile): the four Order-Free rows. The tables' other rows, ``BASELINE_ROWS``, are rows of
+    ``experiments.baselines``, run on this paper's trunk (``grid``)."""
+    return tuple(ROW_OPTIONS)
+
+
+def stages(profile) -> tuple[str, ...]:
+    """None: every row reads the shared frozen features only."""
+    return ()
+
+
 def table_rows(dataset: str) -> list[str]:
     """The rows of the paper's table for ``dataset``, in its order (KNN is in Table 1 only); every
     row for a data set the paper has no table of."""
     if dataset not in TABLES:
-        return [*ROWS, *BASELINE_ROWS]
+        return [*ROW_OPTIONS, *BASELINE_ROWS]
     return list(report.reference(TABLES[dataset]).index)
 
 
@@ -80,9 +94,10 @@ def grid(profile, datasets, seeds) -> list[shared.Run]:
     the baselines), every training seed, all on the paper's trunk (the small CNN in demo/smoke)."""
     runs = shared.feature_runs(datasets, trunk=TRUNK)
     for d in datasets:
-        runs += [shared.Run("order_free_rnn", row, d, s) for row in table_rows(d) if row in ROWS for s in seeds]
-        rows = tuple(r for r in table_rows(d) if r in BASELINE_ROWS)
-        runs += baselines.grid(profile, [d], seeds, rows=rows, trunk=TRUNK)
+        runs += [shared.Run("order_free_rnn", row, d, s)
+                 for row in table_rows(d) if row in ROW_OPTIONS for s in seeds]
+        baseline_rows = tuple(r for r in table_rows(d) if r in BASELINE_ROWS)
+        runs += baselines.grid(profile, [d], seeds, rows=baseline_rows, trunk=TRUNK)
     return runs
 
 
@@ -105,26 +120,28 @@ def select_threshold(decode_fn, val_maps: torch.Tensor, val_labels: torch.Tensor
     return best[0], curve
 
 
-def topk_sequences(model: M.OrderFreeRNN, maps: torch.Tensor, k: int, beam: int) -> torch.Tensor:
+def topk_sequences(model: order_free_rnn_model.OrderFreeRNN, maps: torch.Tensor, k: int,
+                   beam: int) -> torch.Tensor:
     """[N, k]: the most probable path of exactly k labels (Eq. 11), the beam search run without
     its stopping threshold: the top-k protocol every row of a top-k table is scored under."""
     return model.decode(maps, beam=beam, max_len=k, threshold=0.0)
 
 
-def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor, cfg: M.OrderFreeConfig,
-                   s: Settings, *, seed: int = 0, train_seed: int = 0, device: str = "cpu",
-                   checkpoint=None, desc: str = "order-free rnn"):
+def fit_order_free(train_maps: torch.Tensor, train_labels: torch.Tensor,
+                   cfg: order_free_rnn_model.OrderFreeConfig, s: Settings, *, seed: int = 0, train_seed: int = 0,
+                   device: str = "cpu", checkpoint=None, desc: str = "order-free rnn"):
     """Train on the fit part of the training set (early stopping on its hold-out part, where
     the threshold is also chosen). Never sees the test split.
     Returns (model, threshold, hold-out curve, history, max_len)."""
     torch.manual_seed(train_seed)
     fit_idx, val_idx = shared.holdout_split(len(train_labels), s.holdout, seed)
     max_len = max(int(train_labels.sum(1).max().item()), 1)   # largest label count in training
-    model = M.OrderFreeRNN(cfg)
+    model = order_free_rnn_model.OrderFreeRNN(cfg)
     tensors = [train_maps, train_labels]
     if cfg.order != "learned":
-        tensors.append(M.fixed_order_sequences(train_labels, M.label_rank(train_labels[fit_idx], cfg.order)))
-    # frozen maps in memory, on disk or streamed (features.map_rows: a TensorDataset for tensors, as before)
+        tensors.append(order_free_rnn_model.fixed_order_sequences(
+            train_labels, order_free_rnn_model.label_rank(train_labels[fit_idx], cfg.order)))
+    # frozen maps in memory, on disk or streamed (features.map_rows: a TensorDataset for tensors)
     part = lambda idx: features.map_rows(features.take(train_maps, idx), *(x[idx] for x in tensors[1:]))  # noqa: E731
     history = fit(model, part(fit_idx), lambda m, batch: m.loss(*batch), epochs=s.epochs, batch_size=s.batch_size,
                   device=device, seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
@@ -152,19 +169,21 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     """
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))   # ``settings``: overrides (CLI flags)
-    opts = ROWS[row]
+    opts = ROW_OPTIONS[row]
     name = features.trunk_of(profile, trunk)
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     config = {"chapter": "04_order_free_rnn", "method": row, "version": 5,
-              **shared.data_key(dataset, profile, root, seed), "backbone": name,
+              **ctx.key, "backbone": name,
               "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "train_seed": train_seed, **opts}
 
     def compute(folder: Path) -> dict:
         feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
-        cfg = M.OrderFreeConfig(num_classes=data.train.num_classes, feat_dim=feats["train"].shape[1],
-                                hidden=s.hidden, att_dim=s.att_dim, pred_hidden=s.pred_hidden,
-                                keep_prob=s.keep_prob, **opts)
+        cfg = order_free_rnn_model.OrderFreeConfig(num_classes=data.train.num_classes,
+                                                   feat_dim=feats["train"].shape[1], hidden=s.hidden,
+                                                   att_dim=s.att_dim, pred_hidden=s.pred_hidden,
+                                                   keep_prob=s.keep_prob, **opts)
         model, tau, curve, history, max_len = fit_order_free(
             feats["train"], data.train.labels, cfg, s, seed=seed, train_seed=train_seed, device=device,
             checkpoint=folder / "checkpoint.pt", desc=f"{row} {dataset}")
@@ -179,8 +198,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
                 "max_len": max_len, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "config": dataclasses.asdict(cfg)}
 
-    result = shared.cached("order_free_rnn", config, compute, profile, code=(run,),
-                           data=shared.data_fingerprint(data), force=force)
+    result = ctx.cached("order_free_rnn", config, compute, code=(run,), force=force)
     return with_metrics(result, data.test.labels, s.top_k)
 
 
@@ -207,8 +225,8 @@ def predictions_under(result: dict, rule: str, num_classes: int, k: int = 3) -> 
     """[N, C] bool predictions of one run under ``rule`` (``RULES``), None where it does not apply:
     "variable length" = every label of the decoded sequence (Order-Free RNN: beam search stopped
     by the validated threshold; CNN-RNN: stopped by END); "first 3 of the variable length" = at
-    most the first 3 of them (the book's protocol before issue 14); "top-3" = exactly k labels,
-    every row alike. A score model (no sequence) has only top-3."""
+    most the first 3 of them (how a top-3 column reads a variable-length row); "top-3" = exactly
+    k labels, every row alike. A score model (no sequence) has only top-3."""
     if rule == "top-3":
         return result["pred"]
     if "sequences" not in result:
@@ -241,7 +259,7 @@ def labels_per_image(preds) -> float:
     return _mean(p.sum(1).float().mean() for p in preds)
 
 
-def decoding_table(results: dict, dataset: str, seeds, rows=tuple(ROWS)) -> pd.DataFrame:
+def decoding_table(results: dict, dataset: str, seeds, rows=tuple(ROW_OPTIONS)) -> pd.DataFrame:
     """Per Order-Free row (mean over seeds): the thresholds chosen on the hold-out part, labels per
     image, and C-F1/O-F1 (%) of the paper's beam search, greedy decoding and set-merged beams,
     each stopped by the threshold (the paper's variable-length rule)."""
@@ -262,8 +280,8 @@ def mean_metrics(results: dict, dataset: str, row: str, seeds, key: str = "metri
     return {m: 100 * _mean(results[dataset, row, s][key][m] for s in seeds) for m in metrics.PRF_KEYS}
 
 
-def load_model(result: dict) -> M.OrderFreeRNN:
-    model = M.OrderFreeRNN(M.OrderFreeConfig(**result["config"]))
+def load_model(result: dict) -> order_free_rnn_model.OrderFreeRNN:
+    model = order_free_rnn_model.OrderFreeRNN(order_free_rnn_model.OrderFreeConfig(**result["config"]))
     model.load_state_dict(result["state_dict"])
     return model.eval()
 
@@ -294,25 +312,19 @@ def size_recall_gap(preds: list[torch.Tensor], test, weights: torch.Tensor) -> t
     return torch.stack(out)
 
 
-def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
+def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.Tensor) -> dict:
     """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``."""
-    test = data.test
-    better, worse = (_predictions(results, claim.dataset, r, seeds) for r in (claim.better, claim.worse))
+    test = evidence.data[claim.dataset].test
+    better, worse = (_predictions(evidence.results, claim.dataset, r, evidence.seeds)
+                     for r in (claim.better, claim.worse))
     out = {}
     for m in claim.metrics:
         if m == "recall gain small − large":
             out[m] = (size_recall_gap(better, test, weights), size_recall_gap(worse, test, weights))
         else:
-            out[m] = (claims.set_metric_values(better, test.labels, weights, m),
-                      claims.set_metric_values(worse, test.labels, weights, m))
+            out[m] = (metrics.set_metric_values(better, test.labels, weights, m),
+                      metrics.set_metric_values(worse, test.labels, weights, m))
     return out
-
-
-def testability(claim: claims.Claim, data: shared.Splits) -> dict:
-    """{"testable", "why_not"} for ``claims.evaluate``: object sizes need boxes."""
-    if "recall gain small − large" in claim.metrics and not (data.test.boxes and any(data.test.boxes)):
-        return {"testable": False, "why_not": "no object boxes in this data set's format"}
-    return {"testable": True, "why_not": ""}
 
 
 def published_deltas(claim: claims.Claim) -> dict:
@@ -321,10 +333,16 @@ def published_deltas(claim: claims.Claim) -> dict:
     return {m: claims.published_delta(table, claim.better, claim.worse, m) for m in claim.metrics}
 
 
-def claim_options(claim: claims.Claim, data: shared.Splits) -> dict:
+def claim_options(claim: claims.Claim, evidence: shared.Evidence) -> dict:
     """The keyword arguments of ``claims.evaluate`` for ``claim`` besides its values: whether the
-    data can test it (and why not), and the paper's own Δ for each primary metric."""
-    return {**testability(claim, data), "published": published_deltas(claim)}
+    data can test it (and why not: object sizes need boxes), and the paper's own Δ for each
+    primary metric."""
+    test = evidence.data[claim.dataset].test
+    if "recall gain small − large" in claim.metrics and not (test.boxes and any(test.boxes)):
+        testable = {"testable": False, "why_not": "no object boxes in this data set's format"}
+    else:
+        testable = {"testable": True, "why_not": ""}
+    return {**testable, "published": published_deltas(claim)}
 
 
 def recall_by_size(results: dict, data: shared.Splits, dataset: str, rows, seeds) -> pd.DataFrame:
@@ -343,3 +361,50 @@ def recall_by_size(results: dict, data: shared.Splits, dataset: str, rows, seeds
     return pd.DataFrame({"relative size": [f"< {edges[0]:.2f}", f"{edges[0]:.2f}-{edges[1]:.2f}", f">= {edges[1]:.2f}"],
                          "objects": [int((bucket == k).sum()) for k in range(3)], **table},
                         index=pd.Index(["small", "medium", "large"], name="third"))
+
+
+# --- the full profile's cost (mlbook plan) ---
+
+class _StepLoss(torch.nn.Module):
+    """The Order-Free RNN unrolled for 3 steps (about the mean label count of COCO, 2.9):
+    M_map, then M_att and M_pred per step, as its training loss runs them."""
+
+    def __init__(self, model, num_classes: int, steps: int = 3):
+        super().__init__()
+        self.model, self.C, self.steps = model, num_classes, steps
+
+    def forward(self, maps):
+        context, state, logits = self.model.begin(maps)
+        emitted = torch.zeros(maps.shape[0], self.C, dtype=torch.bool, device=maps.device)
+        total = logits.sum()
+        for _ in range(self.steps):
+            p, state, _ = self.model.step(context, state, emitted)
+            total = total + p.sum()
+        return total
+
+
+def cost(run, ctx):
+    """An Order-Free RNN row on the frozen maps of ``TRUNK`` (stored or streamed), with its hold-out
+    passes, the threshold search and the test decodings."""
+    s = settings_for(ctx.profile)
+    C = NUM_CLASSES[run.dataset]
+    trunk = TRUNK
+    reads = map_input(ctx, trunk, run.dataset, ctx.batch(s.batch_size, run.dataset))
+    chw = reads["chw"]
+    head = measured(("order_free", C, run.row, dataclasses.astuple(s)), lambda: _StepLoss(
+        order_free_rnn_model.OrderFreeRNN(order_free_rnn_model.OrderFreeConfig(
+            num_classes=C, feat_dim=chw[0], hidden=s.hidden, att_dim=s.att_dim, pred_hidden=s.pred_hidden,
+            **ROW_OPTIONS[run.row])), C), ((1, *chw),), train=True)
+    n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
+    n_train, n_test = ctx.split(run.dataset)
+    forward = head.flops / 3 + reads["flops"]
+    # hold-out loss every epoch, the threshold chosen over its grid, four decodings of the test split
+    extra = epochs * (n_train - n_fit) * forward + (n_train - n_fit) * len(s.thresholds) * s.beam * forward \
+        + n_test * 4 * s.beam * forward
+    host, gpu = training_memory(head, ctx.batch(s.batch_size, run.dataset), "adam")
+    host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C),
+                          gpu=gpu + reads["gpu"])
+    peak, kept = row_disk(reads, head, "adam", 4 * head.params + n_test * (6 * 8 * 4))   # weights, sequences
+    return RunCost(ctx.chapter, f"Order-Free RNN on {maps_label(trunk, reads['storage'])}", run.dataset,
+                   head.flops + reads["flops"], n_fit, epochs, 1, extra, host, gpu, peak,
+                   maps=reads["storage"], kept_bytes=kept)

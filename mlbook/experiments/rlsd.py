@@ -1,5 +1,8 @@
-"""Training and evaluating the RLSD rows of Tables I-IV (Zhang et al., TMM 2018; chapter 06). Its region
-sources live in ``rlsd_regions.py`` and its claims' evidence in ``rlsd_evidence.py``; both are re-exported here.
+"""Training and evaluating the RLSD rows of Tables I-IV (Zhang et al., TMM 2018; chapter 06): the
+paper's face (``rows``, ``stages``, ``grid``, ``run``, ``claim_values``, ``claim_options``). It reads
+three lower modules: ``rlsd_setup`` (the settings, the row specifications and the inputs every run
+shares), ``rlsd_regions`` (the region sources: the stages) and ``rlsd_evidence`` (the claims'
+evidence); none of them imports this one.
 
 Stages (cached, on the frozen conv maps of the trunk; rows of ``run`` too, so a grid lists them):
 - "localization (region set)" (Sec. III-D-a): the localization layer trained on a region set
@@ -9,7 +12,7 @@ Stages (cached, on the frozen conv maps of the trunk; rows of ``run`` too, so a 
   (training: the top and the lowest M/2 of all anchors by confidence; test: NMS, top M).
 - "selective search": the proposals of every image (MCG replaced), selected by the SAME rule:
   training the first and the last M/2 of its whole ranking, test the first M.
-Rows (``ROWS``, one training seed each): the paper's CNN+LSTM (global mode, Eq. 14; also the
+Rows (``ROW_SPECS``, one training seed each): the paper's CNN+LSTM (global mode, Eq. 14; also the
 LSTM pre-training), RLSD, SS-CNN+LSTM and RLSD+ft-RPN (initialised from the CNN+LSTM of the
 same seed), and the book's controls and ablations, each differing from its ``parent`` in one
 field of ``Row``. Baselines (``mlbook.experiments.baselines`` on the same trunk): Multi-CNN (the
@@ -19,167 +22,36 @@ history; metrics are computed after loading.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 
 import torch
 
-from .. import metrics
-from ..models import backbones
-from ..models import baselines as B
-from ..models import rlsd as M
+from ..costs import (RunCost, map_input, maps_label, measured, outputs_bytes, row_disk, ss_seconds,
+                     training_memory, trunk_net, weights_file_bytes)
+from ..data import NUM_CLASSES
+from ..models import baselines as baseline_models
+from ..models import rlsd as rlsd_model
+from ..models import rlsd_localization
 from ..profiles import get_profile, pick_device
 from ..train import fit
 from . import baselines, features, shared
+from .rlsd_evidence import claim_options, claim_values
+from .rlsd_regions import folder_key, pretrain_localization, proposals
+from .rlsd_setup import (BASELINE_ROWS, ROW_SPECS, STAGE_KEYS, TRUNK, Row, Settings, base_config, frozen_features,
+                         image_side, model_config, region_encoder, settings_for)
 
-TRUNK = "vgg16"           # Sec. IV: VGG16 conv5 maps; its fc6/fc7 encode the regions (full profile)
 OPTIONS = ("vg_root", "proposals_root")
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Sizes and training settings of the RLSD rows (scaled with the profile)."""
-    epochs: int                       # budget; early stopping on the hold-out loss (Eq. 14)
-    batch_size: int
-    lr: float = 1e-3                  # Adam (the paper: SGD 1e-5 on a pretrained VGG16); 3e-3 and
-                                      # above sometimes collapse the global model to chance on VOC
-    weight_decay: float = 0.0
-    patience: int = 3
-    holdout: float = 0.1
-    train_regions: int = 4            # M in training (+ the whole image)
-    test_regions: int = 8             # M at test time, after NMS (+ the whole image)
-    nms_iou: float = 0.7
-    grid: int = 2                     # X = Y of the bilinear sampling
-    fc_dim: int = 128                 # the two fc layers of the region encoder (paper 4096)
-    dropout: float = 0.2
-    encoder_init: str = "random"      # the region encoder's start (``ENCODER_INITS``); "vgg16": VGG16's own
-                                      # ImageNet fc6/fc7 (Sec. III-A-3), needs grid 7, fc_dim 4096 on vgg16 maps
-    loc_hidden: int = 64              # 3x3 conv of the localization layer (paper 256)
-    embed: int = 64                   # W_ev, W_es (paper 64)
-    hidden: int = 64                  # LSTM memory (paper 512)
-    max_steps: int = 3                # T (not given in the paper)
-    anchor_batch: int = 64            # anchors per image in the localization loss (paper 256)
-    loc_epochs: int = 8               # localization layer: pre-training and ft-RPN budgets
-    loc_lr: float = 1e-3
-    vg_images: int = 400              # generated Visual Genome images
-    ss_mode: str = "single"           # OpenCV strategy ("fast" on real data)
-    ss_min_side: int = 64             # images are searched at least this large
-    ss_size: int | None = 224         # ... and at most this large (shorter side; None: as they are).
-                                      # Genuine photos searched at 224 px: 0.3 s instead of 1.8 s each
+def rows(profile) -> tuple[str, ...]:
+    """Every RLSD-family row this module trains (``ROW_SPECS``), by the name its table prints; the
+    baselines' rows are ``mlbook.experiments.baselines``'s."""
+    return tuple(ROW_SPECS)
 
 
-def settings_for(profile) -> Settings:
-    profile = get_profile(profile)
-    base = dict(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
-                holdout=profile.holdout)
-    if profile.name == "smoke":
-        return Settings(**base, train_regions=3, test_regions=6, fc_dim=32, loc_hidden=32, embed=16,
-                        hidden=16, max_steps=2, anchor_batch=32, loc_epochs=2, vg_images=24)
-    if profile.backbone == "small_cnn":
-        return Settings(**base)
-    return Settings(**base, lr=1e-4, train_regions=256, test_regions=256, grid=7, fc_dim=4096, dropout=0.5,
-                    encoder_init="vgg16", loc_hidden=256, embed=64, hidden=512, max_steps=4, anchor_batch=256,
-                    loc_epochs=10, vg_images=5000, ss_mode="fast", ss_min_side=128, ss_size=None)
-
-
-@functools.lru_cache(maxsize=16)
-def _splits_cached(dataset, profile, root, seed):
-    return shared.splits(dataset, profile, root, seed)
-
-
-def splits(dataset, profile, root=None, seed=0):
-    """``shared.splits``, read once per process (VOC parses every annotation file on each read)."""
-    return _splits_cached(dataset, get_profile(profile), root, seed)
-
-
-def image_side(profile) -> int:
-    """The network input side: every box of this chapter is in pixels of that square input."""
-    return get_profile(profile).image_size
-
-
-def model_config(s: Settings, in_channels: int, num_labels: int, mode: str = "rlsd",
-                 fusion: str = "max") -> M.RLSDConfig:
-    return M.RLSDConfig(in_channels=in_channels, num_labels=num_labels, mode=mode,
-                        loc_hidden=s.loc_hidden, train_regions=s.train_regions, test_regions=s.test_regions,
-                        nms_iou=s.nms_iou, grid=s.grid, fc_dim=s.fc_dim, dropout=s.dropout, embed=s.embed,
-                        hidden=s.hidden, max_steps=s.max_steps, fusion=fusion)
-
-
-ENCODER_INITS = ("random", "vgg16")
-
-
-def region_encoder(s: Settings, weights) -> M.RegionEncoder | None:
-    """The region encoder a new model starts from (Sec. III-A-3): None for ``encoder_init="random"``
-    (the model draws its own, in the order it always did), or VGG16's own ImageNet fc6/fc7 from
-    the checked vgg16 file of ``weights``. The file is read again for every model, so each gets its
-    own copy: the rows fine-tune the encoder, and a copy shared within a process would hand the
-    next seed or row weights another run had trained (results would depend on the run order)."""
-    if s.encoder_init not in ENCODER_INITS:
-        raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, not {s.encoder_init!r}")
-    if s.encoder_init == "random":
-        return None
-    return M.RegionEncoder.from_vgg16(backbones.vgg16_fc67(weights))
-
-
-def _base_config(stage, dataset, profile, root, seed, weights, s: Settings, keys=None) -> dict:
-    name = features.trunk_of(profile, TRUNK)
-    chosen = dataclasses.asdict(s) if keys is None else {k: getattr(s, k) for k in keys}
-    return {"chapter": "06_rlsd", "stage": stage, "version": 3, **shared.data_key(dataset, profile, root, seed),
-            "backbone": name, "image_size": profile.image_size, "weights": features.weights_name(weights, name),
-            "holdout": profile.holdout, "settings": chosen}
-
-
-def _features(dataset, profile, root, seed, device, weights):
-    return features.backbone_features(dataset, profile, root, seed, device, weights, trunk=TRUNK)
-
-
-# --- the region sources: rlsd_regions.py (they read the settings above) ---------------------------
-
-from .rlsd_regions import (  # noqa: E402  (the chapter reads them here, as from every paper)
-    _folder_key, cluster_regions, generated_vg_root, layer_regions, pretrain_localization, proposals,
-    ranked_training_regions, visual_genome)
-
-
-# --- the rows --------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """An RLSD-family row. A control or an ablation names its ``parent`` and differs from it in
-    exactly one of the fields before ``parent`` (tests/test_rlsd_experiments.py checks it)."""
-    regions: str | None = None    # None: the whole image only; "vg"/"ft": the frozen layer; "ss": proposals
-    init: bool = True             # encoder and LSTM start from the CNN+LSTM of the same seed (Sec. III-D-b)
-    fusion: str = "max"           # Eq. 13 ("mean": the fusion ablation)
-    head: str = "lstm"            # "lstm": Eqs. 5-12; "2fc": the region encoder + a linear layer; "linear"
-    loss: str = "eq14"            # Eq. 14 on softmax probabilities; "bce": sigmoid + binary cross-entropy
-    parent: str | None = None
-    serves: str = ""              # the claim a control serves (for the chapter)
-    datasets: tuple = ()          # where the grid trains it (empty: every data set)
-
-
-ABLATIONS = ("coco",)     # the ablations of Secs. III-C and III-D: MS-COCO, the paper's main analysis set
-MULTI_CNN = Row(init=False, head="linear", loss="bce")   # the baseline row "Multi-CNN", described as a Row
-ROWS = {  # table row name -> Row
-    "CNN+LSTM": Row(init=False),
-    "RLSD": Row("vg"),
-    "SS-CNN+LSTM": Row("ss"),
-    "RLSD+ft-RPN": Row("ft"),
-    "CNN+LSTM (continued)": Row(parent="CNN+LSTM", serves="06.rlsd_vs_cnnlstm"),
-    "Multi-CNN (2-fc)": Row(init=False, head="2fc", loss="bce", parent="Multi-CNN", serves="06.rlsd_vs_multicnn"),
-    "Multi-CNN (Eq. 14)": Row(init=False, head="linear", parent="Multi-CNN", serves="06.rlsd_vs_multicnn"),
-    "RLSD (mean fusion)": Row("vg", fusion="mean", parent="RLSD", serves="06.max_fusion", datasets=ABLATIONS),
-    "RLSD (no LSTM pre-training)": Row("vg", init=False, parent="RLSD", serves="06.pretraining_converges, "
-                                       "06.pretraining_performance", datasets=ABLATIONS),
-}
-CONTROLS = (  # (better, worse, what the comparison isolates, the claim it serves): mAP, every data set
-    ("RLSD", "CNN+LSTM (continued)", "the regions, at equal extra training", "06.rlsd_vs_cnnlstm"),
-    ("CNN+LSTM (continued)", "CNN+LSTM", "the extra training alone", "06.rlsd_vs_cnnlstm"),
-    ("RLSD", "Multi-CNN (2-fc)", "RLSD against a Multi-CNN whose head is not the backbone's own", "06.rlsd_vs_multicnn"),
-    ("Multi-CNN", "Multi-CNN (2-fc)", "the backbone's own head against the region encoder's", "06.rlsd_vs_multicnn"),
-    ("Multi-CNN", "Multi-CNN (Eq. 14)", "BCE against RLSD's loss (Eq. 14)", "06.rlsd_vs_multicnn"),
-)
-STAGES = {"localization (region set)": "vg", "localization (ft-RPN)": "ft", "selective search": "ss"}
-BASELINE_ROWS = {"Multi-CNN": "Resnet-baseline", "WARP": "WARP", "CNN-RNN": "CNN-RNN", "KNN": "KNN",
-                 "softmax": "Softmax"}   # the paper's name -> the baseline row that stands in for it
+def stages(profile) -> tuple[str, ...]:
+    """The shared steps several rows read (``STAGE_KEYS``): the localization layers and the proposals."""
+    return tuple(STAGE_KEYS)
 
 
 def grid(profile, datasets, seeds, boxed=("voc", "coco")) -> list[shared.Run]:
@@ -191,7 +63,7 @@ def grid(profile, datasets, seeds, boxed=("voc", "coco")) -> list[shared.Run]:
     runs += [shared.Run("rlsd", "localization (ft-RPN)", d, wave=1) for d in datasets if d in boxed]
     runs += [dataclasses.replace(r, wave=1) for r in baselines.grid(profile, datasets, seeds,
                                                                       rows=tuple(BASELINE_ROWS.values()), trunk=TRUNK)]
-    runs += [shared.Run("rlsd", row, d, s, wave=2 if spec.init else 1) for row, spec in ROWS.items()
+    runs += [shared.Run("rlsd", row, d, s, wave=2 if spec.init else 1) for row, spec in ROW_SPECS.items()
              for d in datasets if (spec.regions != "ft" or d in boxed) and (not spec.datasets or d in spec.datasets)
              for s in seeds]
     return runs
@@ -208,7 +80,7 @@ def _batched(fn, x: torch.Tensor, *more, device: str = "cpu", batch: int = 256) 
                       for i in range(0, len(x), batch)])
 
 
-def predict_scores(model: M.RLSD, maps: torch.Tensor, side: int, boxes=None, counts=None,
+def predict_scores(model: rlsd_model.RLSD, maps: torch.Tensor, side: int, boxes=None, counts=None,
                    device: str = "cpu") -> torch.Tensor:
     """Fused p (Eq. 13) of every image, in eval mode, computed on ``device``; returned on the CPU."""
     model.to(device).eval()
@@ -221,8 +93,9 @@ def predict_scores(model: M.RLSD, maps: torch.Tensor, side: int, boxes=None, cou
 def _whole_image_logits(head, maps: torch.Tensor, side: int, grid: int) -> torch.Tensor:
     """Multi-CNN (2-fc): the whole image read as CNN+LSTM reads it (bilinear grid, Sec. III-A-2b),
     the region encoder's two fc layers, then a linear layer to the labels."""
-    whole = M.whole_image_box(side, maps).expand(len(maps), 1, 4)
-    return head["out"](head["encoder"](M.bilinear_region_features(maps.float(), whole, side, grid, grid)[:, 0]))
+    whole = rlsd_localization.whole_image_box(side, maps).expand(len(maps), 1, 4)
+    regions = rlsd_model.bilinear_region_features(maps.float(), whole, side, grid, grid)
+    return head["out"](head["encoder"](regions[:, 0]))
 
 
 def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, side: int, *, seed: int,
@@ -236,17 +109,19 @@ def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, s
     if spec.head == "2fc":
         encoder = region_encoder(s, weights)
         if encoder is None:   # random: drawn as the global model draws it
-            encoder = M.RLSD(model_config(s, feats["train"].shape[1], L, "global")).encoder
+            encoder = rlsd_model.RLSD(model_config(s, feats["train"].shape[1], L, "global")).encoder
         model = torch.nn.ModuleDict({"encoder": encoder, "out": torch.nn.Linear(encoder.out_features, L)})
         logits = lambda m, x: _whole_image_logits(m, x, side, s.grid)  # noqa: E731
         x_train, x_test = feats["train"], feats["test"]
     else:
-        model, logits = B.LinearHead(feats["train"].shape[1], L), lambda m, x: m(x)  # noqa: E731
+        model, logits = baseline_models.LinearHead(feats["train"].shape[1], L), lambda m, x: m(x)  # noqa: E731
         x_train, x_test = (features.pooled(feats[split], device) for split in ("train", "test"))   # lazy maps too
     if spec.loss == "bce":
-        loss, prob = (lambda m, b: B.HEAD_LOSSES["bce"](logits(m, b[0]), b[1])), torch.sigmoid  # noqa: E731
+        bce = baseline_models.HEAD_LOSSES["bce"]
+        loss, prob = (lambda m, b: bce(logits(m, b[0]), b[1])), torch.sigmoid  # noqa: E731
     else:   # Eq. 14 on a softmax over the labels
-        loss, prob = (lambda m, b: M.rlsd_loss(logits(m, b[0]).softmax(-1), b[1], b[2])), lambda z: z.softmax(-1)  # noqa: E731
+        loss = lambda m, b: rlsd_model.rlsd_loss(logits(m, b[0]).softmax(-1), b[1], b[2])  # noqa: E731
+        prob = lambda z: z.softmax(-1)  # noqa: E731
     inputs = (x_train, data.train.labels, shared.ignore_mask(data.train))
     history = baselines.train_head(model, inputs, loss, hs, seed=seed, train_seed=train_seed, device=device,
                                    folder=folder, desc=row)
@@ -259,33 +134,34 @@ def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, s
 def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
         device: str = "auto", weights=None, vg_root: str | None = None, proposals_root: str | None = None,
         settings: dict | None = None, force: bool = False) -> dict:
-    """Train and evaluate one RLSD-family row (``ROWS``), or compute one stage (``STAGES``), cached.
-    A row returns {"scores" [N_test, L] (p of Eq. 13, or the control's probabilities), "history",
+    """Train and evaluate one RLSD-family row (``ROW_SPECS``), or compute one stage (``STAGE_KEYS``),
+    cached. A row returns {"scores" [N_test, L] (p of Eq. 13, or the control's probabilities), "history",
     "config", "init" (tensors copied from CNN+LSTM), "state_dict"}."""
-    if row in STAGES:
-        if STAGES[row] == "ss":
+    if row in STAGE_KEYS:
+        if STAGE_KEYS[row] == "ss":
             return proposals(dataset, profile, root, seed, force=force, proposals_root=proposals_root)
-        return pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, STAGES[row], force)
+        return pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, STAGE_KEYS[row], force)
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))
     side = image_side(profile)
     dev = pick_device(device)
-    data = splits(dataset, profile, root, seed)
-    spec = ROWS[row]
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
+    spec = ROW_SPECS[row]
     row_fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("serves", "datasets")}
-    config = {**_base_config("row", dataset, profile, root, seed, weights, s), "method": row, "row": row_fields,
+    config = {**base_config("row", dataset, profile, root, seed, weights, s), "method": row, "row": row_fields,
               "train_seed": train_seed, "vg": ("real" if vg_root else "generated") if spec.regions in ("vg", "ft") else None,
-              "proposals": _folder_key(proposals_root) if spec.regions == "ss" else None}
+              "proposals": folder_key(proposals_root) if spec.regions == "ss" else None}
 
     def compute(folder: Path) -> dict:
-        feats = _features(dataset, profile, root, seed, device, weights)
+        feats = frozen_features(dataset, profile, root, seed, device, weights)
         if spec.head != "lstm":                                                 # a Multi-CNN control
             return _fit_control(row, spec, feats, data, s, profile, side, seed=seed, train_seed=train_seed,
                                 device=device, weights=weights, folder=folder)
         mode = "global" if spec.regions is None else "rlsd"
         torch.manual_seed(train_seed)
-        model = M.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion),
-                       encoder=region_encoder(s, weights))          # the init rows then copy CNN+LSTM's
+        model = rlsd_model.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion),
+                                encoder=region_encoder(s, weights))   # the init rows then copy CNN+LSTM's
         out: dict = {"config": dataclasses.asdict(model.cfg), "init": []}
         y = data.train.labels
         tensors = [feats["train"], y, shared.ignore_mask(data.train)]
@@ -295,7 +171,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
                        weights=weights, vg_root=vg_root, settings=settings)
             out["init"] = model.init_from_global(base["state_dict"])            # Sec. III-D-b
         if spec.regions is not None:
-            regions = run({v: k for k, v in STAGES.items()}[spec.regions], dataset, profile, root=root, seed=seed,
+            regions = run({v: k for k, v in STAGE_KEYS.items()}[spec.regions], dataset, profile, root=root, seed=seed,
                           device=device, weights=weights, vg_root=vg_root, proposals_root=proposals_root)
             if spec.regions in ("vg", "ft"):
                 model.loc.load_state_dict(regions["state_dict"])
@@ -306,7 +182,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         def loss_fn(m, batch):
             x, yy, ii = batch[:3]
             b = _boxes_list(*batch[3:]) if len(batch) > 3 else None
-            return M.rlsd_loss(m(x.float(), side, boxes=b), yy, ii)            # Eqs. 13-14
+            return rlsd_model.rlsd_loss(m(x.float(), side, boxes=b), yy, ii)     # Eqs. 13-14
 
         fit_idx, val_idx = shared.holdout_split(len(y), s.holdout, seed)
         part = lambda idx: torch.utils.data.TensorDataset(*(t[idx] for t in tensors))  # noqa: E731
@@ -320,34 +196,123 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         out["state_dict"] = {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("loc.")}
         return out
 
-    return shared.cached("rlsd", config, compute, profile, code=(run,), data=shared.data_fingerprint(data),
-                         force=force)
+    return ctx.cached("rlsd", config, compute, code=(run,), force=force)
 
 
-# --- protocols -----------------------------------------------------------------------------------
+# --- the full profile's cost (mlbook plan) ---
 
-PROBABILITY_ROWS = ("Multi-CNN", *ROWS)   # scores are probabilities, so the 0.5 floor means something
+class _RLSDRows(torch.nn.Module):
+    """RLSD on maps and M training regions per image, as its rows train it."""
 
+    def __init__(self, cfg, side: int):
+        super().__init__()
+        self.m, self.side = rlsd_model.RLSD(cfg), side
 
-def predictions(result: dict, row: str, floor: float | None = None, k: int = 3, ignore=None) -> torch.Tensor:
-    """Top-k predictions [N, L], every row at exactly k labels (difficult entries take no slot); a
-    sequence baseline (CNN-RNN): its top k continued past END. ``floor`` (the paper's t = 0.5, a
-    variant): only labels scoring at least the floor, on the rows whose scores are probabilities."""
-    if "sequences" in result:
-        return result["pred"]
-    return metrics.predict_labels(result["scores"], k=k, floor=floor if row in PROBABILITY_ROWS else None,
-                                  valid=None if ignore is None else ~ignore)
+    def forward(self, maps, boxes):
+        return self.m(maps, self.side, boxes=list(boxes) if self.m.cfg.mode != "global" else None)
 
 
-def table_results(results: dict) -> dict:
-    """Results keyed by the paper's row names: the baselines renamed (Multi-CNN, softmax, ...)."""
-    names = {v: k for k, v in BASELINE_ROWS.items()}
-    return {(d, names.get(row, row), s): r for (d, row, s), r in results.items()}
+class _Localization(torch.nn.Module):
+    """The localization layer's outputs its loss reads (box deltas and confidences)."""
+
+    def __init__(self, loc, side: int):
+        super().__init__()
+        self.loc, self.side = loc, side
+
+    def forward(self, maps):
+        out = self.loc(maps, self.side, details=True)
+        return out["deltas"].sum() + out["scores"].sum()
 
 
-# --- evidence and claims: rlsd_evidence.py (it reads the rows above) ------------------------------
+def _encoder_label(s) -> str:
+    """RLSD's region encoder in a plan row: its width and where it starts (``Settings.encoder_init``)."""
+    return f"fc6/fc7 {s.fc_dim} ({'random' if s.encoder_init == 'random' else s.encoder_init + ' ImageNet'})"
 
-from .rlsd_evidence import (  # noqa: E402  (the chapter reads them here, as from every paper)
-    AREA_BINS, BOX_METRICS, FIG8_CLASSES, HAND_PICKED, MIN_PAIRS, PUBLISHED_NAMES, PUBLISHED_ONLY, STAGE_ROWS, TABLES,
-    area_bin_pairs, claim_options, claim_values, control_claims, map_at_k_resampled, published_deltas, published_table,
-    region_statistics, testability)
+
+def _encoder_file_bytes(s) -> int:
+    """The weights file a model whose encoder starts from a network's fc6/fc7 loads (0: random)."""
+    return 0 if s.encoder_init == "random" else weights_file_bytes(s.encoder_init)
+
+
+def _control_cost(run, ctx, s, reads, label):
+    """Multi-CNN (2-fc): the region encoder on the whole image, then a linear layer."""
+    chw, C = reads["chw"], NUM_CLASSES[run.dataset]
+    enc = measured(("2fc", dataclasses.astuple(s), C),
+                   lambda: torch.nn.Sequential(rlsd_model.RLSD(model_config(s, chw[0], C, "global")).encoder,
+                                               torch.nn.Linear(s.fc_dim, C)),
+                   ((1, chw[0], s.grid, s.grid),), train=True)
+    n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
+    n_train, n_test = ctx.split(run.dataset)
+    host, gpu = training_memory(enc, ctx.batch(s.batch_size, run.dataset), "adam")
+    host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C) + _encoder_file_bytes(s),
+                          gpu=gpu + reads["gpu"])
+    return RunCost(ctx.chapter, f"Multi-CNN (2-fc) on {label}, {_encoder_label(s)}", run.dataset,
+                   enc.flops + reads["flops"], n_fit, epochs, 1,
+                   n_test * (enc.flops / 3 + reads["flops"]), host, gpu, row_disk(reads, enc, "adam", n_test * C * 4)[0],
+                   maps=reads["storage"], kept_bytes=n_test * C * 4)
+
+
+def _ss_size_label(size: int | None) -> str:
+    return "original size" if size is None else f"{size} px shorter side"
+
+
+def cost(run, ctx):
+    """A row or stage of chapter 06 on the frozen maps of ``TRUNK``: selective search (CPU hours), a
+    localization layer, the RLSD and CNN+LSTM rows, the Multi-CNN controls."""
+    prof = ctx.profile
+    s = settings_for(prof)
+    C = NUM_CLASSES[run.dataset]
+    side = prof.size_for(TRUNK)
+    reads = map_input(ctx, TRUNK, run.dataset, ctx.batch(s.batch_size, run.dataset))
+    chw = reads["chw"]
+    n_train, n_test = ctx.split(run.dataset)
+    label = maps_label(TRUNK, reads["storage"])
+    if run.row == "selective search":
+        seconds = (n_train + n_test) * ss_seconds(getattr(s, "ss_size", None))
+        host, gpu = ctx.peaks(host=(n_train + n_test) * (s.train_regions + s.test_regions) * 16 * 2, gpu=0.0)
+        return RunCost(ctx.chapter, f"selective search ({s.ss_mode}, {_ss_size_label(getattr(s, 'ss_size', None))})",
+                       run.dataset, 0.0, 0, 0, 1, host_bytes=host, gpu_bytes=gpu,
+                       disk_bytes=(n_train + n_test) * s.test_regions * 16 * 2, ss_core_seconds=seconds,
+                       kept_bytes=(n_train + n_test) * s.test_regions * 16 * 2)   # the per-image cache and the result
+    if run.row in STAGE_KEYS:
+        anchor_kinds = len(rlsd_localization.ANCHOR_SCALES) * len(rlsd_localization.ANCHOR_RATIOS)
+        loc = measured(("loc", dataclasses.astuple(s)), lambda: _Localization(rlsd_localization.LocalizationLayer(
+            chw[0], anchor_kinds, s.loc_hidden), side), ((1, *chw),), train=True)
+        region_set = STAGE_KEYS[run.row] == "vg"
+        images = min(s.vg_images, prof.max_train or s.vg_images) if region_set else n_train
+        epochs = ctx.epochs(s.loc_epochs, images, s.batch_size)
+        # the region set's maps are computed once and held; the target images' maps are read every epoch
+        once = images * trunk_net(TRUNK, side).flops if region_set else 0.0
+        fwd = 0.0 if region_set else reads["flops"]
+        host, gpu = training_memory(loc, ctx.batch(s.batch_size, run.dataset), "adam")
+        maps = images * 2 * chw[0] * chw[1] * chw[2] if region_set else 0.0   # the region set's maps, held
+        anchors = images * chw[1] * chw[2] * anchor_kinds * (4 * 4 + 8)   # targets, labels
+        host, gpu = ctx.peaks(host=host + maps + anchors + (n_train + n_test) * s.train_regions * 16 * 2
+                              + reads["host"], gpu=gpu + reads["gpu"])
+        peak, kept = row_disk(reads, loc, "adam", 4 * loc.params + (n_train + n_test) * s.train_regions * 16)
+        return RunCost(ctx.chapter, f"localization layer ({run.row.split('(')[1].rstrip(')')}) on {label}",
+                       run.dataset, loc.flops + fwd, images, epochs, 1,
+                       once + (n_train + n_test) * (loc.flops / 3 + reads["flops"]),
+                       host, gpu, peak, maps=reads["storage"], kept_bytes=kept)
+    spec = ROW_SPECS[run.row]
+    if spec.head != "lstm":
+        if spec.head == "linear":   # Multi-CNN (Eq. 14): Multi-CNN's linear head on the pooled maps of the trunk
+            return baselines.cost(dataclasses.replace(run, row="Resnet-baseline", options=(("trunk", TRUNK),)), ctx)
+        return _control_cost(run, ctx, s, reads, label)
+    mode = "global" if spec.regions is None else "rlsd"
+    cfg = model_config(s, chw[0], C, mode, spec.fusion)
+    # a random encoder has the shapes of VGG16's fc6/fc7 (``region_encoder``): the same count
+    net = measured(("rlsd", dataclasses.astuple(cfg), side), lambda: _RLSDRows(cfg, side),
+                   ((1, *chw), (1, s.train_regions, 4)), train=True, frozen=("m.loc",))
+    n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
+    forward = net.flops / 3 + reads["flops"]
+    host, gpu = training_memory(net, ctx.batch(s.batch_size, run.dataset), "adam")
+    regions = (n_train + n_test) * (s.train_regions + s.test_regions) * 16
+    host, gpu = ctx.peaks(host=host + reads["host"] + regions + outputs_bytes(n_train + n_test, C)
+                          + _encoder_file_bytes(s), gpu=gpu + reads["gpu"])
+    what = "RLSD (regions)" if mode == "rlsd" else "CNN+LSTM (global)"
+    peak, kept = row_disk(reads, net, "adam", 4 * net.trainable + n_test * C * 4)   # weights (the rows start from them)
+    return RunCost(ctx.chapter, f"{what} on {label}, {_encoder_label(s)}, M = {s.train_regions}", run.dataset,
+                   net.flops + reads["flops"], n_fit, epochs, 1,
+                   epochs * (n_train - n_fit) * forward + n_test * forward, host, gpu, peak,
+                   maps=reads["storage"], kept_bytes=kept)

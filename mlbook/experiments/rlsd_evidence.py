@@ -1,15 +1,37 @@
-"""The evidence of RLSD's claims (chapter 06): region statistics, recall by object size and area,
-mAP@10 on image resamples, and ``claim_values`` / ``testability`` / ``claim_options`` for the
-claims of ``mlbook/reference/claims_06_rlsd.csv``. ``rlsd`` re-exports every name, so a chapter
-reads them from the paper's one experiments module."""
+"""The evidence of RLSD's claims (chapter 06): how a row's results are read (``predictions``, the
+paper's row names ``table_results``), region statistics, recall by object size and area, mAP@10
+on image resamples, and ``claim_values`` / ``claim_options`` for the claims of
+``mlbook/reference/claims_06_rlsd.csv``. It reads the row specifications of ``rlsd_setup``;
+``rlsd`` (the face) takes ``claim_values`` and ``claim_options`` from here, and the chapter
+reads the rest here."""
 from __future__ import annotations
-
 
 import torch
 
 from .. import claims, metrics, report
 from . import shared
-from .rlsd import BASELINE_ROWS, CONTROLS, ROWS, predictions
+from .rlsd_setup import BASELINE_ROWS, CONTROLS, ROW_SPECS
+
+
+# --- protocols -----------------------------------------------------------------------------------
+
+PROBABILITY_ROWS = ("Multi-CNN", *ROW_SPECS)   # scores are probabilities, so the 0.5 floor means something
+
+
+def predictions(result: dict, row: str, floor: float | None = None, k: int = 3, ignore=None) -> torch.Tensor:
+    """Top-k predictions [N, L], every row at exactly k labels (difficult entries take no slot); a
+    sequence baseline (CNN-RNN): its top k continued past END. ``floor`` (the paper's t = 0.5, a
+    variant): only labels scoring at least the floor, on the rows whose scores are probabilities."""
+    if "sequences" in result:
+        return result["pred"]
+    return metrics.predict_labels(result["scores"], k=k, floor=floor if row in PROBABILITY_ROWS else None,
+                                  valid=None if ignore is None else ~ignore)
+
+
+def table_results(results: dict) -> dict:
+    """Results keyed by the paper's row names: the baselines renamed (Multi-CNN, softmax, ...)."""
+    names = {v: k for k, v in BASELINE_ROWS.items()}
+    return {(d, names.get(row, row), s): r for (d, row, s), r in results.items()}
 
 
 # --- evidence and claims -----------------------------------------------------------------------
@@ -104,17 +126,18 @@ def _fig8_classes(test) -> list[int]:
     return [test.classes.index(c) for c in FIG8_CLASSES if c in test.classes]
 
 
-def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
+def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.Tensor) -> dict:
     """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
 
-    ``results``: ``run_all``'s results (paper or baseline row names). Rows: ``ROWS``, the paper's
+    ``evidence.results``: ``run_all``'s results (paper or baseline row names). Rows: ``ROW_SPECS``, the paper's
     names of the baselines, the stages as "localization layer" / "selective search" (fixed), and the
     object-area bins of ``AREA_BINS`` (with metrics "recall <row>", seed-paired). Metrics: "mAP",
     "mAP@10" (per class), "AP <class>", "AP Fig. 8 classes" (mean AP of those of ``FIG8_CLASSES`` in
     the data), "CP" ... "OF1" (top 3, no floor) and "<metric> (floor 0.5)", "recall of small
     objects" and "recall gain small − large" (smallest / largest third of the (image, label)
     pairs by box size), "region area", "multi-object regions", "epochs to the best hold-out loss"."""
-    d, test = claim.dataset, data.test
+    results, seeds = evidence.results, evidence.seeds
+    d, test = claim.dataset, evidence.data[claim.dataset].test
     y, ign = test.labels, test.ignore
 
     def runs(row):   # results under the paper's names (``table_results``) or the baselines' own
@@ -135,18 +158,18 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
             return torch.tensor([[float(r["history"][-1]["best_epoch"])] for r in runs(row)]).expand(-1, len(weights))
         scores = [r["scores"] for r in runs(row)]
         if metric == "mAP":
-            return claims.map_values(scores, y, weights, ign)
+            return metrics.map_values(scores, y, weights, ign)
         if metric == "mAP@10":
             return torch.stack([map_at_k_resampled(sc, y, weights) for sc in scores])
         if metric.startswith("AP "):
             cls = _fig8_classes(test) if metric == "AP Fig. 8 classes" else [test.classes.index(metric[3:])]
-            return torch.stack([claims.resampled_ap(sc, y, weights, ign)[:, cls].nanmean(1) for sc in scores])
+            return torch.stack([metrics.resampled_ap(sc, y, weights, ign)[:, cls].nanmean(1) for sc in scores])
         floor = 0.5 if metric.endswith(" (floor 0.5)") else None
         name = metric.removesuffix(" (floor 0.5)")
         preds = [predictions(r, row, floor, ignore=ign) for r in runs(row)]
         if name.startswith("recall ") and name != "recall":
             return torch.stack([_size_recall(p, test, weights, name) for p in preds])
-        return claims.set_metric_values(preds, y, weights, name, ign)
+        return metrics.set_metric_values(preds, y, weights, name, ign)
 
     return {m: (values(claim.better, m), values(claim.worse, m)) for m in claim.metrics}
 
@@ -154,13 +177,13 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
 BOX_METRICS = ("recall of small objects", "recall gain small − large", "region area", "multi-object regions")
 
 
-def testability(claim: claims.Claim, data: shared.Splits, trained) -> tuple[bool, str]:
-    """(testable, why not): decided from the data and the rows this book trains, never from outputs."""
-    test = data.test
+def _testability(claim: claims.Claim, test, trained) -> tuple[bool, str]:
+    """(testable, why not): decided from the test data and the rows this book trains on it
+    (``trained``), never from outputs."""
     if "hand-picked examples" in claim.metrics:
         return False, HAND_PICKED
     missing = [r for r in (claim.better, claim.worse) if r not in trained and r not in STAGE_ROWS and r not in AREA_BINS]
-    if missing and set(missing) <= set(ROWS):   # a row of the book's grid, not trained on this data set
+    if missing and set(missing) <= set(ROW_SPECS):   # a row of the book's grid, not trained on this data set
         return False, f"{', '.join(missing)}: not trained on this data set (RLSD+ft-RPN needs object boxes)"
     if missing:
         return False, f"{', '.join(missing)}: {PUBLISHED_ONLY}"
@@ -196,10 +219,12 @@ def control_claims(datasets) -> list[claims.Claim]:
                          quoted=False) for d in datasets for i, (better, worse, what, serves) in enumerate(CONTROLS)]
 
 
-def claim_options(claim: claims.Claim, data: shared.Splits, trained) -> dict:
-    """The keyword arguments of ``claims.evaluate`` besides the values: testable and why not, the
-    paper's Δ and the scale (points for fractions; epochs and objects as they are)."""
-    testable, why = testability(claim, data, trained)
+def claim_options(claim: claims.Claim, evidence: shared.Evidence) -> dict:
+    """The keyword arguments of ``claims.evaluate`` besides the values: testable and why not (from
+    the data and the rows trained on the claim's data set), the paper's Δ and the scale (points
+    for fractions; epochs and objects as they are)."""
+    testable, why = _testability(claim, evidence.data[claim.dataset].test,
+                                 evidence.trained.get(claim.dataset, set()))
     raw = {"epochs to the best hold-out loss"}
     return {"testable": testable, "why_not": why, "published": published_deltas(claim),
             "scale": 1.0 if set(claim.metrics) <= raw else 100.0}

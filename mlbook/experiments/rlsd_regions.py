@@ -1,12 +1,11 @@
 """RLSD's region sources (chapter 06; the stages of ``rlsd.run``): the region set (genuine Visual
 Genome or its generated stand-in), the localization layer trained on it (Sec. III-D-a) and
 fine-tuned on the target boxes (ft-RPN, Sec. IV-A), and the selective-search proposals (MCG
-replaced) or the user's own proposal files. ``rlsd`` re-exports every name, so a chapter reads
-them from the paper's one experiments module."""
+replaced) or the user's own proposal files. It reads ``rlsd_setup``; ``rlsd`` (the face) runs
+the stages through ``pretrain_localization`` and ``proposals``."""
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import multiprocessing
 import os
@@ -18,14 +17,16 @@ import numpy as np
 import torch
 
 from ..data.base import image_size, open_rgb
+from ..data.proposals import read_proposal_files, selective_search_many
 from ..data.synthetic import GENERATOR_VERSION
 from ..data.visual_genome import read_regions, write_generated_regions
-from ..models import rlsd as M
-from ..models.proposals import read_proposal_files, selective_search_many
+from ..models.rlsd_localization import (ANCHOR_RATIOS, ANCHOR_SCALES, LocalizationLayer, cluster_box_centres,
+                                        localization_loss, merge_clusters, rpn_targets, sample_anchor_minibatch,
+                                        sample_training_regions, select_test_regions, xywh_to_xyxy)
 from ..profiles import data_dir, get_profile, pick_device, runs_dir
 from ..train import fit
 from . import features, shared
-from .rlsd import TRUNK, Settings, settings_for, splits, image_side, _base_config, _features
+from .rlsd_setup import TRUNK, Settings, base_config, frozen_features, image_side, settings_for
 
 
 # --- the region set (Visual Genome or its generated stand-in) ----------------------------------
@@ -83,26 +84,26 @@ def _image_maps(paths, net, size: int, device: str, batch: int = 128) -> torch.T
 
 def _scaled_xyxy(boxes_xywh: torch.Tensor, width: float, height: float, side: int) -> torch.Tensor:
     """xywh boxes in an image of (width, height) -> xyxy in the side x side network input."""
-    b = M.xywh_to_xyxy(torch.as_tensor(boxes_xywh, dtype=torch.float32).reshape(-1, 4))
+    b = xywh_to_xyxy(torch.as_tensor(boxes_xywh, dtype=torch.float32).reshape(-1, 4))
     return b * torch.tensor([side / width, side / height, side / width, side / height])
 
 
-def _anchor_targets(loc: M.LocalizationLayer, gts: list[torch.Tensor], h: int, w: int, side: int):
+def _anchor_targets(loc: LocalizationLayer, gts: list[torch.Tensor], h: int, w: int, side: int):
     """rpn_targets of every image (best anchor of each region positive too: small demo grids)."""
     anchors = loc.anchors(h, w, side)
-    labels, targets = zip(*(M.rpn_targets(anchors, g, match_best=True) for g in gts))
+    labels, targets = zip(*(rpn_targets(anchors, g, match_best=True) for g in gts))
     return torch.stack(labels), torch.stack(targets)
 
 
-def _train_localization(loc: M.LocalizationLayer, maps, labels, targets, s: Settings, side: int, *,
+def _train_localization(loc: LocalizationLayer, maps, labels, targets, s: Settings, side: int, *,
                         seed: int, device: str, folder: Path, epochs: int, desc: str) -> list[dict]:
     """Eqs. 3-4 + confidence BCE on anchor minibatches (at most half positives), early stopped."""
     def loss_fn(model, batch):
         x, lab, tgt = batch
         out = model(x.float(), side, details=True)
         if model.training:
-            lab = torch.stack([M.sample_anchor_minibatch(l, s.anchor_batch) for l in lab])
-        return M.localization_loss(out["deltas"], out["scores"], lab, tgt)
+            lab = torch.stack([sample_anchor_minibatch(l, s.anchor_batch) for l in lab])
+        return localization_loss(out["deltas"], out["scores"], lab, tgt)
 
     fit_idx, val_idx = shared.holdout_split(len(maps), s.holdout, seed)
     part = lambda idx: torch.utils.data.TensorDataset(maps[idx], labels[idx], targets[idx])  # noqa: E731
@@ -114,7 +115,7 @@ def _train_localization(loc: M.LocalizationLayer, maps, labels, targets, s: Sett
 
 
 @torch.no_grad()
-def layer_regions(loc: M.LocalizationLayer, maps: torch.Tensor, s: Settings, side: int, train: bool,
+def layer_regions(loc: LocalizationLayer, maps: torch.Tensor, s: Settings, side: int, train: bool,
                   device: str = "cpu", batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """The regions the frozen layer gives (without the whole image, which the model appends),
     computed on ``device``: training: the top and lowest M/2 by confidence
@@ -126,12 +127,12 @@ def layer_regions(loc: M.LocalizationLayer, maps: torch.Tensor, s: Settings, sid
     for i in range(0, len(maps), batch):
         b, sc = loc(maps[i:i + batch].to(device).float(), side)
         if train:
-            r = M.sample_training_regions(b, sc, m, side)[:, :-1].cpu()
+            r = sample_training_regions(b, sc, m, side)[:, :-1].cpu()
             boxes += list(r)
             counts += [r.shape[1]] * r.shape[0]
         else:
             for bb, ss in zip(b, sc):
-                r = M.select_test_regions(bb, ss, m, side, s.nms_iou)[:-1].cpu()
+                r = select_test_regions(bb, ss, m, side, s.nms_iou)[:-1].cpu()
                 boxes.append(torch.cat([r, r.new_zeros(m - len(r), 4)]))
                 counts.append(len(r))
     return torch.stack(boxes), torch.tensor(counts)
@@ -141,8 +142,8 @@ def cluster_regions(boxes, width: float, height: float, side: int) -> torch.Tens
     """RLSD+ft-RPN region ground truth of one image: its object boxes clustered by centre and
     merged (Sec. IV-A), xyxy in network pixels."""
     xywh = torch.tensor([[b.x, b.y, b.w, b.h] for b in boxes], dtype=torch.float32).reshape(-1, 4)
-    ids = M.cluster_box_centres(xywh, image_size=(height, width))
-    return _scaled_xyxy(M.merge_clusters(xywh, ids), width, height, side)
+    ids = cluster_box_centres(xywh, image_size=(height, width))
+    return _scaled_xyxy(merge_clusters(xywh, ids), width, height, side)
 
 
 LOC_KEYS = ("batch_size", "patience", "holdout", "train_regions", "test_regions", "nms_iou", "loc_hidden",
@@ -161,16 +162,17 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
     s = settings_for(profile)
     side = image_side(profile)
     dev = pick_device(device)
-    data = splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     vg = visual_genome(profile, vg_root, seed)
-    config = {**_base_config(f"localization_{kind}", dataset, profile, root, seed, weights, s, LOC_KEYS),
+    config = {**base_config(f"localization_{kind}", dataset, profile, root, seed, weights, s, LOC_KEYS),
               "vg": "real" if vg_root else "generated", "vg_images": len(vg)}
 
     def compute(folder: Path) -> dict:
-        feats = _features(dataset, profile, root, seed, device, weights)
+        feats = frozen_features(dataset, profile, root, seed, device, weights)
         C, h, w = feats["train"].shape[1:]
         torch.manual_seed(seed)
-        loc = M.LocalizationLayer(C, len(M.ANCHOR_SCALES) * len(M.ANCHOR_RATIOS), s.loc_hidden)
+        loc = LocalizationLayer(C, len(ANCHOR_SCALES) * len(ANCHOR_RATIOS), s.loc_hidden)
         out: dict = {"side": side}
         start = time.perf_counter()
         if kind == "vg":
@@ -198,12 +200,12 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
             out[f"regions_{split}"], out[f"counts_{split}"] = layer_regions(loc, feats[split], s, side, train_mode, dev)
         return out
 
-    return shared.cached("rlsd_localization", config, compute, profile, code=(pretrain_localization,),
-                         data={"data": shared.data_fingerprint(data), "vg": _vg_fingerprint(vg)}, force=force)
+    return ctx.cached("rlsd_localization", config, compute, code=(pretrain_localization,), force=force,
+                      vg=_vg_fingerprint(vg))
 
 
 def ranked_training_regions(boxes: torch.Tensor, m: int) -> torch.Tensor:
-    """The layer's training rule (``M.sample_training_regions``) on a ranking without confidences:
+    """The layer's training rule (``sample_training_regions``) on a ranking without confidences:
     the first (m + 1) // 2 and the last m // 2 of the whole ranking (all of it when at most m)."""
     n = len(boxes)
     if n <= m:
@@ -212,7 +214,7 @@ def ranked_training_regions(boxes: torch.Tensor, m: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _folder_key(folder: str | None) -> str | None:
+def folder_key(folder: str | None) -> str | None:
     """A user folder in a cache key: its resolved path and the names and sizes of its files (listed
     once per process: every SS row's config names it, and a COCO folder holds 123k files)."""
     if not folder:
@@ -231,10 +233,12 @@ def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, for
     profile = get_profile(profile)
     s = settings_for(profile)
     side = image_side(profile)
-    data = splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     config = {"chapter": "06_rlsd", "stage": "selective_search", "version": 3,
-              **shared.data_key(dataset, profile, root, seed), "image_size": side, "mode": s.ss_mode,
-              "min_side": s.ss_min_side, "ss_size": s.ss_size, "from_files": _folder_key(proposals_root), "train_regions": s.train_regions, "test_regions": s.test_regions}
+              **ctx.key, "image_size": side, "mode": s.ss_mode,
+              "min_side": s.ss_min_side, "ss_size": s.ss_size, "from_files": folder_key(proposals_root),
+              "train_regions": s.train_regions, "test_regions": s.test_regions}
 
     def compute(folder: Path) -> dict:
         out, start, found = {"side": side}, time.perf_counter(), []
@@ -260,5 +264,4 @@ def proposals(dataset: str, profile, root: str | None = None, seed: int = 0, for
         out["ms_per_image"] = 1000 * out["seconds"] / max(len(found), 1)
         return out
 
-    return shared.cached("rlsd_proposals", config, compute, profile, code=(proposals,),
-                         data=shared.data_fingerprint(data), force=force)
+    return ctx.cached("rlsd_proposals", config, compute, code=(proposals,), force=force)

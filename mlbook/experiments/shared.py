@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import importlib
 import io
 import multiprocessing
 import os
@@ -34,15 +33,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .. import cache
+from .. import cache, numerics
+from ..papers import experiment_module
 from ..data import ImageDataset, image_tensor_cache, load_splits
-from ..data import transforms as T
+from ..data import transforms
 from ..data.synthetic import GENERATOR_VERSION
 from ..profiles import Profile, get_profile, pick_device
 from ..train import seed_everything, step_limit
-
-PAPERS = ("features", "baselines", "order_free_rnn", "cadm", "rlsd", "transformation_ranking")
-
 
 # --- data ----------------------------------------------------------------------------------------
 
@@ -83,15 +80,25 @@ def data_key(dataset: str, profile: Profile, root: str | None, seed: int) -> dic
 _FINGERPRINTS: dict[int, tuple[Splits, str]] = {}   # id -> (the data, kept alive; its fingerprint)
 
 
+def _file_size(path) -> int:
+    """The size of an image file in bytes; -1 where it is not on disk (a root that holds only lists)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
 def data_fingerprint(data: Splits) -> str:
-    """sha256 of what a model sees: image file names, labels, ignore masks and boxes of both splits
-    (computed once per Splits object: ``splits`` hands every run the same one)."""
+    """sha256 of what a model sees: image file names and sizes (a changed or truncated image is other
+    data; the generated files are byte-identical run to run), labels, ignore masks and boxes of both
+    splits (computed once per Splits object: ``splits`` hands every run the same one)."""
     known = _FINGERPRINTS.get(id(data))
     if known is not None and known[0] is data:
         return known[1]
     h = hashlib.sha256()
     for split in (data.train, data.test):
         h.update("|".join(Path(p).name for p in split.image_paths).encode())
+        h.update("|".join(str(_file_size(p)) for p in split.image_paths).encode())
         h.update(split.labels.numpy().tobytes())
         if split.ignore is not None:
             h.update(split.ignore.numpy().tobytes())
@@ -99,6 +106,59 @@ def data_fingerprint(data: Splits) -> str:
             h.update(repr([[(b.x, b.y, b.w, b.h, b.label) for b in bs] for bs in split.boxes]).encode())
     _FINGERPRINTS[id(data)] = (data, h.hexdigest()[:16])
     return _FINGERPRINTS[id(data)][1]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What every run on one data set shares, computed once per (data set, profile, root, data seed)
+    and passed down (``context``): the data (``data``: its train/test Splits), the part of a cache key
+    that names it (``key``), what the images and labels were (``fingerprint``) and the hold-out tenth
+    of the training set (``holdout``: fit and hold-out indices). ``cached`` stores a run under it."""
+    dataset: str
+    profile: Profile
+    root: str | None = None
+    seed: int = 0
+
+    @functools.cached_property
+    def data(self) -> Splits:
+        return _splits(self.dataset, self.profile, self.root, self.seed)
+
+    @functools.cached_property
+    def key(self) -> dict:
+        return data_key(self.dataset, self.profile, self.root, self.seed)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        return data_fingerprint(self.data)
+
+    @functools.cached_property
+    def holdout(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return holdout_split(len(self.data.train), self.profile.holdout, self.seed)
+
+    def cached(self, method: str, config: dict, compute, *, code, force: bool = False, **data) -> dict:
+        """``cached`` with this data's fingerprint (and any further ones, e.g. ``vg=...``)."""
+        fingerprint = {"data": self.fingerprint, **data} if data else self.fingerprint
+        return cached(method, config, compute, self.profile, code=code, data=fingerprint, force=force)
+
+
+    @classmethod
+    def over(cls, data: Splits, dataset: str, profile: Profile | str, root: str | None = None, seed: int = 0,
+             fingerprint: str | None = None) -> "RunContext":
+        """A context over data already in hand (a test's stand-in data, a subset): its fingerprint is
+        ``fingerprint`` or computed from ``data``."""
+        ctx = cls(dataset, get_profile(profile), root, seed)
+        ctx.__dict__.update(data=data, fingerprint=fingerprint or data_fingerprint(data))
+        return ctx
+
+
+def context(dataset: str, profile: Profile | str, root: str | None = None, seed: int = 0) -> RunContext:
+    """The run context of a data set, one object per process and (data set, profile, root, seed)."""
+    return _context(dataset, get_profile(profile), root, seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _context(dataset: str, profile: Profile, root: str | None, seed: int) -> RunContext:
+    return RunContext(dataset, profile, root, seed)
 
 
 def data_kind(root: str | None) -> str:
@@ -119,8 +179,8 @@ def as_input(images: torch.Tensor, train: bool) -> torch.Tensor:
     if images.dtype != torch.uint8:
         return images
     if train:
-        images = T.random_hflip(images)
-    return T.normalize_uint8(images)
+        images = transforms.random_hflip(images)
+    return transforms.normalize_uint8(images)
 
 
 def image_set(data, profile: Profile, train: bool, size: int | None = None) -> Dataset:
@@ -129,7 +189,7 @@ def image_set(data, profile: Profile, train: bool, size: int | None = None) -> D
     size = size or profile.image_size
     if profile.in_memory:
         return TensorDataset(image_tensor_cache(data, size), data.labels, ignore_mask(data))
-    images = ImageDataset(data, T.image_transform(size, train))
+    images = ImageDataset(data, transforms.image_transform(size, train))
     images.loader_workers = profile.num_workers   # read by train.fit / predict (train.loader_workers)
     return images
 
@@ -157,11 +217,14 @@ def pinned(profile: Profile):
         torch.set_num_threads(profile.threads)
     # on CUDA some kernels have no deterministic version: warn instead of failing (DESIGN.md, "Determinism")
     torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    backends = numerics.apply_portable_backends() if numerics.portable_enabled() else None   # opt-in
     try:
         yield
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        if backends is not None:
+            numerics.restore_backends(backends)
 
 
 def cached(method: str, config: dict, compute, profile: Profile, *, code, data, force: bool = False) -> dict:
@@ -179,6 +242,29 @@ def cached(method: str, config: dict, compute, profile: Profile, *, code, data, 
                 ckpt.unlink()
         return result
     return cache.run(method, config, pinned_compute, code=code, data=data, force=force)
+
+
+# --- what a chapter's claims read ----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Evidence:
+    """What a chapter's claims are measured on, the same for every paper: its grid's results
+    ({(data set, row, training seed): result}), the data of each data set ({data set: Splits}),
+    the training seeds, and the rows trained on each data set (a claim whose rows were not
+    trained there is not testable). Every paper's ``claim_values(claim, evidence, weights)``
+    and ``claim_options(claim, evidence)`` read it."""
+    results: dict
+    data: dict
+    seeds: tuple
+    trained: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.seeds = tuple(self.seeds)
+        if not self.trained:
+            trained: dict = {}
+            for dataset, row, _ in self.results:
+                trained.setdefault(dataset, set()).add(row)
+            self.trained = trained
 
 
 # --- the grid of a chapter and the one way to compute it -----------------------------------------
@@ -225,15 +311,9 @@ def feature_runs(datasets, **options) -> list[Run]:
     return [Run("features", "backbone features", d, options=opts, wave=-1) for d in datasets]
 
 
-def paper_module(paper: str):
-    if paper not in PAPERS:
-        raise ValueError(f"unknown paper {paper!r}; choose one of {', '.join(PAPERS)}")
-    return importlib.import_module(f"mlbook.experiments.{paper}")
-
-
 def call(run: Run, setting: Setting, force: bool = False) -> dict:
     """Compute or load one run through its paper's ``run``."""
-    module = paper_module(run.paper)
+    module = experiment_module(run.paper)
     options = {k: v for k, v in setting.options.items() if k in getattr(module, "OPTIONS", ())}
     options.update(run.options)
     return module.run(run.row, run.dataset, setting.profile, root=setting.roots.get(run.dataset),

@@ -1,5 +1,7 @@
-"""Training and evaluating the transformation ranking rows of Tables 3-5 (the chapter's evidence and
-tables: ``transformation_ranking_evidence.py``, re-exported here).
+"""Training and evaluating the transformation ranking rows of Tables 3-5. The chapter's evidence and
+tables are in ``transformation_ranking_evidence`` (a lower layer: this module imports its
+``claim_values`` and ``claim_options``, the paper's face); the names both read (stages, zero-shot
+sources, tables) in ``transformation_ranking_rows``.
 
 One row is a cached experiment (``run``): per (word-vector source, k, zero-shot split, training
 seed), ``FrozenMapsRanker`` (the model file) trained with the hinge rank loss (Eq. 3) on the
@@ -22,25 +24,28 @@ compared with random vectors and with the exact AP of a random ranking
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
+import warnings
 from pathlib import Path
 
 import torch
 
 from .. import metrics
 from .. import word_vectors as wv
-from ..models import transformation_ranking as M
+from ..costs import (RunCost, map_input, maps_label, measured, outputs_bytes, row_disk, training_memory,
+                     weights_file_bytes)
+from ..data import NUM_CLASSES
+from ..models import transformation_ranking as transformation_ranking_model
 from ..profiles import get_profile, runs_dir
 from ..train import fit
 from . import baselines, features, shared
+from .transformation_ranking_evidence import claim_options, claim_values  # the face's claims: the lower layer
+from .transformation_ranking_rows import JACCARD_TOP, margin_stage, zero_shot_stage
 
 TRUNK = "alexnet"        # Sec. 3.6 / Table 1: ImageNet AlexNet, fc8 replaced by the k x d transformation
-FrozenMapsRanker = M.FrozenMapsRanker    # the head lives in the model file; this name is kept for plan/bench
-SET_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
-TOP5 = " top-5"          # suffix of a metric measured on the top-5 label sets (Table 4)
-TABLES = {3: "ranking_table3_nuswide_top3", 4: "ranking_table4_nuswide_top5", 5: "ranking_table5_nuswide_voting_top3"}
-JACCARD_TOP = 5          # Sec. 4.4: "we obtained the top 5 predicted labels from each classifier"
+FrozenMapsRanker = transformation_ranking_model.FrozenMapsRanker   # the head lives in the model file (plan, bench)
 RANDOM_DRAW = 1000       # the random control of (data seed s, training seed t) is drawn with seed 1000 s + t
 
 
@@ -55,8 +60,8 @@ class Settings:
     pool: bool = False                  # True: average-pool the conv maps first (a variant, not AlexNet's fc6)
     fc_init: str = "random"             # the head under fc8 (``new_ranker``): "random", one hidden layer; "alexnet":
                                         # AlexNet's own ImageNet fc6 and fc7 (Sec. 3.6, Table 1)
-    k: int = M.PAPER_K                  # Sec. 3.6: k = 100
-    negatives: int = M.PAPER_NEGATIVES  # Sec. 3.3: 40 negatives per image
+    k: int = transformation_ranking_model.PAPER_K                   # Sec. 3.6: k = 100
+    negatives: int = transformation_ranking_model.PAPER_NEGATIVES   # Sec. 3.3: 40 negatives per image
     margins: tuple = (0.1, 0.3, 1.0, 3.0, 10.0)   # grid for m (the paper gives none), chosen on the hold-out part
     select_by: str = "CF1+OF1"          # hold-out criterion for m (top-3)
     flip: bool = True                   # mirroring, approximated on the conv maps
@@ -71,8 +76,7 @@ class Settings:
 def settings_for(profile) -> Settings:
     """Paper sizes for the full profile; a small head (hidden 128, batch 256: the k x d = 38,400
     outputs fit the demo's CPU budget no wider) and Adam 1e-3 on the demo's frozen maps. One
-    five-value margin grid in demo and full (an earlier demo grid, cut to two values after a look
-    at a run's results, was widened again); two values in smoke."""
+    five-value margin grid in demo and full; two values in smoke."""
     profile = get_profile(profile)
     if profile.name == "smoke":
         return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, lr=1e-3, hidden=32, k=16,
@@ -129,7 +133,8 @@ def ranking_loss(model, batch, W, margin: float, s: Settings, known=None, all_ne
         maps = torch.where(flip[:, None, None, None], maps.flip(-1), maps)
     norms = model.norms(maps, W.to(maps.device))
     n_neg = W.shape[0] if all_negatives else s.negatives
-    return M.hinge_rank_loss(norms, labels, margin, n_neg, known=None if known is None else known.to(maps.device))
+    return transformation_ranking_model.hinge_rank_loss(norms, labels, margin, n_neg,
+                                                        known=None if known is None else known.to(maps.device))
 
 
 @torch.no_grad()
@@ -150,9 +155,9 @@ def select_metrics(scores: torch.Tensor, labels: torch.Tensor, known, top_k: int
 FC_INITS = ("random", "alexnet")
 
 
-def new_ranker(in_features: int, d: int, s: Settings, weights=None, *, pretrained: bool = True) -> M.FrozenMapsRanker:
+def new_ranker(in_features: int, d: int, s: Settings, weights=None, *, pretrained: bool = True) -> FrozenMapsRanker:
     """The model a fit trains on maps of ``in_features`` values (flattened, or pooled with ``s.pool``).
-    ``s.fc_init`` "random": ``FrozenMapsRanker``'s one hidden layer, drawn as it always was. "alexnet":
+    ``s.fc_init`` "random": ``FrozenMapsRanker``'s one hidden layer, drawn at random. "alexnet":
     the classifier of ``alexnet_transformation_net`` (Sec. 3.2, Table 1: AlexNet's own fc6 and fc7
     from the checked ImageNet file of ``weights``, None meaning the torch hub cache as for the
     trunk, and a new fc8 of k x d); the file is read for every model, so each fit trains its own
@@ -161,13 +166,15 @@ def new_ranker(in_features: int, d: int, s: Settings, weights=None, *, pretraine
     if s.fc_init not in FC_INITS:
         raise ValueError(f"fc_init must be one of {FC_INITS}, not {s.fc_init!r}")
     if s.fc_init == "random":
-        return M.FrozenMapsRanker(in_features, s.hidden, s.k, d, s.dropout, s.pool)
+        return transformation_ranking_model.FrozenMapsRanker(in_features, s.hidden, s.k, d, s.dropout, s.pool)
     # the model file's None is "random layers"; the pipeline's None is "the torch hub cache" (= {} there)
     source = ({} if weights is None else weights) if pretrained else None
-    classifier = M.alexnet_transformation_net(s.k, d, source).classifier   # Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8
+    # Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8
+    classifier = transformation_ranking_model.alexnet_transformation_net(s.k, d, source).classifier
     if s.pool:
         classifier[1] = torch.nn.Linear(in_features, classifier[1].out_features)
-    return M.FrozenMapsRanker(in_features, s.hidden, s.k, d, pool=s.pool, classifier=classifier)
+    return transformation_ranking_model.FrozenMapsRanker(in_features, s.hidden, s.k, d, pool=s.pool,
+                                                         classifier=classifier)
 
 
 def fit_ranker(train_maps: torch.Tensor, train_labels: torch.Tensor, W: torch.Tensor, s: Settings,
@@ -209,7 +216,8 @@ def committee_evidence(model, maps, W: torch.Tensor, votes=(1, 3, 5), device: st
     {"committee_scores": {N: [n, L]}, "jaccard": [n]} (k >= 2 rows)."""
     def evidence(x):
         A, W_ = model.to(x.device)(x), W.to(x.device)
-        return (*(M.committee_scores(A, W_, n) for n in votes), M.mean_pairwise_jaccard(A, W_, JACCARD_TOP))
+        return (*(transformation_ranking_model.committee_scores(A, W_, n) for n in votes),
+                transformation_ranking_model.mean_pairwise_jaccard(A, W_, JACCARD_TOP))
 
     model.eval()
     *scores, jaccard = features.map_apply(evidence, maps, device=device)
@@ -218,21 +226,19 @@ def committee_evidence(model, maps, W: torch.Tensor, votes=(1, 3, 5), device: st
 
 # --- the grid -------------------------------------------------------------------------------------
 
-ROWS_BASE = {  # table row name -> how it differs from "Ours"
+BASE_ROW_OPTIONS = {  # table row name -> how it differs from "Ours"
     "Ours": {},
     "Ours (random vectors)": {"words": "random"},          # the control: the same model without semantics
     "Ours (pooled maps)": {"pool": True},                   # a variant: pooled conv maps into fc6
 }
-STAGES = ("margin (words)", "margin (random)", *(f"zero-shot features (split {j})" for j in range(3)))
 ZERO_SHOT_MARGIN = 1.0   # zero-shot rows: a fixed m, so the held-out labels take no part in any choice
 OPTIONS = ("word_vectors",)
-ZERO_SHOT_NAMES = ("Ours zero-shot", "Ours (random vectors) zero-shot")   # the book's vectors, the control
 
 
-def rows(profile) -> dict:
+def row_options(profile) -> dict:
     """Every row of chapter 07: name -> options (words, k, pool, zero-shot split)."""
     s = settings_for(profile)
-    out = dict(ROWS_BASE)
+    out = dict(BASE_ROW_OPTIONS)
     out.update({f"Ours (k={k})": {"k": k} for k in s.k_sweep if k != s.k})
     for j in range(s.zero_shot_splits):
         out[f"Ours zero-shot (split {j})"] = {"zero_shot": j}
@@ -240,17 +246,20 @@ def rows(profile) -> dict:
     return out
 
 
+def rows(profile) -> tuple[str, ...]:
+    """Every row of chapter 07, by the name its table prints (``row_options``: what each changes)."""
+    return tuple(row_options(profile))
+
+
+def stages(profile) -> tuple[str, ...]:
+    """The shared steps the rows read, runs too: each word source's margin, each zero-shot split's features."""
+    return (margin_stage("words"), margin_stage("random"),
+            *(zero_shot_stage(j) for j in range(settings_for(profile).zero_shot_splits)))
+
+
 def row_settings(s: Settings, opts: dict) -> Settings:
-    """The settings of a row (``rows``): ``s`` with the row's k and pooling."""
+    """The settings of a row (``row_options``): ``s`` with the row's k and pooling."""
     return dataclasses.replace(s, k=opts.get("k", s.k), pool=opts.get("pool", s.pool))
-
-
-def margin_stage(words: str) -> str:
-    return f"margin ({words})"            # words: "words" (the book's vectors) or "random"
-
-
-def zero_shot_stage(split: int) -> str:
-    return f"zero-shot features (split {split})"
 
 
 def zero_shot_runs(profile, datasets=("nuswide",)) -> list[shared.Run]:
@@ -280,7 +289,7 @@ def zero_shot_features(dataset: str, profile, *, root=None, seed: int = 0, devic
     """The frozen features of zero-shot split ``split``: from a backbone whose training never saw
     the split's held-out labels (left out of its BCE), so no layer under the head has learnt them."""
     profile = get_profile(profile)
-    s, C = settings_for(profile), shared.splits(dataset, profile, root, seed).train.num_classes
+    s, C = settings_for(profile), shared.context(dataset, profile, root, seed).data.train.num_classes
     unseen = zero_shot_labels(C, seed, s.zero_shot_fraction, split)
     return features.backbone_features(dataset, profile, root, seed, device, weights, trunk=TRUNK,
                                     exclude_labels=tuple(unseen.tolist()))
@@ -304,10 +313,11 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     if row.startswith("zero-shot features"):
         split = int(row.rsplit(" ", 1)[1].rstrip(")"))
         return zero_shot_features(dataset, profile, root=root, seed=seed, device=device, weights=weights, split=split)
-    opts = rows(profile)[row]
+    opts = row_options(profile)[row]
     source = opts.get("words", words)
     split = opts.get("zero_shot")
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     C = data.train.num_classes
     unseen = None if split is None else zero_shot_labels(C, seed, s.zero_shot_fraction, split)
     exclude = () if unseen is None else tuple(unseen.tolist())
@@ -319,7 +329,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     s = row_settings(s, opts)
     W = row_vectors(data.train.classes, source, words, seed, train_seed)
     name = features.trunk_of(profile, TRUNK)
-    config = {"chapter": "07_transformation_ranking", "version": 3, **shared.data_key(dataset, profile, root, seed),
+    config = {"chapter": "07_transformation_ranking", "version": 3, **ctx.key,
               "backbone": name, "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "words": _word_key(source, W, seed, train_seed), "zero_shot": split,
               "margin": margin, "train_seed": train_seed, "holdout": profile.holdout}
@@ -331,13 +341,13 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         model, m, curve, history = fit_ranker(
             feats["train"], data.train.labels, W, s, known=known_mask(C, unseen), seed=seed, train_seed=train_seed,
             device=device, margins=(margin,), weights=weights, desc=f"ranking {row}")
-        out = {"scores": M.scores_from_norms(test_norms(model, feats["test"], W, device)), "margin": m,
+        norms = test_norms(model, feats["test"], W, device)
+        out = {"scores": transformation_ranking_model.scores_from_norms(norms), "margin": m,
                "history": history, "unseen": unseen if unseen is not None else torch.zeros(0, dtype=torch.long)}
         out.update(committee_evidence(model, feats["test"], W, device=device))
         return out
 
-    result = shared.cached("transformation_ranking", config, compute, profile, code=(run,),
-                           data=shared.data_fingerprint(data), force=force)
+    result = ctx.cached("transformation_ranking", config, compute, code=(run,), force=force)
     return with_metrics(result, data.test.labels, s.top_k)
 
 
@@ -358,13 +368,14 @@ def choose_margin(dataset: str, profile, *, root=None, seed: int = 0, device: st
     training seed; top-3 C-F1 + O-F1). Cached: {"margin", "margin_curve" [[m, hold-out metrics], ...]}."""
     profile = get_profile(profile)
     s = s or settings_for(profile)
-    data = shared.splits(dataset, profile, root, seed)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
     source = "random" if control else words
     W = row_vectors(data.train.classes, source, words, seed, train_seed=0)
     name = features.trunk_of(profile, TRUNK)
     keys = [f.name for f in dataclasses.fields(s) if f.name not in ("zero_shot_fraction", "zero_shot_splits", "k_sweep")]
     config = {"chapter": "07_transformation_ranking", "stage": "margin", "version": 2,
-              **shared.data_key(dataset, profile, root, seed), "backbone": name, "image_size": profile.image_size,
+              **ctx.key, "backbone": name, "image_size": profile.image_size,
               "weights": features.weights_name(weights, name), "settings": {k: getattr(s, k) for k in keys},
               "words": _word_key(source, W, seed, 0), "holdout": profile.holdout}
 
@@ -374,8 +385,7 @@ def choose_margin(dataset: str, profile, *, root=None, seed: int = 0, device: st
                                     device=device, weights=weights, desc=f"margin {source}")
         return {"margin": m, "margin_curve": [[mm, val] for mm, val in curve]}
 
-    return shared.cached("transformation_ranking", config, compute, profile, code=(choose_margin,),
-                         data=shared.data_fingerprint(data), force=force)
+    return ctx.cached("transformation_ranking", config, compute, code=(choose_margin,), force=force)
 
 
 def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
@@ -391,8 +401,64 @@ def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
     return out
 
 
-# --- evidence, claims and tables: transformation_ranking_evidence.py (it reads the rows above) ------
+# --- the full profile's cost (mlbook plan) ---
 
-from .transformation_ranking_evidence import (  # noqa: E402  (the chapter reads them here, as from every paper)
-    WHY_NOT_TESTABLE, claim_options, claim_values, held_out_ap, held_out_map, margin_curves, mean_jaccard, mean_metrics,
-    predictions, published_deltas, random_jaccard, seed_metrics, zero_shot_rows, zero_shot_table)
+class _RankingLoss(torch.nn.Module):
+    """A ranking head on frozen maps and the norms ||A w_l|| its rank loss reads (Eq. 3)."""
+
+    def __init__(self, ranker, labels: int):
+        super().__init__()
+        self.ranker = ranker
+        self.W = torch.nn.Parameter(torch.zeros(labels, ranker.d), requires_grad=False)
+
+    def forward(self, maps):
+        return self.ranker.norms(maps, self.W)
+
+
+def _linear_widths(build) -> str:
+    """"9216 -> 4096 -> ...": the widths of the linear layers of ``build()``, in order (meta device)."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # "no ImageNet weights": random weights on purpose
+        linears = [m for m in build().modules() if isinstance(m, torch.nn.Linear)]
+    return " -> ".join(str(n) for n in (linears[0].in_features, *(m.out_features for m in linears)))
+
+
+def cost(run, ctx):
+    """The head ``new_ranker`` builds (full profile: AlexNet's fc6 9216 -> 4096, fc7 4096 -> 4096, a
+    new fc8 4096 -> k x d, Sec. 3.2 and Table 1) trained on the frozen AlexNet maps at 224 px, one
+    fit per margin of the grid (the margin stages) and per row; word vectors of d = 384 (MiniLM)."""
+
+    prof = ctx.profile
+    s = settings_for(prof)
+    C = NUM_CLASSES[run.dataset]
+    if run.row.startswith("zero-shot features"):
+        return RunCost(ctx.chapter, "zero-shot splits: the ImageNet trunk never saw a label (nothing to compute)",
+                       run.dataset, 0.0, 0, 0, 1, rows=(run.row,))
+    fits, rs = 1, s
+    if run.row.startswith("margin ("):
+        fits = len(s.margins)
+    elif run.row in row_options(prof):
+        rs = row_settings(s, row_options(prof)[run.row])
+    d = 384
+    batch = ctx.batch(s.batch_size, run.dataset)
+    reads = map_input(ctx, TRUNK, run.dataset, batch)
+    chw = reads["chw"]
+    in_features = chw[0] if rs.pool else math.prod(chw)
+    build = functools.partial(new_ranker, in_features, d, rs, pretrained=False)
+    net = measured(("ranking", dataclasses.astuple(rs), d, C, chw), lambda: _RankingLoss(build(), C), ((1, *chw),),
+                   train=True)
+    n_fit, epochs = ctx.train_images(run.dataset, s.epochs, s.batch_size)
+    n_train, n_test = ctx.split(run.dataset)
+    host, gpu = training_memory(net, batch, "adam")
+    file = weights_file_bytes(TRUNK) if rs.fc_init != "random" else 0
+    host, gpu = ctx.peaks(host=host + reads["host"] + file + outputs_bytes(n_train + n_test, C, 6),
+                          gpu=gpu + reads["gpu"])
+    what = "margin choice: one fit per margin" if fits > 1 else f"rows, k = {rs.k}"
+    kept_layers = "fc7" if rs.pool else "fc6/fc7"          # pooled maps cannot feed AlexNet's fc6: a new one
+    start = "random" if rs.fc_init == "random" else f"{kept_layers} from {rs.fc_init}"
+    fc = f"{'pooled ' if rs.pool else ''}{_linear_widths(build)} (k x d), {start}"
+    peak, kept = row_disk(reads, net, "adam", outputs_bytes(n_test, C, 5))
+    return RunCost(ctx.chapter, f"head on {maps_label(TRUNK, reads['storage'])}: {fc} ({what})",
+                   run.dataset, (net.flops + reads["flops"]) * fits, n_fit, epochs, 1,
+                   fits * (epochs * (n_train - n_fit) + n_test) * (net.flops / 3 + reads["flops"]), host, gpu,
+                   peak, maps=reads["storage"], kept_bytes=kept)

@@ -1,9 +1,10 @@
 """The evidence of the transformation ranking model's claims (chapter 07): the rows' label sets and
 their Jaccard overlap with its chance level, the held-out labels' AP beside the exact AP of a random
 ranking, ``claim_values`` / ``claim_options`` / ``published_deltas`` for the claims of
-``mlbook/reference/claims_07_transformation_ranking.csv``, and the chapter's tables.
-``transformation_ranking`` re-exports every name, so a chapter reads them from the paper's one
-experiments module."""
+``mlbook/reference/claims_07_transformation_ranking.csv``, and the chapter's tables. A lower layer
+of the paper's experiments: it reads the rows' results and never imports ``transformation_ranking``
+(the runs), which imports ``claim_values`` and ``claim_options`` from here; the names both share are
+in ``transformation_ranking_rows``."""
 from __future__ import annotations
 
 import math
@@ -13,7 +14,8 @@ import torch
 
 from .. import claims, metrics, report
 from . import shared
-from .transformation_ranking import JACCARD_TOP, SET_METRICS, TABLES, TOP5, ZERO_SHOT_NAMES, margin_stage
+from .transformation_ranking_rows import (JACCARD_TOP, SET_METRICS, TABLES_BY_NUMBER, TOP5, ZERO_SHOT_NAMES,
+                                          margin_stage)
 
 
 # --- evidence: the rows' label sets, the zero-shot APs, the chance levels ------------------------
@@ -75,13 +77,15 @@ def mean_jaccard(results: dict, dataset: str, seeds, weights) -> torch.Tensor:
     return torch.stack([(weights @ results[dataset, "Ours", t]["jaccard"].double()) / weights.sum(1) for t in seeds])
 
 
-def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds, weights: torch.Tensor) -> dict:
-    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
+def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.Tensor) -> dict:
+    """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``,
+    from ``evidence`` (its results, the test labels of the claim's data set, the training seeds).
 
     Metrics: "CP" ... "OF1" (top-3, every row at exactly 3 labels), the same + " top-5",
     "held-out mAP" (zero-shot rows, every split pooled; "random ranking" the exact chance AP),
     "mean Jaccard" ("chance": ``random_jaccard`` of the data set's labels)."""
-    d, y = claim.dataset, data.test.labels
+    results, seeds = evidence.results, evidence.seeds
+    d, y = claim.dataset, evidence.data[claim.dataset].test.labels
 
     def values(row: str, metric: str) -> torch.Tensor:
         if metric == "held-out mAP":
@@ -92,7 +96,7 @@ def claim_values(claim: claims.Claim, results: dict, data: shared.Splits, seeds,
             return mean_jaccard(results, d, seeds, weights)
         top = 5 if metric.endswith(TOP5) else 3
         preds = predictions(results, d, row, seeds, top)
-        return claims.set_metric_values(preds, y, weights, metric.removesuffix(TOP5))
+        return metrics.set_metric_values(preds, y, weights, metric.removesuffix(TOP5))
 
     return {m: (values(claim.better, m), values(claim.worse, m)) for m in claim.metrics}
 
@@ -109,15 +113,16 @@ WHY_NOT_TESTABLE = {   # the short part of a claim id -> why the data cannot tes
 def published_deltas(claim: claims.Claim) -> dict:
     """{metric: the paper's own Δ (points) of the claim's two rows, or None}: top-3 metrics from
     Tables 3 and 5 (the voting rows), top-5 metrics from Table 4."""
-    top3 = pd.concat([report.reference(TABLES[3]), report.reference(TABLES[5]).drop(index="Full")])
-    top5 = report.reference(TABLES[4])
+    table = {n: report.reference(name) for n, name in TABLES_BY_NUMBER.items()}
+    top3, top5 = pd.concat([table[3], table[5].drop(index="Full")]), table[4]
     return {m: claims.published_delta(top5 if m.endswith(TOP5) else top3, claim.better, claim.worse,
                                       m.removesuffix(TOP5)) for m in claim.metrics}
 
 
-def claim_options(claim: claims.Claim, data: shared.Splits) -> dict:
+def claim_options(claim: claims.Claim, evidence: shared.Evidence) -> dict:
     """The keyword arguments of ``claims.evaluate`` for ``claim`` besides its values: whether the
-    data can test it (and why not), and the paper's own Δ for each primary metric."""
+    data can test it (and why not), and the paper's own Δ for each primary metric (neither depends
+    on ``evidence``: every row is trained on the one data set)."""
     why = WHY_NOT_TESTABLE.get(claim.id.split(".")[1], "")
     return {"testable": not why, "why_not": why, "published": published_deltas(claim)}
 

@@ -17,16 +17,16 @@ import torch
 
 from .. import metrics
 from ..data import open_rgb
-from ..experiments import rlsd as X
-from ..models import rlsd as M
+from ..experiments import rlsd_evidence, rlsd_regions, rlsd_setup
+from ..models import rlsd_localization
 
 SIZE_KEYS = ("train_regions", "test_regions", "grid", "fc_dim", "dropout", "loc_hidden", "embed", "hidden",
              "max_steps", "anchor_batch", "lr", "epochs", "loc_epochs", "vg_images", "ss_mode", "ss_min_side")
 
 
 def sizes_table(profiles=("smoke", "demo", "full")) -> pd.DataFrame:
-    """The sizes of every profile (``X.settings_for``), one column each."""
-    return pd.DataFrame({p: {k: getattr(X.settings_for(p), k) for k in SIZE_KEYS} for p in profiles})
+    """The sizes of every profile (``rlsd_setup.settings_for``), one column each."""
+    return pd.DataFrame({p: {k: getattr(rlsd_setup.settings_for(p), k) for k in SIZE_KEYS} for p in profiles})
 
 
 PRF = ("CP", "CR", "CF1", "OP", "OR", "OF1")
@@ -35,7 +35,7 @@ PRF = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 def _row_metrics(result: dict, row: str, test, columns, floor) -> dict:
     """One run's metrics in percent: class names -> AP, "mAP", "mAP@10" (per class), CP ... OF1 (top 3)."""
     out, ap = {}, None
-    pred = X.predictions(result, row, floor, ignore=test.ignore)
+    pred = rlsd_evidence.predictions(result, row, floor, ignore=test.ignore)
     prf = metrics.prf_of_predictions(pred, test.labels, test.ignore) if set(columns) & set(PRF) else {}
     for c in columns:
         if c in PRF:
@@ -50,7 +50,7 @@ def _row_metrics(result: dict, row: str, test, columns, floor) -> dict:
 
 def reproduced_table(results: dict, dataset: str, test, rows, seeds, columns, floor: float | None = None) -> pd.DataFrame:
     """Rows x columns, the mean over the training seeds (``results`` keyed by the paper's row names,
-    ``X.table_results``); ``floor``: the 0.5-floor variant of the top-3 columns."""
+    ``rlsd_evidence.table_results``); ``floor``: the 0.5-floor variant of the top-3 columns."""
     return pd.DataFrame({row: pd.DataFrame([_row_metrics(results[dataset, row, s], row, test, columns, floor)
                                             for s in seeds]).mean() for row in rows}).T[list(columns)]
 
@@ -87,10 +87,11 @@ def regions_figure(test, indices, loc_stage: dict, ss_stage: dict, maps: torch.T
     """Fig. 4: per test image, the top ``top`` regions of the frozen localization layer after NMS
     (left, green) and the first ``top`` selective-search proposals (right, orange); ``maps``: the
     test conv maps. The labels of the image label the row."""
-    layer = M.LocalizationLayer(maps.shape[1], len(M.ANCHOR_SCALES) * len(M.ANCHOR_RATIOS), s.loc_hidden)
+    anchors = len(rlsd_localization.ANCHOR_SCALES) * len(rlsd_localization.ANCHOR_RATIOS)
+    layer = rlsd_localization.LocalizationLayer(maps.shape[1], anchors, s.loc_hidden)
     layer.load_state_dict(loc_stage["state_dict"])
-    loc_boxes, loc_counts = X.layer_regions(layer, maps[list(indices)], dataclasses.replace(s, test_regions=top),
-                                            side, train=False)
+    loc_boxes, loc_counts = rlsd_regions.layer_regions(layer, maps[list(indices)],
+                                                       dataclasses.replace(s, test_regions=top), side, train=False)
     fig, axes = plt.subplots(len(indices), 2, figsize=(4.4, 2.3 * len(indices)), squeeze=False)
     for r, i in enumerate(indices):
         img = np.asarray(open_rgb(test.image_paths[i]))
@@ -108,14 +109,15 @@ def regions_figure(test, indices, loc_stage: dict, ss_stage: dict, maps: torch.T
 
 def clusters_figure(train, indices, side: int):
     """Fig. 7: per training image, its object boxes (left, red) and the clustered region ground
-    truth of RLSD+ft-RPN (right, cyan; ``X.cluster_regions``, Sec. IV-A)."""
+    truth of RLSD+ft-RPN (right, cyan; ``rlsd_regions.cluster_regions``, Sec. IV-A)."""
     fig, axes = plt.subplots(len(indices), 2, figsize=(4.4, 2.3 * len(indices)), squeeze=False)
     for r, i in enumerate(indices):
         img = np.asarray(open_rgb(train.image_paths[i]))
         H, W = img.shape[:2]
         bs = train.boxes[i]
-        objects = M.xywh_to_xyxy(torch.tensor([[b.x, b.y, b.w, b.h] for b in bs], dtype=torch.float32))
-        regions = X.cluster_regions(bs, W, H, side)
+        xywh = torch.tensor([[b.x, b.y, b.w, b.h] for b in bs], dtype=torch.float32)
+        objects = rlsd_localization.xywh_to_xyxy(xywh)
+        regions = rlsd_regions.cluster_regions(bs, W, H, side)
         _draw(axes[r, 0], img, objects, 1.0, 1.0, "red")
         axes[r, 0].set_title(f"{len(bs)} object boxes", fontsize=7)
         _draw(axes[r, 1], img, regions, W / side, H / side, "cyan", lw=1.2)

@@ -3,7 +3,8 @@ margin's hold-out curve, Fig. 8 (the k sweep), Fig. 9 (the rows' Jaccard overlap
 chance level) and the zero-shot APs per held-out label.
 
 Every function returns a matplotlib figure and draws what it is given: the numbers come from
-``mlbook.experiments.transformation_ranking``. The t-SNE map is deterministic (exact
+``mlbook.experiments.transformation_ranking`` (the runs) and ``transformation_ranking_evidence``
+(the tables). The t-SNE map is deterministic (exact
 gradients, PCA initialisation, a fixed seed), so a rerun draws the same map.
 """
 from __future__ import annotations

@@ -4,7 +4,8 @@
 - ``LinearHead`` + a loss: "ResNet baseline" (BCE), "Softmax" (cross-entropy against
   the normalised label vector, Gong et al. 2013 Eq. 2), "WARP" (Gong et al. 2013 Eq. 4).
 - ``CNNRNN`` (Wang et al. 2016): image and label embeddings joined after an LSTM
-  that reads the labels in frequency order, trained with softmax cross-entropy
+  that reads the labels in frequency order (``label_rank``, ``fixed_order_sequences``: the
+  fixed order the Order-Free RNN's ablations use too), trained with softmax cross-entropy
   over labels + END, decoded with beam search.
 
 The papers fine-tune their CNN for some of these; here every baseline sits on
@@ -63,6 +64,28 @@ HEAD_LOSSES = {
 
 
 # --- CNN-RNN (Wang et al. 2016) ----------------------------------------------------------
+
+# Its fixed label order (most frequent first), the convention the Order-Free RNN's fixed-order
+# ablations (frequency-first, rare-first) also follow.
+
+def fixed_order_sequences(labels: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """[N, C] labels -> [N, max count] label indices sorted by ``rank`` (low first), -1 padded."""
+    N, C = labels.shape
+    T = max(int(labels.sum(1).max().item()) if N else 0, 1)
+    key = torch.where(labels > 0.5, rank[None, :].float(), torch.full((N, C), float("inf")))
+    order = key.argsort(dim=1, stable=True)[:, :T]
+    valid = torch.arange(T)[None, :] < labels.sum(1, keepdim=True)
+    return torch.where(valid, order, torch.full_like(order, -1))
+
+
+def label_rank(labels: torch.Tensor, order: str) -> torch.Tensor:
+    """Position of each class in the fixed order: "frequency" = most frequent first, "rare" = reverse."""
+    freq = labels.sum(0)
+    idx = freq.argsort(descending=(order == "frequency"), stable=True)
+    rank = torch.empty_like(idx)
+    rank[idx] = torch.arange(len(idx))
+    return rank
+
 
 class CNNRNN(nn.Module):
     """Wang et al. 2016, Sect. 3: label embedding U_l, LSTM over the previous labels,

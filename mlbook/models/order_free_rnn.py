@@ -15,7 +15,9 @@ in another order, keeping the more probable one.
 Ablations of Tables 1-2 are options of the same model: ``attention=False`` (z_t
 is the mean of V_feat) and ``order="frequency" | "rare"`` (labels fed in that
 fixed order with teacher forcing, softmax cross-entropy over the pool at each
-step, as the fixed-order RNNs of Jin & Nakayama 2016 and Wang et al. 2016).
+step, as the fixed-order RNNs of Jin & Nakayama 2016 and Wang et al. 2016); their label
+sequences are CNN-RNN's (``fixed_order_sequences`` and ``label_rank`` of
+``mlbook.models.baselines``).
 
 Training, threshold selection and the evidence of the chapter's claims:
 ``mlbook.experiments.order_free_rnn``.
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..decoding import beam_search, greedy_decode
+from .baselines import fixed_order_sequences, label_rank  # noqa: F401  (the fixed orders' label sequences)
 
 ORDERS = ("learned", "frequency", "rare")
 
@@ -213,22 +216,3 @@ class OrderFreeRNN(nn.Module):
             ok = sequences[:, t] >= 0
             emitted[rows[ok], sequences[ok, t]] = True
         return out
-
-
-def fixed_order_sequences(labels: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """[N, C] labels -> [N, max count] label indices sorted by ``rank`` (low first), -1 padded."""
-    N, C = labels.shape
-    T = max(int(labels.sum(1).max().item()) if N else 0, 1)
-    key = torch.where(labels > 0.5, rank[None, :].float(), torch.full((N, C), float("inf")))
-    order = key.argsort(dim=1, stable=True)[:, :T]
-    valid = torch.arange(T)[None, :] < labels.sum(1, keepdim=True)
-    return torch.where(valid, order, torch.full_like(order, -1))
-
-
-def label_rank(labels: torch.Tensor, order: str) -> torch.Tensor:
-    """Position of each class in the fixed order: "frequency" = most frequent first, "rare" = reverse."""
-    freq = labels.sum(0)
-    idx = freq.argsort(descending=(order == "frequency"), stable=True)
-    rank = torch.empty_like(idx)
-    rank[idx] = torch.arange(len(idx))
-    return rank

@@ -81,7 +81,7 @@ def alexnet_transformation_net(k: int = PAPER_K, d: int = PAPER_D, weights=None,
     forms of ``backbones.build_backbone``: a torchvision ``alexnet`` state-dict file (e.g. the
     hub's ``alexnet-owt-7be5be79.pth``) or a dict {"alexnet": file, ...}; a dict without an
     "alexnet" entry (``{}`` included) means the torch hub cache. The file is checked
-    (``backbones.check_weights_file``: readable with weights_only, hash prefix of its name,
+    (``mlbook.weights.check_weights_file``: readable with weights_only, hash prefix of its name,
     keys and shapes of the 1000-way AlexNet) and loaded *before* fc8 is replaced, so fc8 is
     freshly initialised. Nothing is downloaded unless ``download`` / ``MLBOOK_DOWNLOAD_WEIGHTS=1``.
     ``weights=None``: every layer randomly initialised (a UserWarning says so): for shapes,
@@ -94,7 +94,7 @@ def alexnet_transformation_net(k: int = PAPER_K, d: int = PAPER_D, weights=None,
     """
     import torchvision
 
-    from .backbones import imagenet_network
+    from ..weights import imagenet_network
 
     if weights is not None:
         net = imagenet_network("alexnet", weights, download)

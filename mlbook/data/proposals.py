@@ -112,7 +112,7 @@ def settings_folder(top: int, mode: str, min_side: int, size: int | None) -> str
 
 
 def _search_file(path: str, top: int, mode: str, min_side: int, size: int | None) -> np.ndarray:
-    from ..data.base import open_rgb
+    from .base import open_rgb
 
     return selective_search_boxes(open_rgb(path), top, mode, min_side, size).numpy()
 
@@ -249,7 +249,7 @@ def read_proposal_files(root, image_paths, top: int | None = 256) -> list[torch.
     read from the file header). A missing file, a line that is not four finite numbers, or a
     degenerate box (x2 <= x1, y2 <= y1, or nothing left inside the image) is an error naming the
     file and the line: nothing is skipped silently."""
-    from ..data.base import image_size
+    from .base import image_size
 
     root = Path(root)
     out = []

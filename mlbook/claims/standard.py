@@ -1,62 +1,18 @@
-"""The book's one standard for claims: what a claim is, how its interval is made, and the one
-rule that turns intervals into a verdict.
-
-**Claims are data.** ``mlbook/reference/claims_<chapter>.csv`` (one file per chapter; a ``claims.csv`` beside them is read too)
-holds one row per claim and data set, written before any run: the paper's words (``quoted``, with
-where they stand) or the book's measurable reading; the rows compared (``better`` should beat
-``worse``); the primary metric(s); the test, its margin and the words that give the number.
-``load`` validates them. Secondary metrics are shown in the evidence, never voted.
-
-**The interval.** Each compared row is trained with S training seeds on fixed data; its metric is
-computed on the test set and on R bootstrap resamples of the test images, the same resamples for
-both rows: ``values[s, 0]`` on the test set, ``values[s, r]`` on resample r. The estimate is
-Δ = mean_s better[s, 0] − mean_s worse[s, 0], and
-
-    Var(Δ) = s²_b / S_b + s²_w / S_w + Var_r(mean_s better[:, r] − mean_s worse[:, r]),
-
-seed parts (sample variances over seeds on the test set; none for a ``fixed`` row, an algorithm
-without training seeds or a constant) plus the image-sampling part of the paired resamples. With
-``paired`` rows (two readings of the same trained models, e.g. two decoders) the seed part is the
-variance of the per-seed differences over S. The interval is Δ ± t_df · SE, df by Welch–
-Satterthwaite (seed parts S − 1, image part R − 1): with 3 seeds the t quantile, not a resample of
-three numbers, carries the uncertainty of a variance estimated from three values. Seed-specific
-image noise enters both parts, which errs on the wide side.
-
-**The rule** (``verdict``), per primary metric, Δ signed so that positive favours the claim:
-superiority: supported if low > 0, contradicted if high < 0; non-inferiority with margin m
-(better ≥ worse − m): supported if low > −m, contradicted if high < −m; equivalence with margin m
-(|Δ| < m): supported if −m < low and high < m, contradicted if low > m or high < −m; otherwise
-not resolved. ``combine``: supported if every primary metric is, contradicted if every one is,
-else not resolved (symmetric; each metric's result is printed). Not testable: the data cannot
-test the claim. Margins are in points (the units of the evidence, values × scale).
-
-**Seeds and replicates.** No verdict from fewer than ``MIN_SEEDS`` training seeds on a non-fixed
-row. ``N_RESAMPLES`` image resamples, ``MAX_RESAMPLES`` when an interval end lies within 4 Monte
-Carlo standard errors of a decision boundary (SE of the image variance v: v·√(2/(R − 1))), so no
-verdict depends on the bootstrap seed; ends near a boundary are printed with the decimals that show
-their side.
-
-**Measured** by tests/test_claims.py (``false_verdict_rate``: two rows with no true effect, 4,000
-simulated comparisons per setting, 200 images, 200 replicates): wrong supported/contradicted
-verdicts with 3 / 5 / 10 seeds: seed noise only 4.3 / 4.9 / 5.1%, image noise only 5.4 / 5.2 /
-4.6%, both 4.6 / 4.9 / 4.4% (Monte Carlo SE about 0.35 points); two primary metrics correlated at
-0.8 (3 seeds, both noises): supported 0.9%, contradicted 1.05%. The percentile bootstrap over seeds
-used before gave 16.8% (3 seeds, seed noise). ``multiplicity`` says what 5% means for a chapter.
-"""
+"""The claims standard itself: what a claim is (``Claim``, ``load``), its interval (``interval``), the rule
+(``verdict``, ``combine``) and one claims-table row (``evaluate``). The specification is the package's
+docstring (``mlbook.claims``)."""
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import math
 from pathlib import Path
 from typing import Callable, Sequence
 
-import pandas as pd
 import torch
 from scipy import stats
 
-from .metrics import average_precision, bootstrap_weights, prf_resampled
+from ..metrics import image_weights
 
 VERDICTS = ("supported", "contradicted", "not resolved", "not testable")
 TESTS = ("superiority", "non-inferiority", "equivalence")
@@ -67,7 +23,7 @@ MIN_SEEDS = 3
 N_RESAMPLES = 1000
 MAX_RESAMPLES = 10000
 MC_GUARD = 4.0             # escalate when an end is this many Monte Carlo SEs from a boundary
-CLAIMS_DIR = Path(__file__).parent / "reference"
+CLAIMS_DIR = Path(__file__).parents[1] / "reference"
 COLUMNS = ("id", "chapter", "dataset", "text", "quoted", "source", "better", "worse", "metrics", "test",
            "margin", "margin_source", "direction", "fixed", "paired", "note")
 DISPLAY = ("id", "data set", "claim", "source", "compared", "test", "primary", "evidence", "verdict")
@@ -77,7 +33,7 @@ SUPPORTED, CONTRADICTED, NOT_RESOLVED, NOT_TESTABLE = VERDICTS
 @dataclasses.dataclass(frozen=True)
 class Claim:
     id: str                         # "<chapter number>.<short>.<dataset>", e.g. "06.rlsd_vs_cnnlstm.voc"
-    chapter: str                    # "04_order_free_rnn", ...
+    chapter: str                    # the paper's chapter (mlbook.papers), e.g. 05_...
     dataset: str                    # "coco" | "nuswide" | "voc" | "" (display names: the chapter's)
     text: str                       # the paper's words (quoted=True) or the book's measurable reading
     source: str                     # where: "Sec. IV-D, Table I"
@@ -182,13 +138,6 @@ def get(claim_id: str) -> Claim:
 
 
 # --- the interval -------------------------------------------------------------------------
-
-def image_weights(n_images: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> torch.Tensor:
-    """[1 + R, N] float64: row 0 the test set (all ones), rows 1..R bootstrap resamples (how often
-    each image is drawn). Pass the same matrix to every row a claim compares (paired resamples)."""
-    return torch.cat([torch.ones(1, n_images, dtype=torch.float64),
-                      bootstrap_weights(n_resamples, n_images, seed)])
-
 
 def _as_rows(x) -> torch.Tensor:
     return torch.atleast_2d(torch.as_tensor(x, dtype=torch.float64))
@@ -393,6 +342,14 @@ def _test_text(claim: Claim) -> str:
     return claim.test if claim.test == "superiority" else f"{claim.test}, margin {claim.margin:g}"
 
 
+def mde(se: float, df: float, level: float = LEVEL, power: float = 0.8) -> float:
+    """Smallest effect (distance from a boundary, in se's units) that an interval with this SE and
+    df detects with probability ``power``: (t_{1−α/2, df} + t_{power, df}) · se."""
+    if not (se >= 0 and df > 0):
+        return math.nan
+    return float((stats.t.ppf(1 - (1 - level) / 2, df) + stats.t.ppf(power, df)) * se)
+
+
 def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float = 100.0, testable: bool = True,
              why_not: str = "", secondary: dict[str, float] | None = None,
              published: dict[str, float] | None = None, seed: int = 0) -> dict:
@@ -428,150 +385,3 @@ def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float 
         evidence += "; shown, not voted: " + ", ".join(f"{k} {v:+.1f}" for k, v in secondary.items())
     return {**row, "evidence": evidence + note, "verdict": combine([m["metric_verdict"] for m in measured]),
             "measurements": measured}
-
-
-# --- tables -------------------------------------------------------------------------------
-
-def table(rows: list[dict]) -> pd.DataFrame:
-    """The display table (no "measurements"; verdicts checked; no cell holds a '|', which would
-    split a Markdown table's columns)."""
-    df = pd.DataFrame([{k: r.get(k, "") for k in DISPLAY} for r in rows], columns=list(DISPLAY))
-    if df.astype(str).apply(lambda col: col.str.contains("|", regex=False)).any().any():
-        raise ValueError("a claims cell contains '|', which breaks the Markdown table")
-    bad = set(df["verdict"]) - set(VERDICTS)
-    if bad:
-        raise ValueError(f"verdicts must be among {VERDICTS}, not {sorted(bad)}")
-    return df
-
-
-TIDY = ("id", "data set", "metric", "test", "margin", "delta", "low", "high", "se", "df", "seeds_better",
-        "seeds_worse", "n_resamples", "published_delta", "mde", "metric_verdict", "verdict")
-
-
-def tidy(rows: list[dict]) -> pd.DataFrame:
-    """The numbers: one row per (claim id, primary metric), in points."""
-    out = [{"id": r["id"], "data set": r["data set"], "verdict": r["verdict"], **m,
-            "seeds_better": m["seeds"][0], "seeds_worse": m["seeds"][1]}
-           for r in rows for m in r.get("measurements", [])]
-    return pd.DataFrame([{k: o[k] for k in TIDY} for o in out], columns=list(TIDY))
-
-
-# --- power and multiplicity ---------------------------------------------------------------
-
-def mde(se: float, df: float, level: float = LEVEL, power: float = 0.8) -> float:
-    """Smallest effect (distance from a boundary, in se's units) that an interval with this SE and
-    df detects with probability ``power``: (t_{1−α/2, df} + t_{power, df}) · se."""
-    if not (se >= 0 and df > 0):
-        return math.nan
-    return float((stats.t.ppf(1 - (1 - level) / 2, df) + stats.t.ppf(power, df)) * se)
-
-
-def power_table(rows: list[dict], seeds: Sequence[int] = (3, 5, 10)) -> pd.DataFrame:
-    """Per claim and primary metric, the smallest detectable effect (points) with each seed count:
-    the measured seed variances rescaled to S seeds per row, the image part unchanged."""
-    out = []
-    for r in rows:
-        for m in r.get("measurements", []):
-            line = {"id": r["id"], "metric": m["metric"], "measured Δ": round(m["delta"], 1)}
-            for S in seeds:
-                se, df = _welch([(torch.tensor(s2), S) for s2, _ in m["seed_parts"]],
-                                torch.tensor(m["image_var"]), m["n_resamples"])
-                line[f"{S} seeds"] = round(mde(float(se), float(df)), 1)
-            out.append(line)
-    return pd.DataFrame(out, columns=["id", "metric", "measured Δ", *(f"{S} seeds" for S in seeds)])
-
-
-def multiplicity(n_claims: int, n_intervals: int, level: float = LEVEL) -> dict:
-    """What a (1 − level) error rate per verdict means for a chapter's n claims and intervals, if
-    no effect were real: the expected number of wrong verdicts and P(at least one); one sentence."""
-    alpha = 1 - level
-    out = {"n_claims": n_claims, "n_intervals": n_intervals, "expected_wrong": alpha * n_claims,
-           "p_at_least_one": 1 - level ** n_claims, "expected_wrong_intervals": alpha * n_intervals,
-           "p_at_least_one_interval": 1 - level ** n_intervals}
-    out["text"] = (f"This chapter tests {n_claims} claims through {n_intervals} intervals; if no effect were "
-                   f"real, each verdict would still read supported or contradicted with probability at most "
-                   f"{alpha:.0%}, so about {out['expected_wrong']:.1f} wrong verdicts are expected and at least "
-                   f"one with probability {out['p_at_least_one']:.0%} (independent claims); no correction for "
-                   f"multiplicity is applied, so read each verdict as one test among {n_claims}.")
-    return out
-
-
-# --- the measured error rate --------------------------------------------------------------
-
-def false_verdict_rate(n_seeds: int, noise: str, *, n_sim: int, n_images: int, seed: int = 0,
-                       n_resamples: int = 200, n_metrics: int = 1, correlation: float = 0.8,
-                       seed_sd: float = 0.1, image_sd: float = 1.0) -> dict:
-    """Share of wrong supported/contradicted verdicts (superiority) when there is no true effect.
-
-    Two rows, ``n_seeds`` training seeds each, per-image values whose mean is the metric (so a
-    resample is a weighted mean: one matrix product with ``image_weights``). ``noise``: "seed"
-    (a per-seed offset, images identical across rows), "image" (per-row image values, identical
-    seeds), "both" (those two plus seed-specific image noise). ``n_metrics`` > 1: primary metrics
-    whose noises correlate by ``correlation``, combined by ``combine``. Returns rate, its Monte
-    Carlo SE, and the shares supported and contradicted."""
-    if noise not in ("seed", "image", "both"):
-        raise ValueError(f"noise must be 'seed', 'image' or 'both', not {noise!r}")
-    g = torch.Generator().manual_seed(1000 * seed + n_seeds)     # independent draws per seed count
-    shape = (n_sim, 2, n_seeds, n_images)
-
-    def correlated(*size):       # [n_metrics, *size], pairwise correlation `correlation`
-        common, own = torch.randn(*size, generator=g, dtype=torch.float64), torch.randn(
-            n_metrics, *size, generator=g, dtype=torch.float64)
-        return math.sqrt(correlation) * common + math.sqrt(1 - correlation) * own
-
-    x = torch.zeros(n_metrics, *shape, dtype=torch.float64)
-    if noise in ("seed", "both"):
-        x += seed_sd * correlated(n_sim, 2, n_seeds, 1)
-    if noise in ("image", "both"):
-        x += image_sd * correlated(n_sim, 2, 1, n_images)
-    if noise == "both":
-        x += 0.5 * image_sd * correlated(*shape)
-    W = image_weights(n_images, n_resamples, seed)
-    values = x @ (W / W.sum(1, keepdim=True)).T              # [metrics, sim, row, seed, 1 + R]
-    ends = [_welch_interval(v[:, 0], v[:, 1]) for v in values]
-    words = [combine([verdict(float(e["low"][i]), float(e["high"][i])) for e in ends]) for i in range(n_sim)]
-    supported, contradicted = words.count(SUPPORTED) / n_sim, words.count(CONTRADICTED) / n_sim
-    rate = supported + contradicted
-    return {"rate": rate, "mc_se": math.sqrt(max(rate * (1 - rate), 1e-12) / n_sim), "supported": supported,
-            "contradicted": contradicted, "n_sim": n_sim, "n_seeds": n_seeds, "noise": noise, "n_metrics": n_metrics}
-
-
-# --- published numbers and metric values on image resamples -------------------------------
-
-def published_delta(reference: pd.DataFrame, better: str, worse: str, metric: str) -> float | None:
-    """Δ (points) of two rows of a paper's own table, or None where a cell is missing."""
-    try:
-        a, b = reference.loc[better, metric], reference.loc[worse, metric]
-    except KeyError:
-        return None
-    return None if pd.isna(a) or pd.isna(b) else round(float(a - b), 1)
-
-
-def set_metric_values(preds: Sequence[torch.Tensor], targets: torch.Tensor, weights: torch.Tensor,
-                      metric: str, ignore=None) -> torch.Tensor:
-    """[S, 1+R]: ``metric`` (CP..OF1) of each seed's fixed predictions [N, C] on each resample."""
-    return torch.stack([prf_resampled(p, targets, weights, ignore)[metric] for p in preds])
-
-
-def map_values(scores: Sequence[torch.Tensor], targets: torch.Tensor, weights: torch.Tensor,
-               ignore=None) -> torch.Tensor:
-    """[S, 1+R]: mAP of each seed's scores on each resample (classes without a positive left out)."""
-    return torch.stack([resampled_ap(s, targets, weights, ignore).nanmean(1) for s in scores])
-
-
-_AP_ROWS: dict = {}     # (ids of scores, targets, ignore; weights digest) -> (those objects, AP [1+R, C])
-
-
-def resampled_ap(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, ignore=None) -> torch.Tensor:
-    """``metrics.average_precision`` on the resamples ``weights`` [1+R, C], computed once per
-    (scores, targets, ignore, resample matrix): a row that several claims compare (RLSD in six of
-    chapter 06's) reuses it, and the AP under 1,000-10,000 resamples is most of a chapter's claims
-    time. The inputs are kept with the entry, so their ids cannot be reused while it lives."""
-    digest = hashlib.blake2b(weights.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
-    key = (id(scores), id(targets), id(ignore), digest)
-    hit = _AP_ROWS.get(key)
-    if hit is None:
-        if len(_AP_ROWS) >= 1024:      # at most ~200 MB of [1,001 x 24] float64 entries in the demo
-            _AP_ROWS.pop(next(iter(_AP_ROWS)))
-        hit = _AP_ROWS[key] = ((scores, targets, ignore), average_precision(scores, targets, ignore, weights=weights))
-    return hit[1]

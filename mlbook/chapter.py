@@ -1,0 +1,64 @@
+"""What every paper chapter does the same way: its claims section.
+
+``claims_section`` is the one tail of a paper chapter: every claim of its claims file measured
+through the paper's face (``claim_values``, ``claim_options``) and ``claims.evaluate``; the claims
+table and measurements saved (``report.save_claims``), the power table saved, the verdict counts
+and the multiplicity sentence glued for the prose. One way for every chapter: the multiplicity
+counts the claims the data could test and their intervals. (Package source is shown one way
+too: ``report.show_source``.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pandas as pd
+
+from . import claims, papers, report
+from .experiments.shared import Evidence
+
+#: glue names of the verdict counts: n_supported, n_contradicted, n_not_resolved, n_not_testable
+COUNT_NAMES = {word: f"n_{word.replace(' ', '_')}" for word in claims.VERDICTS}
+POWER_CAPTION = ("The smallest effect each claim could detect with 80% power at 3, 5 and 10 training seeds "
+                 "(points, unless the claim's metric has another unit)")
+
+
+@dataclasses.dataclass
+class ClaimsSection:
+    rows: list[dict]           # claims.evaluate rows, in the claims file's order
+    table: pd.DataFrame        # the claims table as saved (one row per claim)
+    counts: dict[str, int]     # {verdict: claims}
+    multiplicity: dict         # claims.multiplicity of the tested claims and their intervals
+    power: pd.DataFrame        # claims.power_table
+
+    def by_id(self) -> dict[str, dict]:
+        """{short id (the part between chapter and data set): row}, for the prose's numbers."""
+        return {r["id"].split(".")[1] if r["id"].count(".") >= 2 else r["id"]: r for r in self.rows}
+
+
+def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0) -> list[dict]:
+    """``claims.evaluate`` of every claim through a paper's face, on the test images of its data set."""
+    return [claims.evaluate(c, functools.partial(module.claim_values, c, evidence),
+                            n_images=len(evidence.data[c.dataset].test), seed=seed,
+                            **module.claim_options(c, evidence))
+            for c in catalogue]
+
+
+def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None) -> ClaimsSection:
+    """A paper chapter's claims, evaluated, saved and counted; ``glue`` (myst_nb's) receives the
+    counts (``COUNT_NAMES``), ``n_claims`` and ``multiplicity`` (its sentence)."""
+    module = papers.get(chapter).experiments()
+    rows = evaluate_claims(claims.load(chapter), evidence, module, seed)
+    table = report.save_claims(rows, chapter)
+    counts = {word: int((table["verdict"] == word).sum()) for word in claims.VERDICTS}
+    tested = [r for r in rows if r["verdict"] != claims.NOT_TESTABLE]
+    multiplicity = claims.multiplicity(len(tested), sum(len(r["measurements"]) for r in tested))
+    power = claims.power_table(rows)
+    report.save_table(power.set_index("id"), chapter, "power", POWER_CAPTION)
+    if glue is not None:
+        for word, name in COUNT_NAMES.items():
+            glue(name, counts[word], display=False)
+        glue("n_claims", len(rows), display=False)
+        glue("multiplicity", multiplicity["text"], display=False)
+    return ClaimsSection(rows, table, counts, multiplicity, power)
+

@@ -1,0 +1,114 @@
+"""The book's one standard for claims: what a claim is, how its interval is made, and the one
+rule that turns intervals into a verdict.
+
+Layout: ``standard`` (claims, interval, rule, one table row), ``tables`` (a chapter's claims
+tables), ``power`` (detectable effects, multiplicity, the measured error rate).
+
+**Claims are data.** ``mlbook/reference/claims_<chapter>.csv`` (one file per chapter; a ``claims.csv`` beside them is read too)
+holds one row per claim and data set, written before any run: the paper's words (``quoted``, with
+where they stand) or the book's measurable reading; the rows compared (``better`` should beat
+``worse``); the primary metric(s); the test, its margin and the words that give the number.
+``load`` validates them. Secondary metrics are shown in the evidence, never voted.
+
+**The interval.** Each compared row is trained with S training seeds on fixed data; its metric is
+computed on the test set and on R bootstrap resamples of the test images, the same resamples for
+both rows: ``values[s, 0]`` on the test set, ``values[s, r]`` on resample r. The estimate is
+Δ = mean_s better[s, 0] − mean_s worse[s, 0], and
+
+    Var(Δ) = s²_b / S_b + s²_w / S_w + Var_r(mean_s better[:, r] − mean_s worse[:, r]),
+
+seed parts (sample variances over seeds on the test set; none for a ``fixed`` row, an algorithm
+without training seeds or a constant) plus the image-sampling part of the paired resamples. With
+``paired`` rows (two readings of the same trained models, e.g. two decoders) the seed part is the
+variance of the per-seed differences over S. The interval is Δ ± t_df · SE, df by Welch–
+Satterthwaite (seed parts S − 1, image part R − 1): with 3 seeds the t quantile, not a resample of
+three numbers, carries the uncertainty of a variance estimated from three values. Seed-specific
+image noise enters both parts, which errs on the wide side.
+
+**The rule** (``verdict``), per primary metric, Δ signed so that positive favours the claim:
+superiority: supported if low > 0, contradicted if high < 0; non-inferiority with margin m
+(better ≥ worse − m): supported if low > −m, contradicted if high < −m; equivalence with margin m
+(|Δ| < m): supported if −m < low and high < m, contradicted if low > m or high < −m; otherwise
+not resolved. ``combine``: supported if every primary metric is, contradicted if every one is,
+else not resolved (symmetric; each metric's result is printed). Not testable: the data cannot
+test the claim. Margins are in points (the units of the evidence, values × scale).
+
+**Seeds and replicates.** No verdict from fewer than ``MIN_SEEDS`` training seeds on a non-fixed
+row. ``N_RESAMPLES`` image resamples, ``MAX_RESAMPLES`` when an interval end lies within 4 Monte
+Carlo standard errors of a decision boundary (SE of the image variance v: v·√(2/(R − 1))), so no
+verdict depends on the bootstrap seed; ends near a boundary are printed with the decimals that show
+their side.
+
+**Measured** by tests/test_claims.py (``false_verdict_rate``: two rows with no true effect, 4,000
+simulated comparisons per setting, 200 images, 200 replicates): wrong supported/contradicted
+verdicts with 3 / 5 / 10 seeds: seed noise only 4.3 / 4.9 / 5.1%, image noise only 5.4 / 5.2 /
+4.6%, both 4.6 / 4.9 / 4.4% (Monte Carlo SE about 0.35 points); two primary metrics correlated at
+0.8 (3 seeds, both noises): supported 0.9%, contradicted 1.05%. The percentile bootstrap over seeds
+used before gave 16.8% (3 seeds, seed noise). ``multiplicity`` says what 5% means for a chapter.
+"""
+from __future__ import annotations
+
+from .power import false_verdict_rate, multiplicity, power_table
+from .standard import (
+    CLAIMS_DIR,
+    COLUMNS,
+    CONTRADICTED,
+    Claim,
+    DATASETS,
+    DIRECTIONS,
+    DISPLAY,
+    LEVEL,
+    MAX_RESAMPLES,
+    MC_GUARD,
+    MIN_SEEDS,
+    NOT_RESOLVED,
+    NOT_TESTABLE,
+    N_RESAMPLES,
+    SUPPORTED,
+    TESTS,
+    VERDICTS,
+    boundaries,
+    combine,
+    evaluate,
+    get,
+    interval,
+    load,
+    mde,
+    verdict,
+)
+from .tables import TIDY, published_delta, table, tidy
+
+__all__ = [
+    "false_verdict_rate",
+    "multiplicity",
+    "power_table",
+    "CLAIMS_DIR",
+    "COLUMNS",
+    "CONTRADICTED",
+    "Claim",
+    "DATASETS",
+    "DIRECTIONS",
+    "DISPLAY",
+    "LEVEL",
+    "MAX_RESAMPLES",
+    "MC_GUARD",
+    "MIN_SEEDS",
+    "NOT_RESOLVED",
+    "NOT_TESTABLE",
+    "N_RESAMPLES",
+    "SUPPORTED",
+    "TESTS",
+    "VERDICTS",
+    "boundaries",
+    "combine",
+    "evaluate",
+    "get",
+    "interval",
+    "load",
+    "mde",
+    "verdict",
+    "TIDY",
+    "published_delta",
+    "table",
+    "tidy",
+]
