@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlbook import metrics as M
+from mlbook import metrics
 from mlbook.data import DATASETS, load_splits, open_rgb
 from mlbook.data.summary import split_summary
 from mlbook.experiments import features
@@ -165,7 +165,7 @@ plt.show()
 # thresholds are drawn for every data set (for the generated 64 px images, 0.058 is
 # about 4 px). Crowd regions are left out, as the COCO detection evaluation does.
 # Generated object sizes depend on the class, as in photographs: each class has a
-# typical side (`synthetic.TYPICAL_SIDE`, the book's choice: bottles, cups and traffic
+# typical side (`synthetic_scenes.TYPICAL_SIDE`, the book's choice: bottles, cups and traffic
 # lights small; people and dogs medium; buses, trains and dining tables large), drawn
 # log-normally around it and clipped to 3–60% of the image side. Only a few per cent of
 # the generated boxes fall below COCO's relative *small* threshold (real COCO: 41% of its
@@ -253,7 +253,7 @@ plt.show()
 
 # %%
 rows = {}
-for paper, conv in M.PAPER_CONVENTIONS.items():
+for paper, conv in metrics.PAPER_CONVENTIONS.items():
     ranking = conv["map"] or "–"
     if conv.get("map_at_k"):
         ranking += " · mAP@k " + ", ".join(f"{k}={v}" for k, v in conv["map_at_k"].items())
@@ -262,7 +262,7 @@ for paper, conv in M.PAPER_CONVENTIONS.items():
                    "difficult (VOC)": conv["difficult"] or "–"}
 save_table(pd.DataFrame(rows).T.rename_axis("paper"), CHAPTER, 3,
            "Each paper's evaluation convention (mlbook.metrics.PAPER_CONVENTIONS)")
-for paper, conv in M.PAPER_CONVENTIONS.items():
+for paper, conv in metrics.PAPER_CONVENTIONS.items():
     print(f"{paper}: {conv['source']}\n")
 
 # %% [markdown]
@@ -289,10 +289,10 @@ if result.get("test_scores") is not None:
 else:
     scores, source = toy_scores(test.labels), "TOY scores (labels + noise): no trained classifier here"
 targets = test.labels
-E = M.evaluate_all(scores, targets)
+E = metrics.evaluate_all(scores, targets)
 print(f"{source}: {E['n_images']} images x {E['n_classes']} classes, mAP {100 * E['mAP']:.1f}, "
-      f"classes never in the top 3: {int((M.predict_labels(scores, k=3).sum(0) == 0).sum())}, "
-      f"never >= 0.5: {int((M.predict_labels(scores, threshold=0.5).sum(0) == 0).sum())}")
+      f"classes never in the top 3: {int((metrics.predict_labels(scores, k=3).sum(0) == 0).sum())}, "
+      f"never >= 0.5: {int((metrics.predict_labels(scores, threshold=0.5).sum(0) == 0).sum())}")
 
 # %% [markdown]
 # ### How much each choice moves CP / CR / CF1 / OP / OR / OF1
@@ -307,14 +307,14 @@ print(f"{source}: {E['n_images']} images x {E['n_classes']} classes, mAP {100 * 
 # %%
 BASE = ("top3", "harmonic", "zero")
 variants = [("baseline", *BASE)]
-variants += [(f"prediction: {p}", p, "harmonic", "zero") for p in M.PROTOCOLS if p != "top3"]
-variants += [(f"CF1: {c}", "top3", c, "zero") for c in M.CF1_OPTIONS if c != "harmonic"]
+variants += [(f"prediction: {p}", p, "harmonic", "zero") for p in metrics.PROTOCOLS if p != "top3"]
+variants += [(f"CF1: {c}", "top3", c, "zero") for c in metrics.CF1_OPTIONS if c != "harmonic"]
 variants += [(f"empty precision: {e}", p, "harmonic", e) for p in ("top3", "thr0.5")
-             for e in M.EMPTY_PRECISION_OPTIONS if (p, e) != ("top3", "zero")]
+             for e in metrics.EMPTY_PRECISION_OPTIONS if (p, e) != ("top3", "zero")]
 
 
 def six(protocol, cf1, empty):
-    return E["prf"][protocol][M.variant_key(cf1, empty)]
+    return E["prf"][protocol][metrics.variant_key(cf1, empty)]
 
 
 base = six(*BASE)
@@ -338,9 +338,9 @@ save_table(moves, CHAPTER, 4, f"One choice at a time from top-3 / harmonic / zer
 
 # %%
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 4.4), gridspec_kw={"width_ratios": [3, 2]})
-protocols = list(M.PROTOCOLS)
-width = 0.8 / len(M.PRF_KEYS)
-for j, key in enumerate(M.PRF_KEYS):
+protocols = list(metrics.PROTOCOLS)
+width = 0.8 / len(metrics.PRF_KEYS)
+for j, key in enumerate(metrics.PRF_KEYS):
     vals = [100 * six(p, "harmonic", "zero")[key] for p in protocols]
     ax0.bar(np.arange(len(protocols)) + (j - 2.5) * width, vals, width, label=key)
 ax0.set_xticks(range(len(protocols)), protocols)
@@ -349,8 +349,8 @@ ax0.legend(ncol=6, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))
 markers = {"harmonic": "o", "mean_f1": "s", "geometric": "^"}
 fills = {"zero": "tab:red", "skip": "tab:gray", "one": "tab:green"}
 for x, p in enumerate(protocols):
-    for ci, c in enumerate(M.CF1_OPTIONS):
-        for ei, e in enumerate(M.EMPTY_PRECISION_OPTIONS):
+    for ci, c in enumerate(metrics.CF1_OPTIONS):
+        for ei, e in enumerate(metrics.EMPTY_PRECISION_OPTIONS):
             ax1.plot(x + 0.2 * (ci - 1) + 0.06 * (ei - 1), 100 * six(p, c, e)["CF1"], markers[c],
                      color=fills[e], ms=6, alpha=0.85, ls="none")
 handles = [plt.Line2D([], [], marker=m, color="k", ls="none", label=f"CF1 {c}") for c, m in markers.items()]
@@ -375,14 +375,14 @@ plt.show()
 
 # %%
 rounded = torch.round(scores * 100) / 100
-rows = {"mAP, ties sklearn": (M.mean_average_precision(scores, targets, ties="sklearn"),
-                              M.mean_average_precision(rounded, targets, ties="sklearn")),
-        "mAP, ties stable": (M.mean_average_precision(scores, targets, ties="stable"),
-                             M.mean_average_precision(rounded, targets, ties="stable"))}
+rows = {"mAP, ties sklearn": (metrics.mean_average_precision(scores, targets, ties="sklearn"),
+                              metrics.mean_average_precision(rounded, targets, ties="sklearn")),
+        "mAP, ties stable": (metrics.mean_average_precision(scores, targets, ties="stable"),
+                             metrics.mean_average_precision(rounded, targets, ties="stable"))}
 for per in ("class", "image"):
     for norm in ("min", "retrieved"):
         rows[f"mAP@10, per={per}, normalize={norm}"] = tuple(
-            M.map_at_k(s, targets, 10, per=per, normalize=norm) for s in (scores, rounded))
+            metrics.map_at_k(s, targets, 10, per=per, normalize=norm) for s in (scores, rounded))
 ranking = pd.DataFrame(rows, index=["scores (%)", "scores rounded to 0.01 (%)"]).T.mul(100).round(2)
 save_table(ranking, CHAPTER, 5, f"mAP under tie handling and the four readings of mAP@10 ({source})");
 
@@ -404,8 +404,8 @@ rows = {}
 for label, kw in (("ignored (VOC protocol)", {"ignore": difficult}),
                   ("counted as negatives", {"ignore": difficult, "difficult": "negative"}),
                   ("counted as positives", {"ignore": None})):
-    rows[label] = {"mAP": M.mean_average_precision(vscores, vtest.labels, **kw),
-                   **{f"top-3 {k}": v for k, v in M.prf(vscores, vtest.labels, k=3, **kw).items()
+    rows[label] = {"mAP": metrics.mean_average_precision(vscores, vtest.labels, **kw),
+                   **{f"top-3 {k}": v for k, v in metrics.prf(vscores, vtest.labels, k=3, **kw).items()
                       if k in ("CF1", "OF1")}}
 voc_table = (pd.DataFrame(rows).T.mul(100).round(2)).rename_axis("difficult labels")
 print(f"VOC test: {len(vtest)} images, {int(difficult.sum())} difficult labels "

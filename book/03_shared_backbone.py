@@ -53,17 +53,16 @@ seed = 0
 weights = None      # full profile: {"resnet101": FILE} ImageNet weights (None: the torch hub cache)
 
 # %%
-import inspect
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from mlbook.experiments import features, shared
-from mlbook.experiments import transformation_ranking as ranking
+from mlbook import papers
+from mlbook.experiments import features, shared, transformation_ranking
 from mlbook.metrics import average_precision
-from mlbook.models.backbones import PAPER_TRUNKS, SmallCNN
+from mlbook.models.backbones import SmallCNN
 from mlbook.profiles import get_profile
-from mlbook.report import save_figure, save_table, save_timings
+from mlbook.report import save_figure, save_table, save_timings, show_source
 
 CHAPTER = "03_shared_backbone"
 P = get_profile(profile)
@@ -79,7 +78,7 @@ print(f"profile {P.name}: backbone {P.backbone}, {P.image_size} px, {P.backbone_
 # miniature).
 
 # %%
-print(inspect.getsource(SmallCNN))
+show_source(SmallCNN)
 
 # %% [markdown]
 # ## The networks of the full profile
@@ -88,7 +87,7 @@ print(inspect.getsource(SmallCNN))
 # chapter's tables read the same trunk as the method they are compared with.
 
 # %%
-pd.DataFrame([{"chapter": c, "trunk": name, "how the paper uses it": how} for c, (name, how) in PAPER_TRUNKS.items()]
+pd.DataFrame([{"chapter": p.chapter, "trunk": p.trunk, "how the paper uses it": p.trunk_use} for p in papers.PAPERS]
              ).set_index("chapter")
 
 # %% [markdown]
@@ -104,7 +103,7 @@ pd.DataFrame([{"chapter": c, "trunk": name, "how the paper uses it": how} for c,
 
 # %%
 TRAINED = ROOTS if P.backbone == "small_cnn" else {}   # the full profile loads ImageNet trunks: nothing to train
-ZERO_SHOT = ranking.zero_shot_runs(P) if "nuswide" in TRAINED else []
+ZERO_SHOT = transformation_ranking.zero_shot_runs(P) if "nuswide" in TRAINED else []
 setting = shared.Setting(P, TRAINED, seed, device, weights)
 shared.run_all(shared.feature_runs(TRAINED) + ZERO_SHOT, setting)
 results, rows, timings = {}, [], []
@@ -148,7 +147,7 @@ save_table(table, CHAPTER, 1, "The shared backbone per data set (GAP + linear he
 zero_shot_rows = []
 for split, run in enumerate(ZERO_SHOT):    # one run per split, in split order
     data = shared.splits(run.dataset, P, TRAINED[run.dataset], seed)
-    unseen = ranking.zero_shot_labels(data.train.num_classes, seed, ranking.settings_for(P).zero_shot_fraction, split)
+    unseen = transformation_ranking.zero_shot_labels(data.train.num_classes, seed, transformation_ranking.settings_for(P).zero_shot_fraction, split)
     _, result = features.shared_backbone(run.dataset, P, TRAINED[run.dataset], seed, device, weights,
                                          exclude_labels=tuple(unseen.tolist()))
     hist = result["history"]

@@ -57,23 +57,19 @@ weights = None        # full profile: {"resnet152": FILE} ImageNet weights (None
 train_seeds = None    # training seeds of every row (None: the profile's count)
 
 # %%
-import functools
-import inspect
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from myst_nb import glue
 
-from mlbook import claims, decoding, metrics
-from mlbook.experiments import baselines, features, shared
-from mlbook.experiments import order_free_rnn as X
+from mlbook import claims, decoding, metrics, papers
+from mlbook.chapter import claims_section
+from mlbook.experiments import baselines, features, order_free_rnn, shared
 from mlbook.figures import order_free_rnn as figures
 from mlbook.losses import softmax_normalised_loss, warp_loss
-from mlbook.models import backbones
 from mlbook.models import order_free_rnn as model_file
 from mlbook.profiles import get_profile
-from mlbook.report import (learning_curves, reference, save_claims, save_comparison, save_figure, save_table,
-                           save_timings)
+from mlbook.report import (learning_curves, reference, save_comparison, save_figure, save_table, save_timings,
+                           show_source)
 
 CHAPTER = "04_order_free_rnn"
 prof = get_profile(profile)
@@ -95,7 +91,8 @@ kind = {d: shared.data_kind(roots[d]) for d in TITLES}
 
 # %%
 data = {d: shared.splits(d, prof, roots[d], seed) for d in TITLES}
-feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in TITLES}
+feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=order_free_rnn.TRUNK)
+         for d in TITLES}
 overview = pd.DataFrame({
     TITLES[d][1]: {"data": kind[d], "train images": len(data[d].train), "test images": len(data[d].test),
                    "labels": data[d].train.num_classes,
@@ -104,7 +101,8 @@ overview = pd.DataFrame({
                    "conv maps (D, h, w)": tuple(feats[d]["train"].shape[1:])}
     for d in TITLES}).T
 glue("n_test", len(data["coco"].test), display=False)
-glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
+paper = papers.get(CHAPTER)
+glue("paper_trunk", f"{paper.trunk}: {paper.trunk_use}", display=False)
 overview
 
 # %% [markdown]
@@ -114,30 +112,36 @@ overview
 # $V_{feat} = [v_1, \dots, v_m]$, $v_i \in \mathbb{R}^k$, and a fully connected layer on
 # their mean gives the preliminary prediction
 #
-# $$v_{prob} = \sigma\big(W_R\,\tfrac{1}{m}\textstyle\sum_i v_i + b_R\big) \in [0,1]^C,$$
+# $$
+# v_{prob} = \sigma\big(W_R\,\tfrac{1}{m}\textstyle\sum_i v_i + b_R\big) \in [0,1]^C,
+# $$
 #
 # trained with its own binary cross-entropy ($\theta_R$ of Algorithm 1). In the code,
 # `self.fc(v.mean(1))` is that line.
 
 # %%
-print(inspect.getsource(model_file.Mmap))
+show_source(model_file.Mmap)
 
 # %% [markdown]
 # **M_att** (Eqs. 4–5), the soft attention of Xu et al.: a small MLP scores every position
 # from $v_i$ and the previous hidden state, and
 #
-# $$\alpha_{t,i} = \frac{\exp f_{att}(v_i, h_{t-1})}{\sum_j \exp f_{att}(v_j, h_{t-1})}, \qquad
-# z_t = \sum_i \alpha_{t,i}\, v_i .$$
+# $$
+# \alpha_{t,i} = \frac{\exp f_{att}(v_i, h_{t-1})}{\sum_j \exp f_{att}(v_j, h_{t-1})}, \qquad
+# z_t = \sum_i \alpha_{t,i}\, v_i .
+# $$
 #
 # `e.softmax(dim=1)` is Eq. 4 and `torch.bmm(alpha[:, None], v)` Eq. 5.
 
 # %%
-print(inspect.getsource(model_file.Matt))
+show_source(model_file.Matt)
 
 # %% [markdown]
 # **M_pred** (Eqs. 6–7), the *confidence-ranked LSTM*:
 #
-# $$h_t = f_{LSTM}(v_{pred}, z_t, \tilde y_{t-1}, h_{t-1}), \qquad p_t = f_{pred}(v_{pred}, z_t, \tilde y_{t-1}, h_t),$$
+# $$
+# h_t = f_{LSTM}(v_{pred}, z_t, \tilde y_{t-1}, h_{t-1}), \qquad p_t = f_{pred}(v_{pred}, z_t, \tilde y_{t-1}, h_t),
+# $$
 #
 # where $v_{pred}$ is the previous soft confidence ($v_{prob}$ at $t = 1$, $\sigma(p_{t-1})$
 # after), $\tilde y_{t-1}$ the hard vector of the labels emitted so far, and $f_{pred}$ two
@@ -145,20 +149,23 @@ print(inspect.getsource(model_file.Matt))
 # Xu et al.
 
 # %%
-print(inspect.getsource(model_file.Mpred))
-print(inspect.getsource(model_file.OrderFreeRNN.step))
+show_source(model_file.Mpred, model_file.OrderFreeRNN.step)
 
 # %% [markdown]
 # ### Training without a label order (Algorithm 1, Eqs. 8–10)
 #
 # At step $t$ the loss compares the confidences with the whole label vector $y$,
 #
-# $$L_t = \mathrm{BCE}\big(\sigma(p_t),\, y\big) \quad\text{(Eq. 8)},$$
+# $$
+# L_t = \mathrm{BCE}\big(\sigma(p_t),\, y\big) \quad\text{(Eq. 8)},
+# $$
 #
 # and the label fed back is the most confident one still in the candidate pool,
 #
-# $$l_t = \arg\max_{c \in \mathcal{C}_t} p_{t,c}, \qquad \mathcal{C}_{t+1} = \mathcal{C}_t \setminus \{l_t\}
-# \quad\text{(Eqs. 9–10)}.$$
+# $$
+# l_t = \arg\max_{c \in \mathcal{C}_t} p_{t,c}, \qquad \mathcal{C}_{t+1} = \mathcal{C}_t \setminus \{l_t\}
+# \quad\text{(Eqs. 9–10)}.
+# $$
 #
 # Image $i$ runs for $|y_i|$ steps. In `loss` below, `F.binary_cross_entropy_with_logits(p, labels)` is
 # Eq. 8, the `argmax` over the pool Eq. 9 and `emitted[rows, nxt] = True` Eq. 10. The ablations
@@ -170,14 +177,16 @@ print(inspect.getsource(model_file.OrderFreeRNN.step))
 # trained them; the claims below say so next to the verdict.
 
 # %%
-print(inspect.getsource(model_file.OrderFreeRNN.loss))
+show_source(model_file.OrderFreeRNN.loss)
 
 # %% [markdown]
 # ### Testing: beam search (Eq. 11) with a validated stopping threshold
 #
 # A path's probability is the product of its step probabilities,
 #
-# $$P_{path} = P(l_1 \mid I)\, P(l_2 \mid I, l_1) \cdots P(l_t \mid I, l_1, \dots, l_{t-1}) \quad\text{(Eq. 11)}.$$
+# $$
+# P_{path} = P(l_1 \mid I)\, P(l_2 \mid I, l_1) \cdots P(l_t \mid I, l_1, \dots, l_{t-1}) \quad\text{(Eq. 11)}.
+# $$
 #
 # The search keeps the $K$ best paths, extends each by every label in its pool, and stops for
 # an image when no extension keeps $P_{path}$ above the threshold, or at the largest label
@@ -194,8 +203,7 @@ print(inspect.getsource(model_file.OrderFreeRNN.loss))
 # that is *not* the paper's, keeps only the more probable of such paths; both are measured.
 
 # %%
-print(inspect.getsource(decoding.drop_repeated_sets))
-print(inspect.getsource(X.select_threshold))
+show_source(decoding.drop_repeated_sets, order_free_rnn.select_threshold)
 
 # %% [markdown]
 # ### Baselines
@@ -209,8 +217,7 @@ print(inspect.getsource(X.select_threshold))
 # decoded with the same beam search.
 
 # %%
-print(inspect.getsource(softmax_normalised_loss))
-print(inspect.getsource(warp_loss))
+show_source(softmax_normalised_loss, warp_loss)
 
 # %% [markdown]
 # ## Training every row of Tables 1 and 2
@@ -219,14 +226,14 @@ print(inspect.getsource(warp_loss))
 # same data and frozen features: a protocol that treats every row alike, whether or not a
 # claim compares it. Every trained row stops early: training ends when the loss on the
 # held-out tenth of the training set has not improved for `patience` epochs, and the best
-# epoch's weights are kept. The runs come from one grid (`X.grid`, the same one
+# epoch's weights are kept. The runs come from one grid (`order_free_rnn.grid`, the same one
 # `python -m mlbook train --method list` and `plan` read); each is a cached experiment.
 
 # %%
-print(X.settings_for(prof))
+print(order_free_rnn.settings_for(prof))
 print(baselines.settings_for(prof))
 setting = shared.Setting(prof, roots, seed, device, weights)
-grid = X.grid(prof, list(TITLES), seeds)
+grid = order_free_rnn.grid(prof, list(TITLES), seeds)
 results = shared.run_all(grid, setting)
 save_timings(CHAPTER, [{"what": f"{r.row}, {r.dataset}, seed {r.train_seed}", "seconds": results[r.key]["wall_s"]}
                        for r in grid])
@@ -274,8 +281,9 @@ stops
 
 # %%
 for d, (n, title) in TITLES.items():
-    published = reference(X.TABLES[d])
-    reproduced = pd.DataFrame({row: X.mean_metrics(results, d, row, seeds) for row in published.index}).T
+    published = reference(order_free_rnn.TABLES[d])
+    reproduced = pd.DataFrame({row: order_free_rnn.mean_metrics(results, d, row, seeds)
+                               for row in published.index}).T
     save_comparison(reproduced, published, CHAPTER, n,
                     f"Table {n}: {title}, reproduced on {kind[d]} data ({prof.name} profile, top-3 for every row, "
                     f"mean of {len(seeds)} training seeds) (paper)", dataset=f"{d} ({kind[d]})")
@@ -301,10 +309,11 @@ for d, (n, title) in TITLES.items():
 # compares rows that emit different numbers of labels: precision rises as a model emits
 # fewer. The table below scores the full model, CNN-RNN and the ResNet baseline under each
 # rule: the variable length (the paper's rule; for CNN-RNN: until END), at most its first 3
-# labels (what this chapter's tables scored before issue 14), and exactly 3 (every row alike).
+# labels (how a top-3 column reads a variable-length row), and exactly 3 (every row alike).
 
 # %%
-protocols = pd.concat({TITLES[d][1]: X.protocol_table(results, data[d], d, seeds) for d in TITLES}, names=["data"])
+protocols = pd.concat({TITLES[d][1]: order_free_rnn.protocol_table(results, data[d], d, seeds) for d in TITLES},
+                      names=["data"])
 save_table(protocols, CHAPTER, "protocols", "Labels per image and P/R/F1 (%) under each rule (mean over seeds)")
 coco = protocols.loc["MS-COCO"]
 first3, top3 = ("Ours", "first 3 of the variable length"), ("Ours", "top-3")
@@ -314,7 +323,7 @@ glue("ours_labels_first3", float(coco.loc[first3, "labels / image"]), display=Fa
 glue("ours_op_first3", float(coco.loc[first3, "OP"]), display=False)
 glue("ours_op_top3", float(coco.loc[top3, "OP"]), display=False)
 glue("resnet_op_top3", float(coco.loc[("Resnet-baseline", "top-3"), "OP"]), display=False)
-for name, row in (("old", first3), ("new", top3)):
+for name, row in (("mixed", first3), ("top3", top3)):
     glue(f"of1_gap_{name}", float(coco.loc[row, "OF1"] - coco.loc[("Resnet-baseline", "top-3"), "OF1"]), display=False)
 
 # %% [markdown]
@@ -322,14 +331,14 @@ for name, row in (("old", first3), ("new", top3)):
 # its own rule (CNN-RNN, stopping at END, {glue:text}`cnnrnn_labels_variable:.2f`), so "its first
 # three labels" are {glue:text}`ours_labels_first3:.2f` labels on average: its O-P is
 # {glue:text}`ours_op_first3:.1f` under that protocol and {glue:text}`ours_op_top3:.1f` at
-# exactly three, where the ResNet baseline has {glue:text}`resnet_op_top3:.1f`. Before issue 14
-# the chapter's tables and its verdicts against the ResNet baseline scored the sequence rows by
-# (at most) their first three labels and the score rows by exactly three, so part of the gap
-# in O-P and O-F1 between them was the count of labels, not the model: the full model's O-F1
-# lead over the ResNet baseline is {glue:text}`of1_gap_old:+.1f` points under that mixed
-# protocol and {glue:text}`of1_gap_new:+.1f` points with three labels for both. Now every row of
-# Tables 1–2 and every claim scores exactly three labels; the variable-length rule stays a
-# named variant, in the table above and the next one.
+# exactly three, where the ResNet baseline has {glue:text}`resnet_op_top3:.1f`. A table that
+# scores the sequence rows by (at most) their first three labels and the score rows by exactly
+# three puts part of the gap in O-P and O-F1 between them on the count of labels, not the
+# model: the full model's O-F1 lead over the ResNet baseline is
+# {glue:text}`of1_gap_mixed:+.1f` points under that mixed protocol and
+# {glue:text}`of1_gap_top3:+.1f` points with three labels for both. Every row of Tables 1–2
+# and every claim here scores exactly three labels; the variable-length rule is a named
+# variant, in the table above and the next one.
 #
 # ## The paper's rule: beam vs greedy, and set-merged beams
 #
@@ -339,7 +348,8 @@ for name, row in (("old", first3), ("new", top3)):
 
 # %%
 print(metrics.PAPER_CONVENTIONS["order_free_rnn"]["prediction"])
-decodings = pd.concat({TITLES[d][1]: X.decoding_table(results, d, seeds) for d in TITLES}, names=["data"])
+decodings = pd.concat({TITLES[d][1]: order_free_rnn.decoding_table(results, d, seeds) for d in TITLES},
+                      names=["data"])
 save_table(decodings, CHAPTER, 3,
            "Decoding under the paper's rule (mean over seeds): beam vs greedy vs set-merged beams")
 
@@ -364,7 +374,8 @@ save_table(decodings, CHAPTER, 3,
 for d, (n, title) in TITLES.items():
     first = results[d, "Ours", seeds[0]]
     correct, wrong = figures.pick_examples(first["pred_paper"], data[d].test.labels, n=2)
-    fig = figures.attention_figure(X.load_model(first), feats[d]["test"], first["sequences"], data[d].test,
+    fig = figures.attention_figure(order_free_rnn.load_model(first), feats[d]["test"], first["sequences"],
+                                   data[d].test,
                                    [(i, "correct") for i in correct] + [(i, "wrong or missed") for i in wrong])
     panels = "(a), (b)" if d == "nuswide" else "(c), (d)"
     fig.suptitle(f"{title} ({kind[d]}), as Fig. 3 {panels}: correct (top rows), wrong or missed (bottom rows)",
@@ -379,8 +390,8 @@ for d, (n, title) in TITLES.items():
 # the first maps of two different images (a scale for "different").
 
 # %%
-shift = pd.DataFrame({title: figures.attention_shift(X.load_model(results[d, "Ours", seeds[0]]), feats[d]["test"],
-                                                     results[d, "Ours", seeds[0]]["sequences_topk"])
+shift = pd.DataFrame({title: figures.attention_shift(order_free_rnn.load_model(results[d, "Ours", seeds[0]]),
+                                                     feats[d]["test"], results[d, "Ours", seeds[0]]["sequences_topk"])
                       for d, (n, title) in TITLES.items()}).T
 shift["ratio"] = shift.iloc[:, 0] / shift.iloc[:, 1]
 shift = shift.round(3)
@@ -403,7 +414,7 @@ shift
 # %%
 for d, (n, title) in TITLES.items():
     if data[d].test.boxes and any(data[d].test.boxes):
-        save_table(X.recall_by_size(results, data[d], d, ("Ours", "Ours (w/o atten)"), seeds), CHAPTER,
+        save_table(order_free_rnn.recall_by_size(results, data[d], d, ("Ours", "Ours (w/o atten)"), seeds), CHAPTER,
                    f"4_{title.lower().replace('-', '')}", f"{title}: recall (%) by object size, with and without "
                    "attention (top-3, mean over seeds)")
 
@@ -434,14 +445,11 @@ for d, (n, title) in TITLES.items():
 # > baseline by 4.1% in C-F1 and by 5.6% in O-F1 (Sect. "MS-COCO")
 
 # %%
-catalogue = claims.load(CHAPTER)
-rows = [claims.evaluate(c, functools.partial(X.claim_values, c, results, data[c.dataset], seeds),
-                        n_images=len(data[c.dataset].test), seed=seed, **X.claim_options(c, data[c.dataset]))
-        for c in catalogue]
-claims_df = save_claims(rows, CHAPTER)
-counts = claims_df["verdict"].value_counts()
-for word in claims.VERDICTS:
-    glue(f"n_{word.replace(' ', '_')}", int(counts.get(word, 0)), display=False)
+evidence = shared.Evidence(results, data, seeds)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
+equivalence = [c for c in claims.load(CHAPTER) if c.test == "equivalence"]
+glue("equivalence_margin", equivalence[0].margin if equivalence else float("nan"), display=False)
+glue("equivalence_margin_source", equivalence[0].margin_source if equivalence else "none stated", display=False)
 
 # %% [markdown]
 # Of the claims above, {glue:text}`n_supported` are supported, {glue:text}`n_contradicted`
@@ -455,24 +463,12 @@ for word in claims.VERDICTS:
 # book states one where it reads a comparison that way: the set-merged beams are read as
 # *changing nothing*, within ±{glue:text}`equivalence_margin` F1 points
 # ({glue:text}`equivalence_margin_source`).
-
-# %%
-equivalence = [c for c in catalogue if c.test == "equivalence"]
-glue("equivalence_margin", equivalence[0].margin if equivalence else float("nan"), display=False)
-glue("equivalence_margin_source", equivalence[0].margin_source if equivalence else "none stated", display=False)
-n_intervals = sum(len(r["measurements"]) for r in rows)
-multiplicity = claims.multiplicity(len(rows), n_intervals)
-glue("multiplicity", multiplicity["text"], display=False)
-power = claims.power_table(rows)
-save_table(power.set_index("id"), CHAPTER, "power",
-           "The smallest effect (points) each claim could detect with 80% power at 3, 5 and 10 training seeds")
-
-# %% [markdown]
+#
 # **How many verdicts could be wrong by chance.** {glue:text}`multiplicity`
 #
-# **Seeds and power.** The table gives, per claim and primary metric, the smallest true
-# effect its interval would detect with 80% power at 3, 5 and 10 training seeds (the seed
-# variance scaled to that count, the test-image variance unchanged). Where the paper's own
+# **Seeds and power.** The second table above gives, per claim and primary metric, the
+# smallest true effect its interval would detect with 80% power at 3, 5 and 10 training seeds
+# (the seed variance scaled to that count, the test-image variance unchanged). Where the paper's own
 # Δ is above the 3-seed figure, this chapter's {glue:text}`n_seeds` seeds are enough to see
 # it; where it is below, a *not resolved* says that these data and seeds cannot tell, not
 # that the effect is absent. Seeds beyond 3 cost training time per row and the whole book
@@ -481,11 +477,11 @@ save_table(power.set_index("id"), CHAPTER, "power",
 #
 # ## What these data can and cannot test
 #
-# - **Label order and label dependencies.** Since generator version 4 the background no
-#   longer reveals the scene, so the co-occurring labels of an image can only be inferred
-#   from its objects, which is what a sequence model over labels can use.
+# - **Label order and label dependencies.** The background does not reveal the scene, so
+#   the co-occurring labels of an image can only be inferred from its objects, which is what
+#   a sequence model over labels can use.
 # - **Small objects.** An object's side depends on its class, as in COCO (bottles and cups
-#   about 7% of the image side, buses and trains far larger; generator version 5), clipped to
+#   about 7% of the image side, buses and trains far larger), clipped to
 #   3–60%; at 48 px the smallest are 2–3 pixels, and the frozen 6 × 6 conv maps of the small CNN
 #   are coarse: attention can select a cell, not an object inside it.
 # - **NUS-WIDE** has no boxes in its format, so the object-size claim is not testable there.

@@ -52,24 +52,20 @@ weights = None        # full profile: {"resnet101": FILE} ImageNet weights (None
 train_seeds = None    # training seeds of every variant (None: the profile's count)
 
 # %%
-import functools
-import inspect
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from myst_nb import glue
 
-from mlbook import claims
-from mlbook.experiments import cadm as X
-from mlbook.experiments import features, shared
+from mlbook import claims, papers
+from mlbook.chapter import claims_section
+from mlbook.experiments import cadm, features, shared
 from mlbook.figures import cadm as figures
 from mlbook.losses import label_correlation_embedding_loss
-from mlbook.models import backbones, cadm
+from mlbook.models import cadm as model_file
 from mlbook.profiles import get_profile, pick_device
-from mlbook.report import (learning_curves, reference, save_claims, save_comparison, save_figure, save_table,
-                           save_timings)
+from mlbook.report import learning_curves, reference, save_comparison, save_figure, save_timings, show_source
 
 CHAPTER = "05_cadm"
 prof = get_profile(profile)
@@ -78,9 +74,9 @@ seeds = list(range(train_seeds if train_seeds is not None else prof.train_seeds)
 roots = {"coco": coco_root, "nuswide": nuswide_root}
 kind = {d: shared.data_kind(roots[d]) for d in roots}
 TITLES = {"coco": (1, "MS-COCO"), "nuswide": (2, "NUS-WIDE")}     # data set -> (table number, name)
-VARIANTS = list(cadm.VARIANTS)
-BACKBONE = f"{features.trunk_of(prof, X.TRUNK)}, {prof.image_size} px"
-settings, options = X.settings_for(prof), cadm.CADMOptions()
+VARIANTS = list(model_file.VARIANTS)
+BACKBONE = f"{features.trunk_of(prof, cadm.TRUNK)}, {prof.image_size} px"
+settings, options = cadm.settings_for(prof), model_file.CADMOptions()
 pd.set_option("display.width", 200)
 print(f"profile {prof.name}: backbone {BACKBONE}, device {device}, training seeds {seeds}")
 print(settings)
@@ -102,29 +98,34 @@ print(options)
 data = {d: shared.splits(d, prof, roots[d], seed) for d in TITLES}
 for d, s in data.items():
     print(f"{d}: {kind[d]} data, {len(s.train)} train / {len(s.test)} test images, {s.train.num_classes} classes")
-start = {d: features.shared_backbone(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK)[1]["test_mAP"]
+start = {d: features.shared_backbone(d, prof, roots[d], seed, device, weights, trunk=cadm.TRUNK)[1]["test_mAP"]
          for d in TITLES}
-glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
+paper = papers.get(CHAPTER)
+glue("paper_trunk", f"{paper.trunk}: {paper.trunk_use}", display=False)
 
 # %% [markdown]
 # ## 2. Class-aware disentangled maps and stream 2 (Sec. 2.3, Eqs. 3, 6–7)
 #
 # Row $c$ of the classifier is a filter for class $c$; applied at each position,
 #
-# $$A_c = \theta_{fcls}^{c\,\top} X \in \mathbb{R}^{h \times w} \ \text{(Eq. 6)}, \qquad A = \theta_{fcls}^\top X \in \mathbb{R}^{C \times h \times w} \ \text{(Eq. 7)},$$
+# $$
+# A_c = \theta_{fcls}^{c\,\top} X \in \mathbb{R}^{h \times w} \ \text{(Eq. 6)}, \qquad
+# A = \theta_{fcls}^\top X \in \mathbb{R}^{C \times h \times w} \ \text{(Eq. 7)},
+# $$
 #
 # a class activation map for a max-pooled classifier (the bias is omitted, as in the paper).
 # Stream 2 is $\hat y_{scls,c} = \max_{ij} A_{c,ij}$ and the prediction
 #
-# $$\hat y = \tfrac{1}{2}\,(\hat y_{fcls} + \hat y_{scls}) \quad \text{(Eq. 3)},$$
+# $$
+# \hat y = \tfrac{1}{2}\,(\hat y_{fcls} + \hat y_{scls}) \quad \text{(Eq. 3)},
+# $$
 #
 # trained with BCE (Eq. 4). In `forward` below: `self.fc(maps.amax(dim=(2, 3)))` is Eq. 2,
 # `class_aware_maps` (an `einsum`) Eq. 7, `cadm.amax(dim=(2, 3))` stream 2 and
 # `0.5 * (fcls + scls)` Eq. 3.
 
 # %%
-print(inspect.getsource(cadm.class_aware_maps))
-print(inspect.getsource(cadm.CADMNet.forward))
+show_source(model_file.class_aware_maps, model_file.CADMNet.forward)
 
 # %% [markdown]
 # ## 3. Label correlation embedding (Sec. 2.4, Eqs. 5, 8–12)
@@ -134,8 +135,10 @@ print(inspect.getsource(cadm.CADMNet.forward))
 # named options). The positives $S$ of an image should form a cluster around their mean
 # $\bar a$ (Eqs. 9–11) and the negatives lie beyond a unit margin:
 #
-# $$L_{lce} = \sum_{j \in S} \lVert a_j - \bar a \rVert^2 + \sum_{k \notin S} \big[\,1 - \lVert a_k - \bar a \rVert^2\,\big]_+ \quad \text{(Eq. 12)},
-# \qquad L = L_{cls} + \lambda L_{lce} \quad \text{(Eq. 5)}, \ \lambda = 0.5 .$$
+# $$
+# L_{lce} = \sum_{j \in S} \lVert a_j - \bar a \rVert^2 + \sum_{k \notin S} \big[\,1 - \lVert a_k - \bar a \rVert^2\,\big]_+ \quad \text{(Eq. 12)},
+# \qquad L = L_{cls} + \lambda L_{lce} \quad \text{(Eq. 5)}, \ \lambda = 0.5 .
+# $$
 #
 # In `label_correlation_embedding_loss`, `pull` is the first sum and `push` the second; the
 # training loop logs both separately, with $L_{cls}$.
@@ -172,11 +175,11 @@ for neg in ("per_label", "summed"):
 # of the training set has not improved for `patience` epochs, and keeps its best epoch. Random
 # flips are kept by caching the frozen blocks' maps of the mirrored images too. Every variant
 # is trained with each training seed on the same data and backbone; the runs come from one
-# grid (`X.grid`), each a cached experiment.
+# grid (`cadm.grid`), each a cached experiment.
 
 # %%
 setting = shared.Setting(prof, roots, seed, device, weights)
-grid = X.grid(prof, list(TITLES), seeds)
+grid = cadm.grid(prof, list(TITLES), seeds)
 results = shared.run_all(grid, setting)
 save_timings(CHAPTER, [{"what": f"{r.row}, {r.dataset}, seed {r.train_seed}", "seconds": results[r.key]["wall_s"],
                         **({"train s": results[r.key]["train_seconds"], "train img/s": results[r.key]["train_img_s"]}
@@ -250,10 +253,11 @@ check
 
 # %%
 for d, (n, title) in TITLES.items():
-    published = reference(X.TABLES[d])
+    published = reference(cadm.TABLES[d])
     reproduced = pd.DataFrame.from_dict(
-        {cadm.VARIANTS[v]["label"]: {k: 100 * np.mean([results[d, v, s]["metrics"][k] for s in seeds])
-                                     for k in results[d, v, seeds[0]]["metrics"]} for v in VARIANTS}, orient="index")
+        {model_file.VARIANTS[v]["label"]: {k: 100 * np.mean([results[d, v, s]["metrics"][k] for s in seeds])
+                                           for k in results[d, v, seeds[0]]["metrics"]} for v in VARIANTS},
+        orient="index")
     here = {label: f"{label} [here: {BACKBONE}]" for label in reproduced.index}
     save_comparison(reproduced.rename(index=here), published.rename(index=here), CHAPTER, n,
                     f"Table {n}: {title}, reproduced on {kind[d]} data ({prof.name} profile, "
@@ -347,14 +351,8 @@ plt.show()
 # seeds.
 
 # %%
-catalogue = claims.load(CHAPTER)
-rows = [claims.evaluate(c, functools.partial(X.claim_values, c, results, data[c.dataset], seeds),
-                        n_images=len(data[c.dataset].test), seed=seed, **X.claim_options(c, results, seeds))
-        for c in catalogue]
-claims_df = save_claims(rows, CHAPTER)
-counts = claims_df["verdict"].value_counts()
-for word in claims.VERDICTS:
-    glue(f"n_{word.replace(' ', '_')}", int(counts.get(word, 0)), display=False)
+evidence = shared.Evidence(results, data, seeds)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
 
 # %% [markdown]
 # Of these claims, {glue:text}`n_supported` are supported, {glue:text}`n_contradicted`
@@ -364,16 +362,10 @@ for word in claims.VERDICTS:
 # these data and this budget, not a reason to tune on the test split.
 
 # %%
-multiplicity = claims.multiplicity(len(rows), sum(len(r["measurements"]) for r in rows))
-glue("multiplicity", multiplicity["text"], display=False)
 glue("n_seeds", len(seeds), display=False)
 for d in TITLES:
-    paper_delta = claims.published_delta(reference(X.TABLES[d]), "Ours (lambda=0.5)", "Ours (lambda=0)", "mAP")
+    paper_delta = claims.published_delta(reference(cadm.TABLES[d]), "Ours (lambda=0.5)", "Ours (lambda=0)", "mAP")
     glue(f"paper_delta_{d}", paper_delta, display=False)
-power = claims.power_table(rows)
-save_table(power.set_index("id"), CHAPTER, "power",
-           "The smallest effect each claim could detect with 80% power at 3, 5 and 10 training seeds "
-           "(points; CADM peaks in logits)")
 
 # %% [markdown]
 # **How many verdicts could be wrong by chance.** {glue:text}`multiplicity`
@@ -390,10 +382,10 @@ save_table(power.set_index("id"), CHAPTER, "power",
 #
 # ## What these data can and cannot test
 #
-# - **Label correlation.** The generated labels co-occur through scenes, and since generator
-#   version 4 the background no longer gives the scene away, so the embedding has label
-#   structure to exploit; but the classes are drawn shapes, so a small CNN often sees each
-#   label well on its own, which leaves little for a correlation loss to add.
+# - **Label correlation.** The generated labels co-occur through scenes, and the background
+#   does not give the scene away, so the embedding has label structure to exploit; but the
+#   classes are drawn shapes, so a small CNN often sees each label well on its own, which
+#   leaves little for a correlation loss to add.
 # - **Small CADMs.** At 48 px the CADMs are 6 × 6: they localise coarsely.
 # - **Colours.** Two classes share a colour only with very different shapes (12 colours),
 #   but at 2–3 pixels a shape is hard to see, so maps of same-coloured classes can fire on

@@ -39,11 +39,15 @@
 # pre-training). Controls the book adds separate the regions from the extra training and
 # from the head and loss.
 #
-# Code: the model in `mlbook/models/rlsd.py` (modules, loss, region ground truth only),
-# selective search (the book's stand-in for MCG) in `mlbook/models/proposals.py`, the
-# region set in `mlbook/data/visual_genome.py`; training and evaluation of every row and the
-# claims' evidence in `mlbook/experiments/rlsd.py`, the baselines in
-# `mlbook/experiments/baselines.py`; figures and tables in `mlbook/figures/rlsd.py`.
+# Code: the model in `mlbook/models/rlsd.py` (modules and loss) and its localization layer in
+# `mlbook/models/rlsd_localization.py` (anchors, region selection, region ground truth),
+# selective search (the book's stand-in for MCG) in `mlbook/data/proposals.py`, the region set
+# in `mlbook/data/visual_genome.py`; training and evaluation of every row in
+# `mlbook/experiments/rlsd.py`, on the settings and row specifications of
+# `mlbook/experiments/rlsd_setup.py`, the region sources (localization layer, proposals) in
+# `mlbook/experiments/rlsd_regions.py` and the claims' evidence in
+# `mlbook/experiments/rlsd_evidence.py`; the baselines in `mlbook/experiments/baselines.py`;
+# figures and tables in `mlbook/figures/rlsd.py`.
 
 # %% tags=["parameters"]
 import os
@@ -61,30 +65,28 @@ weights = None        # full profile: {"vgg16": FILE} ImageNet weights (None: th
 
 # %%
 import dataclasses
-import functools
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from mlbook import claims
-from mlbook.data.synthetic import MAX_SIDE
+from mlbook import claims, papers
+from mlbook.chapter import claims_section, evaluate_claims
+from mlbook.data.synthetic_scenes import MAX_SIDE
 from mlbook.data.visual_genome import region_object_counts
-from mlbook.experiments import rlsd as X
-from mlbook.experiments import features, shared
+from mlbook.experiments import features, rlsd, rlsd_evidence, rlsd_regions, rlsd_setup, shared
 from mlbook.figures import rlsd as figures
-from mlbook.models import backbones
 from mlbook.models import rlsd as model_file
+from mlbook.models import rlsd_localization
 from mlbook.profiles import get_profile, pick_device
-from mlbook.report import (learning_curves, save_claims, save_comparison, save_figure, save_table,
-                           save_timings, show_source)
+from mlbook.report import learning_curves, save_comparison, save_figure, save_table, save_timings, show_source
 
 CHAPTER = "06_rlsd"
 prof = get_profile(profile)
 device = pick_device(device)
-S = X.settings_for(prof)
-side = X.image_side(prof)
+S = rlsd.settings_for(prof)
+side = rlsd_setup.image_side(prof)
 seeds = list(range(train_seeds if train_seeds is not None else prof.train_seeds))
 roots = {"voc": voc_root, "coco": coco_root, "nuswide": nuswide_root}
 NAMES = {"voc": "PASCAL VOC 2007", "coco": "MS-COCO", "nuswide": "NUS-WIDE"}
@@ -92,9 +94,9 @@ SS = "SS-CNN+LSTM"          # our row for the paper's MCG-CNN+LSTM
 PAPER_ROWS = ["Multi-CNN", "CNN+LSTM", SS, "RLSD", "RLSD+ft-RPN"]
 pd.set_option("display.width", 200)
 
-published = X.published_table   # the paper's MCG-CNN+LSTM row under our SS-CNN+LSTM
+published = rlsd_evidence.published_table   # the paper's MCG-CNN+LSTM row under our SS-CNN+LSTM
 
-print(f"profile {prof.name}: trunk {features.trunk_of(prof, X.TRUNK)}, training seeds {seeds}")
+print(f"profile {prof.name}: trunk {features.trunk_of(prof, rlsd.TRUNK)}, training seeds {seeds}")
 
 # %% [markdown]
 # ## Data and frozen conv maps
@@ -108,11 +110,11 @@ print(f"profile {prof.name}: trunk {features.trunk_of(prof, X.TRUNK)}, training 
 
 # %%
 data = {d: shared.splits(d, prof, roots[d], seed) for d in NAMES}
-feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=X.TRUNK) for d in NAMES}
+feats = {d: features.backbone_features(d, prof, roots[d], seed, device, weights, trunk=rlsd.TRUNK) for d in NAMES}
 kind = {d: shared.data_kind(roots[d]) for d in NAMES}
 # object boxes in the format and in at least one training image (a VOC root without Annotations/*.xml has none)
 boxed = [d for d in NAMES if data[d].train.boxes is not None and any(data[d].train.boxes)]
-glue("paper_trunk", "{0.trunk}: {0.description}".format(backbones.PAPER_TRUNKS[CHAPTER]), display=False)
+glue("paper_trunk", "{0.trunk}: {0.trunk_use}".format(papers.get(CHAPTER)), display=False)
 pd.DataFrame({NAMES[d]: {"data": kind[d], "train images": len(data[d].train), "test images": len(data[d].test),
                          "labels": data[d].train.num_classes,
                          "labels / image (train)": round(float(data[d].train.labels.sum(1).mean()), 2),
@@ -127,17 +129,21 @@ pd.DataFrame({NAMES[d]: {"data": kind[d], "train images": len(data[d].train), "t
 # A 3 × 3 conv and a 1 × 1 conv on the conv maps give, at every map cell and for each of
 # $k = 12$ anchors $(a_x, a_y, a_w, a_h)$ centred on the cell, a confidence and four
 # offsets $(t_x, t_y, t_w, t_h)$; the box is
-# $$b_x = a_x + t_x a_w,\quad b_y = a_y + t_y a_h \quad\text{(Eq. 1)},\qquad
-#   b_w = a_w \exp(t_w),\quad b_h = a_h \exp(t_h) \quad\text{(Eq. 2)}.$$
+#
+# $$
+# b_x = a_x + t_x a_w,\quad b_y = a_y + t_y a_h \quad\text{(Eq. 1)},\qquad
+# b_w = a_w \exp(t_w),\quad b_h = a_h \exp(t_h) \quad\text{(Eq. 2)}.
+# $$
+#
 # The paper fixes $k = 12$ but not the shapes: 4 sides (0.1–0.8 of the image side) × 3
 # aspect ratios. In training the top $M/2$ and the lowest $M/2$ boxes by confidence are
 # kept, at test time the top $M$ after non-maximum suppression; the whole image is always
 # added (footnote 4).
 
 # %%
-show_source(model_file.apply_deltas)
-show_source(model_file.LocalizationLayer.forward)
-show_source(model_file.sample_training_regions)
+show_source(rlsd_localization.apply_deltas)
+show_source(rlsd_localization.LocalizationLayer.forward)
+show_source(rlsd_localization.sample_training_regions)
 
 # %% [markdown]
 # ### Bilinear sampling and the region encoder (Sec. III-A-2b, III-A-3)
@@ -154,7 +160,11 @@ show_source(model_file.bilinear_region_features)
 #
 # $x_0 = W_{ev} v$; an LSTM step (Eqs. 5–10) and a softmax over the $L$ labels and END give
 # $p_t$ (Eq. 11); the next input is the embedding of the model's own most probable label,
-# $$S_t = \mathbb{1}\big[p_{t-1} = \max p_{t-1}\big], \qquad x_t = W_{es} S_t \quad\text{(Eq. 12)},$$
+#
+# $$
+# S_t = \mathbb{1}\big[p_{t-1} = \max p_{t-1}\big], \qquad x_t = W_{es} S_t \quad\text{(Eq. 12)},
+# $$
+#
 # since regions have no label ground truth. A region stops after emitting END; its later
 # steps are padded with 0. `probs[-1].detach().argmax(-1)` is Eq. 12.
 
@@ -165,9 +175,17 @@ show_source(model_file.RegionalLSTM.forward)
 # ### Fusion and loss (Sec. III-C, Eqs. 13–14)
 #
 # The image's probability of label $j$ is the largest over its regions $m$ and steps $t$,
-# $$p^{(j)} = \max_{m, t}\; p^{(j)}_{tm} \quad\text{(Eq. 13)},$$
+#
+# $$
+# p^{(j)} = \max_{m, t}\; p^{(j)}_{tm} \quad\text{(Eq. 13)},
+# $$
+#
 # and the loss is the squared distance to the normalised label vector,
-# $$J = \frac1N \sum_i \sum_l \Big(p_{il} - \frac{y_{il}}{\lVert y_i \rVert_1}\Big)^2 \quad\text{(Eq. 14)}.$$
+#
+# $$
+# J = \frac1N \sum_i \sum_l \Big(p_{il} - \frac{y_{il}}{\lVert y_i \rVert_1}\Big)^2 \quad\text{(Eq. 14)}.
+# $$
+#
 # So $p$ is pushed towards $1/|y_i|$, not towards 1: a true label of an image with three
 # labels is trained towards 0.33. The paper feeds the fused $p$ to "a multi-way softmax layer
 # with the squared loss"; we read that softmax as the one of Eq. 11 and apply none after
@@ -224,13 +242,14 @@ save_table(figures.sizes_table(), CHAPTER, "sizes", "Sizes per profile (paper: M
 # %%
 rows_table = pd.DataFrame({row: {**{k: v for k, v in dataclasses.asdict(spec).items() if k not in ("serves", "datasets")},
                                  "trained on": ", ".join(spec.datasets) or "every data set", "serves": spec.serves}
-                           for row, spec in {**X.ROWS, "Multi-CNN": X.MULTI_CNN}.items()}).T
+                           for row, spec in {**rlsd_setup.ROW_SPECS, "Multi-CNN": rlsd_setup.MULTI_CNN}.items()}
+                          ).T
 rows_table.astype(object).where(rows_table.notna(), "")   # blank where a row has no parent
 
 # %% [markdown]
 # ## Every run
 #
-# One grid (`X.grid`) lists every stage and row of the chapter; each run is a cached
+# One grid (`rlsd.grid`) lists every stage and row of the chapter; each run is a cached
 # experiment. The stages: the localization layer per data set (each data set has its own
 # frozen backbone, so its own maps of the region-set images), the selective-search proposals
 # of every image, and, for RLSD+ft-RPN, the layer fine-tuned on the *clustered* object boxes of
@@ -242,9 +261,9 @@ rows_table.astype(object).where(rows_table.notna(), "")   # blank where a row ha
 
 # %%
 setting = shared.Setting(prof, roots, seed, device, weights, {"vg_root": vg_root, "proposals_root": proposals_root})
-grid = X.grid(prof, list(NAMES), seeds, boxed=tuple(boxed))
+grid = rlsd.grid(prof, list(NAMES), seeds, boxed=tuple(boxed))
 computed = shared.run_all(grid, setting)
-results = X.table_results(computed)                   # the baselines under the paper's row names
+results = rlsd_evidence.table_results(computed)                   # the baselines under the paper's row names
 save_timings(CHAPTER, [{"what": f"{r.row}, {r.dataset}, seed {r.train_seed}", "seconds": computed[r.key]["wall_s"]}
                        for r in grid if r.paper != "shared"]
              + [{"what": f"selective search, {d}", "ms per image": results[d, "selective search", 0]["ms_per_image"]}
@@ -254,7 +273,7 @@ save_timings(CHAPTER, [{"what": f"{r.row}, {r.dataset}, seed {r.train_seed}", "s
 loc = {d: results[d, "localization (region set)", 0] for d in NAMES}
 ss = {d: results[d, "selective search", 0] for d in NAMES}
 ft = {d: results[d, "localization (ft-RPN)", 0] for d in boxed}
-vg = X.visual_genome(prof, vg_root, seed)
+vg = rlsd_regions.visual_genome(prof, vg_root, seed)
 glue("vg_images", len(vg), display=False)
 glue("vg_multi", 100 * float(np.mean([n >= 2 for n in region_object_counts(vg.root)])), display=False)
 glue("vg_kind", "genuine" if vg_root else "generated", display=False)
@@ -281,7 +300,7 @@ pd.DataFrame({NAMES[d]: {
 # regional LSTM; the dot marks the epoch whose weights were kept.
 
 # %%
-LSTM_ROWS = [row for row, spec in X.ROWS.items() if spec.head == "lstm"]
+LSTM_ROWS = [row for row, spec in rlsd_setup.ROW_SPECS.items() if spec.head == "lstm"]
 for d in NAMES:
     rows = [m for m in LSTM_ROWS if (d, m, seeds[0]) in results]
     fig = learning_curves({m: [results[d, m, s]["history"] for s in seeds] for m in rows}, ("loss", "val_loss"),
@@ -293,7 +312,7 @@ stops = pd.DataFrame({(NAMES[d], m): {
     "epochs run (mean)": np.mean([len(results[d, m, s]["history"]) for s in seeds]),
     "best epoch (mean)": np.mean([results[d, m, s]["history"][-1]["best_epoch"] for s in seeds]),
     "stopped early (of seeds)": sum(bool(results[d, m, s]["history"][-1].get("stopped_early")) for s in seeds)}
-    for d in NAMES for m in X.ROWS if (d, m, seeds[0]) in results}).T
+    for d in NAMES for m in rlsd_setup.ROW_SPECS if (d, m, seeds[0]) in results}).T
 stops
 
 # %% [markdown]
@@ -309,10 +328,10 @@ stops
 # labels (a sequence model has no score per label), so its AP is a rough one.
 
 # %%
-rows_of = {d: [m for m in published(X.TABLES[d]).index if (d, m, seeds[0]) in results] for d in NAMES}
+rows_of = {d: [m for m in published(rlsd_evidence.TABLES[d]).index if (d, m, seeds[0]) in results] for d in NAMES}
 voc = data["voc"].test
 t1 = figures.reproduced_table(results, "voc", voc, rows_of["voc"], seeds, [*voc.classes, "mAP"])
-save_comparison(t1, published(X.TABLES["voc"]), CHAPTER, 1,
+save_comparison(t1, published(rlsd_evidence.TABLES["voc"]), CHAPTER, 1,
                 f"Table I: {NAMES['voc']}, per-class AP and mAP on {kind['voc']} data ({prof.name} profile, "
                 f"{len(seeds)} seeds) (paper)", dataset=f"voc ({kind['voc']})")
 for m, key in (("RLSD", "rlsd"), ("CNN+LSTM", "global"), ("Multi-CNN", "multi"), (SS, "ss"), ("RLSD+ft-RPN", "ft")):
@@ -355,11 +374,11 @@ glue("voc_op_bound", 100 * float(voc.labels.sum(1).clamp(max=3).mean()) / 3, dis
 coco = data["coco"].test
 COLS3 = [*figures.PRF, "mAP", "mAP@10"]
 t3 = figures.reproduced_table(results, "coco", coco, rows_of["coco"], seeds, COLS3)
-save_comparison(t3, published(X.TABLES["coco"]), CHAPTER, 3,
+save_comparison(t3, published(rlsd_evidence.TABLES["coco"]), CHAPTER, 3,
                 f"Table III: {NAMES['coco']}, top-3 (every row at 3 labels), mAP, mAP@10 (per class) on "
                 f"{kind['coco']} data ({prof.name} profile) (paper)", dataset=f"coco ({kind['coco']})")
 t3_floor = figures.reproduced_table(results, "coco", coco, rows_of["coco"], seeds, figures.PRF, floor=0.5)
-save_comparison(t3_floor, published(X.TABLES["coco"])[list(figures.PRF)], CHAPTER, "3_floor",
+save_comparison(t3_floor, published(rlsd_evidence.TABLES["coco"])[list(figures.PRF)], CHAPTER, "3_floor",
                 f"Table III, variant: {NAMES['coco']}, top-3 with the 0.5 floor on the rows whose scores are "
                 f"probabilities ({kind['coco']} data, {prof.name} profile) (paper)", dataset=f"coco ({kind['coco']})")
 for m, key in (("RLSD", "rlsd"), ("Multi-CNN", "multi"), ("CNN-RNN", "cnnrnn")):
@@ -403,7 +422,7 @@ glue("oracle_or", 100 * float((coco.labels * (n_labels <= 2)).sum() / coco.label
 # %%
 nus = data["nuswide"].test
 t4 = figures.reproduced_table(results, "nuswide", nus, rows_of["nuswide"], seeds, [*figures.PRF, "mAP"])
-save_comparison(t4, published(X.TABLES["nuswide"]), CHAPTER, 4,
+save_comparison(t4, published(rlsd_evidence.TABLES["nuswide"]), CHAPTER, 4,
                 f"Table IV: {NAMES['nuswide']}, top-3 and mAP on {kind['nuswide']} data ({prof.name} profile) (paper)",
                 dataset=f"nuswide ({kind['nuswide']})")
 
@@ -423,7 +442,8 @@ fig = figures.regions_figure(coco, busiest, loc["coco"], ss["coco"], feats["coco
 fig.suptitle(f"{NAMES['coco']} ({kind['coco']}), as Fig. 4", y=1.01, fontsize=9)
 save_figure(fig, CHAPTER, 4, "regions_vs_proposals")
 plt.show()
-stats = {name: X.region_statistics(st["regions_test"], st["counts_test"], coco.boxes, coco.image_sizes, side)
+stats = {name: rlsd_evidence.region_statistics(st["regions_test"], st["counts_test"], coco.boxes, coco.image_sizes,
+                                               side)
          for name, st in (("layer", loc["coco"]), ("ss", ss["coco"]))}
 for name, st in stats.items():
     glue(f"area_{name}", 100 * float(st["area"].mean()), display=False)
@@ -461,7 +481,7 @@ plt.show()
 # AP@10 of the class in the legend.
 
 # %%
-fig8 = [coco.classes.index(c) for c in X.FIG8_CLASSES if c in coco.classes]
+fig8 = [coco.classes.index(c) for c in rlsd_evidence.FIG8_CLASSES if c in coco.classes]
 fig = figures.pr_curves({m: results["coco", m, seeds[0]]["scores"] for m in trained_rows["coco"]}, coco, fig8)
 fig.suptitle(f"{NAMES['coco']} ({kind['coco']}), as Fig. 8", fontsize=9, y=1.02)
 save_figure(fig, CHAPTER, 8, "pr_small_classes")
@@ -482,7 +502,8 @@ glue("fig8_classes", ", ".join(coco.classes[c] for c in fig8), display=False)
 
 # %%
 edges = [0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.36, 1.0]
-by_protocol = {title: {m: [X.predictions(results["coco", m, s], m, floor, ignore=coco.ignore) for s in seeds]
+by_protocol = {title: {m: [rlsd_evidence.predictions(results["coco", m, s], m, floor, ignore=coco.ignore)
+                           for s in seeds]
                        for m in ("RLSD", "CNN+LSTM", "Multi-CNN")}
                for title, floor in (("top 3 (primary)", None), ("top 3 with the 0.5 floor (variant)", 0.5))}
 fig = figures.recall_by_area(by_protocol, coco, edges, f"{NAMES['coco']} ({kind['coco']}), as Fig. 9")
@@ -502,7 +523,7 @@ glue("max_area", 100 * MAX_SIDE ** 2, display=False)
 
 # %%
 fig = figures.sizes_by_class(data["coco"].train, f"{NAMES['coco']} ({kind['coco']}): object size per class",
-                             highlight=X.FIG8_CLASSES)
+                             highlight=rlsd_evidence.FIG8_CLASSES)
 save_figure(fig, CHAPTER, "sizes", "coco")
 plt.show()
 if "voc" in boxed:   # a VOC root without Annotations/ has no boxes
@@ -512,9 +533,9 @@ if "voc" in boxed:   # a VOC root without Annotations/ has no boxes
     plt.show()
 
 # %% [markdown]
-# Object sizes per class in the training sets (the claims' classes in red): since generator
-# version 5 each class has a typical size, so bottles, cups and kites are small and buses,
-# tables and trains large, with overlapping spreads, as in photographs.
+# Object sizes per class in the training sets (the claims' classes in red): each class has a
+# typical size, so bottles, cups and kites are small and buses, tables and trains large, with
+# overlapping spreads, as in photographs.
 #
 # ## Claims
 #
@@ -532,15 +553,9 @@ if "voc" in boxed:   # a VOC root without Annotations/ has no boxes
 
 # %%
 trained = {d: {row for (dd, row, _) in results if dd == d} for d in NAMES}   # RLSD+ft-RPN: data sets with boxes
-rows = [claims.evaluate(c, functools.partial(X.claim_values, c, results, data[c.dataset], seeds),
-                        n_images=len(data[c.dataset].test), seed=seed,
-                        **X.claim_options(c, data[c.dataset], trained.get(c.dataset, set())))
-        for c in claims.load(CHAPTER)]
-claims_df = save_claims(rows, CHAPTER)
-counts = claims_df["verdict"].value_counts()
-for word in claims.VERDICTS:
-    glue(f"n_{word.replace(' ', '_')}", int(counts.get(word, 0)), display=False)
-glue("n_claims", len(rows), display=False)
+evidence = shared.Evidence(results, data, seeds, trained)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
+glue("n_seeds", len(seeds), display=False)
 
 # %% [markdown]
 # Of the {glue:text}`n_claims` claims, {glue:text}`n_supported` are supported,
@@ -549,21 +564,12 @@ glue("n_claims", len(rows), display=False)
 # interval, the per-seed Δ and, where the paper's tables have both rows, the paper's own Δ.
 # A method that does not beat a baseline here is a finding about these data and this budget,
 # not a reason to tune on the test split.
-
-# %%
-tested = [r for r in rows if r["verdict"] != "not testable"]
-multiplicity = claims.multiplicity(len(tested), sum(len(r["measurements"]) for r in tested))
-glue("multiplicity", multiplicity["text"], display=False)
-glue("n_seeds", len(seeds), display=False)
-save_table(claims.power_table(rows).set_index("id"), CHAPTER, "power", "The smallest effect each claim could detect with 80% "
-           "power at 3, 5 and 10 training seeds (points; epochs for the convergence claim)")
-
-# %% [markdown]
+#
 # **How many verdicts could be wrong by chance.** {glue:text}`multiplicity`
 #
-# **Seeds and power.** The table gives, per claim and primary metric, the smallest true
-# effect its interval would detect with 80% power at 3, 5 and 10 training seeds (the seed
-# variance scaled to that count, the test-image variance unchanged). Where the paper's Δ is
+# **Seeds and power.** The second table above gives, per claim and primary metric, the
+# smallest true effect its interval would detect with 80% power at 3, 5 and 10 training seeds
+# (the seed variance scaled to that count, the test-image variance unchanged). Where the paper's Δ is
 # smaller than the 3-seed figure, this run's {glue:text}`n_seeds` seeds cannot see an effect of
 # the paper's size and a *not resolved* says so; more seeds cost a training run per row and
 # seed, and the whole book must run in 15 minutes on two CPU cores.
@@ -576,8 +582,7 @@ save_table(claims.power_table(rows).set_index("id"), CHAPTER, "power", "The smal
 # and the loss of the two models.
 
 # %%
-controls = [claims.evaluate(c, functools.partial(X.claim_values, c, results, data[c.dataset], seeds),
-                            n_images=len(data[c.dataset].test), seed=seed) for c in X.control_claims(list(NAMES))]
+controls = evaluate_claims(rlsd_evidence.control_claims(list(NAMES)), evidence, rlsd, seed)
 save_table(claims.table(controls).set_index("id"), CHAPTER, "controls",
            "Controls (the book's comparisons, mAP, mlbook.claims)")
 
@@ -589,7 +594,7 @@ save_table(claims.table(controls).set_index("id"), CHAPTER, "controls",
 #
 # ## What these data can and cannot test
 #
-# - **Object sizes** (generator version 5): each class has a typical size, so the VOC
+# - **Object sizes**: each class has a typical size, as in photographs, so the VOC
 #   classes the paper names as small (bottle, TV, chair) and Fig. 8's bird and kite are small
 #   here too, and the small-object claims compare like with like. The drawn objects stay below
 #   {glue:text}`max_area:.0f`% of the image area, so "both recall curves start to fall" for
@@ -599,13 +604,12 @@ save_table(claims.table(controls).set_index("id"), CHAPTER, "controls",
 #   other, so a region can hold several labels; but at 48 px and on a 6 × 6 map, a region is
 #   at best a few map cells, and bilinear sampling of a 2 × 2 grid reads little more than
 #   the cells under it. The smallest objects are 2–3 pixels, below one map cell (8 px).
-# - **Visual Genome.** The generated region set (generator version 5) describes groups of
-#   nearby objects, single objects with an attribute and background stuff, drawn by a rule
-#   of its own (not the ft-RPN clustering); {glue:text}`vg_multi:.0f`% of its regions hold two
-#   objects or more, as the paper says Visual Genome regions "normally contain several object
-#   and visual concepts".
-#   It is drawn by the same generator as the target data, so it is closer to them than
-#   genuine Visual Genome is to VOC or COCO.
+# - **Visual Genome.** The generated region set describes groups of nearby objects, single
+#   objects with an attribute and background stuff, drawn by a rule of its own (not the
+#   ft-RPN clustering); {glue:text}`vg_multi:.0f`% of its regions hold two objects or more, as
+#   the paper says Visual Genome regions "normally contain several object and visual
+#   concepts". It is drawn by the same generator as the target data, so it is closer to them
+#   than genuine Visual Genome is to VOC or COCO.
 # - **Regions vs proposals** counts box centres, so a box near the whole image counts every
 #   object. Selective search on these small drawn images is not MCG on photographs; a
 #   verdict here says that about selective search on these data.
