@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce verify test test-fast test-full install clean
+.PHONY: reproduce verify nbval test test-fast test-full install clean
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ reproduce: $(STAMP)
 ## and verdict of its results tables with the committed figures/ (exit 1 on any difference)
 verify: $(STAMP)
 	$(PY) -m mlbook verify
+
+## the committed notebooks re-executed and compared: every chapter under strict nbval on the demo profile (the
+## one its committed outputs came from), every text output cell by cell, tests/nbval_sanitize.cfg masking what
+## legitimately changes (wall times, progress bars, addresses, timestamps, run-log lines); it reuses runs/ and
+## data/ (warm after `make reproduce`; MLBOOK_RUNS=<empty dir> for a cold run) and writes figures to a scratch copy
+nbval: $(STAMP)
+	$(PY) -m pytest --nbval book/ --nbval-cell-timeout=1800
 
 ## the whole test suite: unit tests, every chapter under nbval (smoke), the book build; one pytest
 ## worker per core, a test file's tests (a notebook's cells) on one worker

@@ -46,7 +46,9 @@
 # tested the book's one way (`mlbook.claims`: several training seeds, an interval whose
 # false-verdict rate is measured, one of four verdicts). Per paper, how many of its claims
 # this run supports, contradicts, cannot resolve, or cannot test; each paper links to its
-# chapter, whose claims table gives the evidence of every row. The counts are read from the
+# chapter, whose claims table gives the evidence of every row. A paper's row counts only its
+# own sentences; the book's own questions (its readings of a table, its controls and options)
+# are counted apart, on the last row, so that no paper is scored on words it did not write. The counts are read from the
 # chapters' claims files of this run (`figures/<chapter>/table_claims.csv`), never typed.
 # Real-data columns appear when a run on real data exists (`real_figures`, the figures folder
 # of such a run).
@@ -58,6 +60,7 @@ profile = os.environ.get("MLBOOK_PROFILE", "demo")
 real_figures = None   # the figures folder of a real-data run (e.g. _build/full-custom/figures), if one exists
 
 # %%
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import dataclasses
 from pathlib import Path
 
@@ -65,20 +68,31 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from myst_nb import glue
 
+from mlbook import claims
+from mlbook import numerics
 from mlbook.figures import book
 from mlbook.plan import plan
 from mlbook.profiles import PROFILES, figures_dir, get_profile
 from mlbook.report import reference_index, save_figure, save_table
 
 CHAPTER = "00_introduction"
+first = book.what_to_run_first(figures_dir(), profile)
+if first:   # the paper chapters have not filled this figures folder yet: one line, then what is there
+    print(first)
 card = book.scorecard(figures_dir(), label=profile)
 if real_figures:
     card = card.join(book.scorecard(Path(real_figures), label="real data").iloc[:, :4])
-save_table(card, CHAPTER, "scorecard", f"Reproduction scorecard: claims per paper and verdict ({profile} run)")
+save_table(card, CHAPTER, "scorecard", "Reproduction scorecard: claims per paper and verdict, and the verdicts an "
+           f"independent rerun is expected to change ({profile} run)")
 totals = card.iloc[:, :4].sum()
 for word, n in zip(("supported", "contradicted", "not_resolved", "not_testable"), totals):
     glue(f"total_{word}", int(n), display=False)
 glue("total_claims", int(card["claims"].sum()), display=False)
+glue("rerun_changes", book.rerun_text(figures_dir()), display=False)
+n_tested, n_wrong = book.expected_wrong(figures_dir())
+glue("n_tested", n_tested, display=False)
+glue("expected_wrong", f"{n_wrong:.1f}", display=False)
+glue("false_rate", f"{100 * (1 - claims.LEVEL):g}%", display=False)
 
 # %%
 fig = book.scorecard_figure(figures_dir())
@@ -94,6 +108,21 @@ plt.show()
 # difference the paper's own table gives for the same two rows. On generated data the
 # absolute numbers are not the papers' (below), so the question the figure answers is the
 # sign and the size of each effect, not its value.
+#
+# **How many verdicts chance alone gives.** Each tested claim is judged at the book's level: a
+# claim with no true effect is still supported or contradicted in {glue:text}`false_rate` of
+# runs (measured in `tests/test_claims.py`). Among the {glue:text}`n_tested` tested claims,
+# about {glue:text}`expected_wrong` verdicts would be such chance verdicts if none of them had a
+# true effect: a handful of surprising verdicts is what the standard itself predicts.
+#
+# **How many verdicts a rerun would change.** A rerun with another `--seed` draws new data, a
+# new backbone and new training seeds, and an interval near a decision boundary can land on its
+# other side. Each chapter's claims table gives, per claim, the chance that such an independent
+# rerun gives the same verdict (`mlbook.claims.stability`: from the claim's own Δ, standard error
+# and degrees of freedom, checked against simulated reruns); summed over the claims, 1 − that
+# chance is the number of verdicts a rerun is expected to change, the scorecard's last column:
+# {glue:text}`rerun_changes`. A verdict is one run's reading of a claim; a count of supported
+# claims that moves by about that much between runs is noise, not news.
 
 # %% [markdown]
 # ## How to run it
@@ -151,6 +180,17 @@ print(pd.DataFrame(rows).set_index("name").T.to_markdown())
 #   measurements of real training, on the generated data.
 # - **full**: the papers' settings (ResNet-101/152 with ImageNet weights, 448 px,
 #   tens of epochs) on the real data sets, on a GPU.
+#
+# **The same numbers on any machine.** The demo and smoke profiles run in the portable
+# numerics (`mlbook.numerics`): MKL's reproducible SSE2 branch, ATen's AVX2 kernels,
+# oneDNN and NNPACK off, numpy's and OpenBLAS's AVX2 code, one thread per computation.
+# Their numbers are the same bytes on any x86-64 CPU with AVX2, Intel or AMD, whatever
+# its instruction set, caches or core count; `MLBOOK_PORTABLE=0` trades that for each
+# CPU's fastest kernels. The full profile keeps the fast kernels and is compared with a
+# tolerance. This process:
+
+# %%
+print(numerics.describe())
 
 # %% [markdown]
 # ## The embedded default: why demo numbers differ from the papers

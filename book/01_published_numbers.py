@@ -47,6 +47,7 @@ import os
 profile = os.environ.get("MLBOOK_PROFILE", "demo")
 
 # %%
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import matplotlib.pyplot as plt
 import pandas as pd
 

@@ -59,6 +59,7 @@ seed = 0
 weights = None      # full profile: {"resnet101": FILE} ImageNet weights (None: the torch hub cache)
 
 # %%
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -54,6 +54,7 @@ weights = None      # full profile: {"resnet101": FILE} ImageNet weights (None: 
 
 # %%
 
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import matplotlib.pyplot as plt
 import pandas as pd
 

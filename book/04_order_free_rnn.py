@@ -57,6 +57,7 @@ weights = None        # full profile: {"resnet152": FILE} ImageNet weights (None
 train_seeds = None    # training seeds of every row (None: the profile's count)
 
 # %%
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import matplotlib.pyplot as plt
 import pandas as pd
 from myst_nb import glue
@@ -457,6 +458,11 @@ glue("equivalence_margin_source", equivalence[0].margin_source if equivalence el
 # testable on this run. Each row gives the measured Δ with its interval, the per-seed Δ (how
 # much of the uncertainty is training noise) and, where the paper's table has both rows, the
 # paper's own Δ.
+#
+# **Would a rerun agree?** The table's last column is the chance that an independent rerun
+# (another `--seed`: new data, backbone and training seeds) gives the same verdict
+# (`mlbook.claims.stability`, from each claim's own interval); summed over the claims, such a
+# rerun is expected to change about {glue:text}`rerun_changes` of this chapter's verdicts.
 #
 # **Absence of an effect is a claim of its own.** An interval around 0 does not show that
 # an effect is absent; only an equivalence test against a margin stated in advance can. The

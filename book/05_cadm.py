@@ -52,6 +52,7 @@ weights = None        # full profile: {"resnet101": FILE} ImageNet weights (None
 train_seeds = None    # training seeds of every variant (None: the profile's count)
 
 # %%
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -216,7 +217,8 @@ for d in TITLES:
 # The embed-only reading cannot change the classifier: with the same seed its predictions should
 # be those of $\lambda = 0$, and they are identical, logit for logit, in
 # {glue:text}`n_embed_only_same` of the {glue:text}`n_embed_only_runs` (data set, seed) pairs;
-# its claim below therefore repeats the λ = 0.5 vs λ = 0 comparison.
+# so it has no claim of its own: its comparison with λ = 0.5 would repeat 05.embedding, the
+# λ = 0.5 vs λ = 0 comparison, row for row.
 #
 # ### Did fine-tuning help? The starting point against every variant
 #
@@ -360,6 +362,11 @@ section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
 # testable on this run. The per-seed Δs in each row show how much of the interval is
 # training noise. A method that does not beat its baseline on the demo is a finding about
 # these data and this budget, not a reason to tune on the test split.
+#
+# **Would a rerun agree?** The table's last column is the chance that an independent rerun
+# (another `--seed`: new data, backbone and training seeds) gives the same verdict
+# (`mlbook.claims.stability`, from each claim's own interval); summed over the claims, such a
+# rerun is expected to change about {glue:text}`rerun_changes` of this chapter's verdicts.
 
 # %%
 glue("n_seeds", len(seeds), display=False)
@@ -402,7 +409,9 @@ for d in TITLES:
 #   maps are cached (also those of the mirrored images, for random flips); the last block
 #   and the new layers are fine-tuned. The full profile fine-tunes end to end as the paper.
 # - **Training length.** Early stopping on the hold-out BCE (patience from the profile)
-#   within an epoch budget; the demo's learning rate is constant, with 10× on the new layers.
+#   within an epoch budget; the demo's learning rate is constant, with 10× on the new layers,
+#   and the gradient's norm is bounded at 10 for every row (at that rate f_embed, trained by
+#   L_lce alone in the embed-only reading, diverged in one run without the bound).
 # - **Eq. 12.** The hinge per negative label, as typeset; `negatives="summed"` is the sentence.
 # - **Gradient of L_lce.** It reaches θ_fcls and the backbone through the CADMs (`lce_grad="all"`);
 #   the reading in which it trains f_embed only is measured as an extra variant.

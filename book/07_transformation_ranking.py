@@ -60,6 +60,7 @@ train_seeds = None    # training seeds of every row (None: the profile's count)
 word_vectors = None   # None: MiniLM (offline); or the path of a word2vec/GloVe text file
 
 # %%
+import mlbook  # first: it sets the portable numerics (mlbook.numerics) before numpy and torch load
 import functools
 
 import matplotlib.pyplot as plt
@@ -598,6 +599,11 @@ glue("n_warp_metrics", len(by_id["vs_warp"]["measurements"]), display=False)
 # contradicted, {glue:text}`n_not_resolved` not resolved and {glue:text}`n_not_testable` not
 # testable on this run. Each row gives the measured Δ with its interval, the per-seed Δ and,
 # where the paper's tables have both rows, the paper's own Δ.
+#
+# **Would a rerun agree?** The table's last column is the chance that an independent rerun
+# (another `--seed`: new data, backbone and training seeds) gives the same verdict
+# (`mlbook.claims.stability`, from each claim's own interval); summed over the claims, such a
+# rerun is expected to change about {glue:text}`rerun_changes` of this chapter's verdicts.
 #
 # **What the demo says.** Against WARP the verdict is *{glue:text}`verdict_vs_warp`*:
 # {glue:text}`n_warp_against` of the {glue:text}`n_warp_metrics` measures of Tables 3–4 are

@@ -144,7 +144,7 @@ def _closure(obj: Any, out: dict[str, str]) -> None:
     """Add ``obj`` (a function or class of the package) and, transitively, what it refers to:
     the package's functions and classes it names (directly or as attributes of a package
     module), whole model files (``mlbook.models.*``, the papers' code) and the values of
-    simple constants it reads."""
+    simple constants it reads (``_constant_name``)."""
     obj = inspect.unwrap(obj)
     key = f"{obj.__module__}.{obj.__qualname__}"
     if key in out:
@@ -166,9 +166,17 @@ def _closure(obj: Any, out: dict[str, str]) -> None:
                     _closure(member, out)
         elif (inspect.isfunction(value) or inspect.isclass(value)) and _in_package(value):
             _closure(value, out)
-        elif isinstance(value, (bool, int, float, str, tuple, frozenset)) or (
-                isinstance(value, dict) and len(repr(value)) < 10_000):
+        elif _constant_name(name) and (isinstance(value, (bool, int, float, str, tuple, frozenset)) or (
+                isinstance(value, dict) and len(repr(value)) < 10_000)):
             out[f"{obj.__module__}.{name}"] = _digest(_stable_repr(value, out))
+
+
+def _constant_name(name: str) -> bool:
+    """A constant by the package's convention: UPPER_CASE (``_PROFILES``, ``MEAN``). A lower-case
+    module-level name is run-time state (a memo such as ``word_vectors._models``, filled when a model
+    loads) and a dunder is the module's own (``__file__``: the checkout's path): neither is code, and
+    either would make a fingerprint depend on what the process did before or on where it runs."""
+    return not name.startswith("__") and name.upper() == name
 
 
 def _model_parts(module: ModuleType) -> list[ModuleType]:
@@ -300,18 +308,21 @@ def _say(verbose: bool, message: str) -> None:
 
 def run(method: str, config: dict, compute: Callable[[Path], dict], *,
         code: Iterable[ModuleType | str] = (), data: dict | str | None = None,
-        force: bool = False, verbose: bool = True) -> dict:
+        numerics: str | None = None, force: bool = False, verbose: bool = True) -> dict:
     """Return the cached result of ``compute`` for ``(method, config)``.
 
     ``compute(folder)`` gets the run folder (for checkpoints) and returns a dict
     of tensors, numbers, strings, lists and dicts; it is saved atomically to
     ``result.pt`` with ``config.json`` and ``result.json`` (fingerprints, wall time).
     ``code``: the modules whose source produced the result; ``data``: a fingerprint
-    of the data it saw. ``force=True`` (or ``MLBOOK_FORCE=1``) recomputes.
+    of the data it saw; ``numerics``: the numerics mode it ran in ("portable" or "native",
+    ``mlbook.numerics``), whose bits differ. ``force=True`` (or ``MLBOOK_FORCE=1``) recomputes.
     The result carries ``wall_s``: the seconds ``compute`` took when it ran.
     """
     folder = run_dir(method, config)
     fingerprint = {"code": code_fingerprint(code), "data": canonical(data)}
+    if numerics is not None:
+        fingerprint["numerics"] = numerics
     force = force or os.environ.get("MLBOOK_FORCE", "") == "1"
     rank, world = _rank_world()
     if _PROBING.get():
@@ -321,7 +332,8 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
         if changed == []:
             _say(verbose and rank == 0, f"[cache] {method}/{folder.name}: loaded")
             return load_result(folder)
-        why = "data changed" if changed == ["data"] else f"code changed ({', '.join(changed)})"
+        why = (f"{changed[0]} changed" if changed in (["data"], ["numerics"])
+               else f"code changed ({', '.join(changed)})")
         _say(verbose and rank == 0, f"[cache] {method}/{folder.name}: {why}; recomputing")
         force = True
     if rank == 0:
@@ -352,14 +364,16 @@ def is_cached(method: str, config: dict) -> bool:
 
 def _current(folder: Path, fingerprint: dict) -> list[str] | None:
     """None if nothing is stored; else what changed since it was stored ([] = current):
-    the changed code names, or ["data"]."""
+    the changed code names, or ["data"], or ["numerics"]."""
     if not ((folder / RESULT).exists() and (folder / META).exists()):
         return None
     meta = json.loads((folder / META).read_text())
     changed = _changed(meta.get("code", {}), fingerprint["code"])
     if changed:
         return changed
-    return [] if meta.get("data") == fingerprint["data"] else ["data"]
+    if meta.get("data") != fingerprint["data"]:
+        return ["data"]
+    return [] if meta.get("numerics") == fingerprint.get("numerics") else ["numerics"]
 
 
 class Probe(Exception):

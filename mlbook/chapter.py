@@ -2,9 +2,10 @@
 
 ``claims_section`` is the one tail of a paper chapter: every claim of its claims file measured
 through the paper's face (``claim_values``, ``claim_options``) and ``claims.evaluate``; the claims
-table and measurements saved (``report.save_claims``), the power table saved, the verdict counts
-and the multiplicity sentence glued for the prose. One way for every chapter: the multiplicity
-counts the claims the data could test and their intervals. (Package source is shown one way
+table and measurements saved (``report.save_claims``, the table with each verdict's chance of
+surviving an independent rerun), the power table saved, the verdict counts, the multiplicity
+sentence and the verdicts a rerun is expected to change glued for the prose. One way for every
+chapter: the multiplicity counts the claims the data could test and their intervals. (Package source is shown one way
 too: ``report.show_source``.)
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ClaimsSection:
     counts: dict[str, int]     # {verdict: claims}
     multiplicity: dict         # claims.multiplicity of the tested claims and their intervals
     power: pd.DataFrame        # claims.power_table
+    rerun_changes: float = 0.0  # Σ (1 − claims.p_same): verdicts an independent rerun is expected to change
 
     def by_id(self) -> dict[str, dict]:
         """{short id (the part between chapter and data set): row}, for the prose's numbers."""
@@ -38,15 +40,22 @@ class ClaimsSection:
 
 def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0) -> list[dict]:
     """``claims.evaluate`` of every claim through a paper's face, on the test images of its data set."""
+    def original(c):     # an amended claim's original test, measured through the same face
+        before = c.original()
+        if before is None:
+            return {}
+        return {"original_values": functools.partial(module.claim_values, before, evidence),
+                "original_published": module.claim_options(before, evidence).get("published")}
     return [claims.evaluate(c, functools.partial(module.claim_values, c, evidence),
                             n_images=len(evidence.data[c.dataset].test), seed=seed,
-                            **module.claim_options(c, evidence))
+                            **module.claim_options(c, evidence), **original(c))
             for c in catalogue]
 
 
 def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None) -> ClaimsSection:
     """A paper chapter's claims, evaluated, saved and counted; ``glue`` (myst_nb's) receives the
-    counts (``COUNT_NAMES``), ``n_claims`` and ``multiplicity`` (its sentence)."""
+    counts (``COUNT_NAMES``), ``n_claims``, ``multiplicity`` (its sentence) and ``rerun_changes``
+    (one decimal)."""
     module = papers.get(chapter).experiments()
     rows = evaluate_claims(claims.load(chapter), evidence, module, seed)
     table = report.save_claims(rows, chapter)
@@ -54,11 +63,13 @@ def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None
     tested = [r for r in rows if r["verdict"] != claims.NOT_TESTABLE]
     multiplicity = claims.multiplicity(len(tested), sum(len(r["measurements"]) for r in tested))
     power = claims.power_table(rows)
+    rerun_changes = sum(1 - claims.p_same(r["measurements"], r["verdict"]) for r in rows)
     report.save_table(power.set_index("id"), chapter, "power", POWER_CAPTION)
     if glue is not None:
         for word, name in COUNT_NAMES.items():
             glue(name, counts[word], display=False)
         glue("n_claims", len(rows), display=False)
         glue("multiplicity", multiplicity["text"], display=False)
-    return ClaimsSection(rows, table, counts, multiplicity, power)
+        glue("rerun_changes", f"{rerun_changes:.1f}", display=False)
+    return ClaimsSection(rows, table, counts, multiplicity, power, rerun_changes)
 

@@ -1,4 +1,4 @@
-"""`python -m mlbook ...`: reproduce, verify, plan, data, evaluate, train, bench.
+"""`python -m mlbook ...`: reproduce, verify, plan, data, weights, evaluate, train, bench.
 
 Every subcommand is a thin wrapper over a package function, so a notebook, the
 CLI and a torchrun launch all run the same code.
@@ -9,9 +9,32 @@ import argparse
 import inspect
 import json
 import sys
+from pathlib import Path
 
 from . import papers
 from .profiles import PROFILES
+
+DATASETS = ("coco", "nuswide", "voc")
+#: the further data roots the papers' full profile reads (reproduce's --<name>-root): Visual Genome
+REGION_SETS = tuple(dict.fromkeys(r for p in papers.PAPERS for r in p.full_roots))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors as every other error of the CLI: one line on stderr, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def _at_least_one(text: str) -> int:
+    """A dry run's count: an integer of at least 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes an integer of at least 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -21,7 +44,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_roots(p: argparse.ArgumentParser) -> None:
-    for name in ("coco", "nuswide", "voc"):
+    for name in DATASETS:
         p.add_argument(f"--{name}-root", dest=f"{name}_root", default=None, metavar="PATH",
                        help=f"real {name} data (default: the generated data set)")
 
@@ -36,14 +59,14 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 
 
 def _add_dry_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--limit-images", type=int, default=None, metavar="N",
+    p.add_argument("--limit-images", type=_at_least_one, default=None, metavar="N",
                    help="dry run: the first N training and N test images of every split (every table says 'dry run')")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+    p.add_argument("--max-steps", type=_at_least_one, default=None, metavar="N",
                    help="dry run: at most N optimizer steps per training run, over all its epochs")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mlbook", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m mlbook", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -71,14 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="inspect or generate data sets")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("summary", help="what a loader reads from a data set root")
-    q.add_argument("--dataset", choices=("coco", "nuswide", "voc"), required=True)
+    q.add_argument("--dataset", choices=(*DATASETS, *REGION_SETS), required=True,
+                   help="vg: a Visual Genome root (--vg-root): its images and region descriptions")
     q.add_argument("--root", required=True, metavar="PATH")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.add_argument("--strict", action="store_true", help="reject every label value outside the format "
                    "(by default NUS-WIDE's known defect, a negative integer, is read as 0 and reported)")
-    q = dsub.add_parser("generate", help="write the generated default data set in a real format")
-    q.add_argument("--dataset", choices=("coco", "nuswide", "voc"), required=True)
-    q.add_argument("--profile", choices=("smoke", "demo"), default="demo")
+    q = dsub.add_parser("generate", help="write the generated default data sets in their real formats")
+    q.add_argument("--dataset", choices=(*DATASETS, *REGION_SETS), default=None,
+                   help="one data set, written to --out (default: every data set the full profile reads, each "
+                        f"to --out/<name>: {', '.join((*DATASETS, *REGION_SETS))}; vg: a Visual Genome stand-in)")
+    q.add_argument("--profile", choices=("smoke", "demo"), default="demo",
+                   help="the sizes of that profile's generated data (default demo; smoke: seconds)")
     q.add_argument("--out", required=True, metavar="PATH")
     q.add_argument("--seed", type=int, default=0)
     q = dsub.add_parser("split", help="a COCO 2014 layout (train2014 / val2014) from a COCO root with one annotation "
@@ -94,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "split, the rest train2014")
     q.add_argument("--copy", action="store_true", help="copy the images (default: symlinks to the source files)")
 
+    p = sub.add_parser("weights", help="weights files of the full profile's trunks")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    trunks = ", ".join(dict.fromkeys(paper.trunk for paper in papers.PAPERS))
+    q = wsub.add_parser("random", help="random stand-ins for the ImageNet files (their keys and shapes), for a "
+                        "dry run of the full profile without them: its numbers mean nothing")
+    q.add_argument("--out", required=True, metavar="DIR", help="writes DIR/<network>-random-init.pth")
+    q.add_argument("--networks", default=None, metavar="NAME[,NAME...]",
+                   help=f"default: every paper's trunk ({trunks})")
+    q.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("evaluate", help="score a model's outputs under every paper's convention")
     p.add_argument("scores", help="scores [N, C] as .npy or .csv")
     p.add_argument("targets", help="0/1 targets [N, C] as .npy or .csv")
@@ -105,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, metavar="PAPER:ROW",
                    help="a row of a paper's table, e.g. rlsd:RLSD or 'order_free_rnn:Ours (w/o atten)' "
                         "(a slug such as rlsd:rlsd-ft-rpn works too); --method list shows every row")
-    p.add_argument("--dataset", choices=("coco", "nuswide", "voc"), default="coco")
+    p.add_argument("--dataset", choices=DATASETS, default="coco")
     p.add_argument("--root", default=None, metavar="PATH", help="real data root (default: generated)")
     _add_common(p)
     p.add_argument("--train-seeds", default="0", metavar="S[,S...]",
@@ -283,8 +320,48 @@ def _require_weights(profile, modules, weights, download: bool) -> None:
     require_weights(trunks, weights, download=download)
 
 
+def _generate(args) -> int:
+    """``python -m mlbook data generate``: one data set at --out, or every one the full profile reads
+    under it, each in its real format, and the flags that hand them to ``reproduce``."""
+    from .data import synthetic, visual_genome
+
+    names = [args.dataset] if args.dataset else [*DATASETS, *REGION_SETS]
+    roots = {name: Path(args.out) if args.dataset else Path(args.out) / name for name in names}
+    for name, root in roots.items():
+        if name in REGION_SETS:
+            visual_genome.generate_for_profile(args.profile, root, args.seed)
+        else:
+            synthetic.generate_for_profile(name, args.profile, root, args.seed)
+        print(f"wrote the generated {name} data set ({args.profile}) to {root}")
+    print("reproduce reads them with: " + " ".join(f"--{name}-root {root}" for name, root in roots.items()))
+    return 0
+
+
+def _random_weights(args) -> int:
+    """``python -m mlbook weights random``: a random weights file per network, and the flags that name them."""
+    from .weights import WEIGHTS, write_random_weights
+
+    given = args.networks if args.networks is not None else ",".join(paper.trunk for paper in papers.PAPERS)
+    names = list(dict.fromkeys(n.strip() for n in given.split(",") if n.strip()))
+    unknown = [n for n in names if n not in WEIGHTS]
+    if unknown or not names:
+        raise ValueError(f"--networks {args.networks!r}: " + (f"no ImageNet weights known for {', '.join(unknown)}; "
+                         if unknown else "names no network; ") + f"networks with weights: {', '.join(WEIGHTS)}")
+    files = {name: write_random_weights(name, args.out, args.seed) for name in names}
+    for name, path in files.items():
+        print(f"wrote random {name} weights (not ImageNet's: a dry run's numbers mean nothing) to {path}")
+    print("reproduce reads them with: " + " ".join(f"--weights {name}={path}" for name, path in files.items()))
+    return 0
+
+
 def _bench(args) -> int:
     """``python -m mlbook bench``: the metrics here; decoding and training from the papers' bench modules."""
+    if args.bench_command in ("decode", "train"):
+        import torch  # noqa: F401  (loaded now, the device check asks it in this process, not in a child)
+
+        from .reproduce import require_device
+
+        require_device(args.device)
     if args.bench_command == "metrics":
         from .bench.metrics import bench_metrics
 
@@ -311,12 +388,13 @@ def _bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; bad input (a missing or malformed file, a wrong value) is one line on stderr
-    and exit 2, the traceback only with ``--debug``."""
+    """Run a command; bad input (a missing or malformed file, a wrong value, weights whose numbers are
+    not finite) is one line on stderr and exit 2, the traceback only with ``--debug``."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError) as err:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError,
+            FloatingPointError) as err:
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -332,13 +410,14 @@ def _run(args) -> int:
 
     if args.command == "data":
         if args.data_command == "summary":
-            from .data.summary import failed_splits, format_summary, summarize
+            from .data.summary import failed_splits, format_summary, summarize, summarize_regions
 
-            result = summarize(args.dataset, args.root, strict=args.strict)
+            result = summarize_regions(args.root) if args.dataset in REGION_SETS else \
+                summarize(args.dataset, args.root, strict=args.strict)
             print(json.dumps(result, indent=2) if args.json else format_summary(result))
             failed = failed_splits(result)
-            for split, why in failed.items():
-                print(f"error: {split} split: {why}", file=sys.stderr)
+            for split, why in failed.items():   # a Visual Genome root has one part, "regions", not a split
+                print(f"error: {split}{' split' if split in ('train', 'test') else ''}: {why}", file=sys.stderr)
             if failed:
                 return 1   # unreadable, an image that does not decode, or nothing loaded: a check must fail
         elif args.data_command == "split":
@@ -348,11 +427,11 @@ def _run(args) -> int:
             print(f"wrote {r['out']}: train2014 {r['train2014']} images, val2014 (the test split) {r['val2014']} "
                   f"images from {r['source']}, seed {args.seed}; images {'copied' if args.copy else 'linked'}")
         else:
-            from .data.synthetic import generate_for_profile
-
-            generate_for_profile(args.dataset, args.profile, args.out, args.seed)
-            print(f"wrote the generated {args.dataset} data set ({args.profile}) to {args.out}")
+            return _generate(args)
         return 0
+
+    if args.command == "weights":
+        return _random_weights(args)
 
     if args.command == "evaluate":
         from .evaluate import evaluate_files, format_report

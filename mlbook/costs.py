@@ -96,15 +96,15 @@ def count_flops(build, inputs: tuple, train: bool) -> float:
     return measure(build, inputs, train).flops
 
 
-_MEASURED: dict = {}
+_measured: dict = {}
 
 
 def measured(key: tuple, build, inputs: tuple, train: bool, frozen: tuple = ()) -> Net:
     """``measure``, once per ``key`` (the runs of a group share one network)."""
     full_key = (key, inputs, train, frozen)
-    if full_key not in _MEASURED:
-        _MEASURED[full_key] = measure(build, inputs, train, frozen)
-    return _MEASURED[full_key]
+    if full_key not in _measured:
+        _measured[full_key] = measure(build, inputs, train, frozen)
+    return _measured[full_key]
 
 
 def measure(build, inputs: tuple, train: bool, frozen: tuple = ()) -> Net:

@@ -24,6 +24,9 @@ Two stopping rules, as the two papers use them:
 - **END token** (CNN-RNN): a path ends by emitting END; the most probable ended
   path wins (paths of ``max_len`` labels count as ended).
 
+A ranking metric (AP, mAP) needs a score per label, which a decoded sequence does not have:
+``path_label_scores`` gives one under the named convention ``SEQUENCE_SCORE_RULE``.
+
 ``beam_search`` is batched over images and beams (one model call per step);
 ``mlbook.bench.beam_search_reference`` is the same search written plainly, one
 image and one path at a time, for the tests and the decode benchmark.
@@ -202,3 +205,44 @@ def sequences_to_sets(seqs: torch.Tensor, num_labels: int, k: int | None = None)
     out = torch.zeros(B, num_labels + 1)
     out.scatter_(1, torch.where(s >= 0, s, num_labels).cpu(), rank_score.expand(B, -1).contiguous())
     return out[:, :num_labels]
+
+
+SEQUENCE_SCORE_RULE = "emitted tier, then best step probability"
+"""How a sequence model's decoded path becomes a score per label (``path_label_scores``), the book's
+convention for the ranking metrics (AP, mAP, mAP@10) of a sequence model: a label emitted on the
+path scores 1/2 + p/2, a label never emitted p/2, where p is the label's highest probability at
+any step of the path (the distributions the decoder chose each label from). Every emitted label
+of an image outranks every label it did not emit; within each tier the step probability orders
+them; no label scores 0 (a softmax probability is never 0). The top-k sets are still read from
+the path itself."""
+
+
+@torch.no_grad()
+def path_label_scores(step_fn: StepFn, context: tuple, state: tuple, seqs: torch.Tensor,
+                      num_labels: int) -> torch.Tensor:
+    """[B, T] decoded label sequences (-1 padded) -> [B, C] scores under ``SEQUENCE_SCORE_RULE``.
+
+    The model is run along each decoded path (the path's labels fed back, teacher-forced, the
+    pool of Eq. 10 masking the labels already emitted); at every step t whose label seqs[:, t]
+    is on the path, each label's probability exp(log P(label | image, path[:t])) is read, and
+    its maximum over those steps is p."""
+    B, T = seqs.shape
+    C = num_labels
+    dev = state[0].device
+    seqs = seqs.to(dev)
+    emitted = torch.zeros(B, C, dtype=torch.bool, device=dev)
+    prev = torch.full((B,), -1, dtype=torch.long, device=dev)
+    best = torch.zeros(B, C, device=dev)
+    st = tuple(state)
+    rows = torch.arange(B, device=dev)
+    for t in range(T):
+        on_path = seqs[:, t] >= 0
+        if not bool(on_path.any()):
+            break
+        logp, st = step_fn(context, st, emitted, prev)
+        best = torch.where(on_path[:, None], torch.maximum(best, logp[:, :C].float().exp()), best)
+        label = seqs[:, t].clamp_min(0)
+        emitted = emitted.clone()
+        emitted[rows[on_path], label[on_path]] = True
+        prev = torch.where(on_path, label, prev)
+    return (torch.where(emitted, 1.0 + best, best) / 2).cpu()

@@ -2,12 +2,14 @@
 
 Each function takes logits/scores [B, C] (or what its paper needs) and binary
 targets [B, C], and returns a scalar averaged over the batch. Equations are
-cited by paper and number.
+cited by paper and number. ``AsymmetricLoss`` (ASL) is a yardstick of today's
+methods, not one of the four papers' losses.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 # --- Order-Free RNN chapter baselines (Gong et al. 2013; Wang et al. 2016) ----
@@ -121,3 +123,72 @@ def label_correlation_embedding_loss(vectors: torch.Tensor, targets: torch.Tenso
     if terms:
         return reduce(pull + push), reduce(pull), reduce(push)
     return reduce(pull + push)
+
+
+# --- Asymmetric loss (Ben-Baruch, Ridnik et al., ICCV 2021) -----------------------
+# Equation numbers as we recall them (the section names are the safe anchors): Sec. "Binary
+# Cross-Entropy and Focal Loss" Eqs. 1-2, Sec. "Asymmetric Focusing" Eq. 3, Sec. "Asymmetric
+# Probability Shifting" Eqs. 4-5, Sec. "ASL Definition" Eq. 6.
+
+ASL_REDUCTIONS = ("mean", "sum", "none")
+
+
+def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, ignore: torch.Tensor | None = None, *,
+                    gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05, eps: float = 1e-8,
+                    detach_focusing: bool = False, reduction: str = "mean") -> torch.Tensor:
+    """ASL: per label k with p = sigmoid(logit) and p_m = max(p - m, 0) (probability shifting)::
+
+        L = -sum_k [ y_k (1 - p_k)^gamma_pos log p_k + (1 - y_k) p_m,k^gamma_neg log(1 - p_m,k) ]
+
+    Defaults are the paper's (gamma_pos = 0, gamma_neg = 4, m = ``clip`` = 0.05); the logs read
+    their argument clamped at ``eps`` as the authors' code does, so a saturated logit gives a
+    bounded loss (log eps) instead of -inf. gamma_pos = gamma_neg = 0 and clip = 0 give BCE.
+
+    ``reduction="mean"`` (default): summed over labels, averaged over images, the convention of
+    this file (the scale does not move with the batch size, so learning rates carry over between
+    batch sizes); ``"sum"``: summed over labels and images, the authors' code (B times "mean");
+    ``"none"``: [B, C]. ``ignore`` [B, C] bool drops entries (VOC difficult) from the sum.
+    ``detach_focusing=True`` treats the weights (1 - p)^gamma_pos and p_m^gamma_neg as constants,
+    an option of the authors' code; False (default) differentiates L as written, which is what the
+    paper's gradient analysis (Sec. "Gradient Analysis") does.
+    """
+    if reduction not in ASL_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {ASL_REDUCTIONS}, got {reduction!r}")
+    if logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
+    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    y = targets.to(x.dtype)
+    p = torch.sigmoid(x)
+    p_m = (p - clip).clamp_min(0)                    # probability shifting: easy negatives (p < m) give 0
+    # asymmetric focusing: gamma_pos on positives, gamma_neg on (shifted) negatives; the bases are
+    # clamped at eps too, so a fractional gamma keeps a finite gradient where p = 1 or p_m = 0
+    # (the weight moves by at most eps^gamma)
+    w_pos = (1 - p).clamp_min(eps).pow(gamma_pos)
+    w_neg = p_m.clamp_min(eps).pow(gamma_neg)
+    if detach_focusing:
+        w_pos, w_neg = w_pos.detach(), w_neg.detach()
+    loss = -(y * w_pos * torch.log(p.clamp_min(eps))
+             + (1 - y) * w_neg * torch.log((1 - p_m).clamp_min(eps)))
+    if ignore is not None:
+        loss = loss * (~ignore.bool()).to(loss.dtype)
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum(1).mean()
+
+
+class AsymmetricLoss(nn.Module):
+    """``asymmetric_loss`` as a module: ``AsymmetricLoss()(logits, targets[, ignore])``, paper defaults."""
+
+    def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05, eps: float = 1e-8,
+                 detach_focusing: bool = False, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in ASL_REDUCTIONS:
+            raise ValueError(f"reduction must be one of {ASL_REDUCTIONS}, got {reduction!r}")
+        self.options = dict(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, eps=eps,
+                            detach_focusing=detach_focusing, reduction=reduction)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, ignore: torch.Tensor | None = None):
+        return asymmetric_loss(logits, targets, ignore, **self.options)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.options.items())

@@ -1,7 +1,7 @@
 """Portable numerics: the same bits on every x86-64 CPU with AVX2, Intel or AMD, AVX2 or AVX-512.
 
 Pinned (``experiments.shared.pinned``: fixed threads, deterministic algorithms, seeded), the book's
-numbers repeat bit for bit on one machine. Across machines they do not: four kernel libraries inside
+numbers repeat bit for bit on one machine. Across machines, without this mode, they do not: four kernel libraries inside
 torch, and numpy, choose their code by the CPU they run on, and other code adds in another order.
 
 - MKL (fp32 matrix products: ``nn.Linear``, LSTM cells and, with oneDNN and NNPACK off, every
@@ -23,15 +23,20 @@ torch, and numpy, choose their code by the CPU they run on, and other code adds 
   kernels (SkylakeX) on an AVX-512 CPU and AVX2 ones (Haswell) elsewhere, and numpy's own float64
   exp/log and its pow have AVX-512 loops that round otherwise than the AVX2 ones.
 
-The portable mode fixes MKL, ATen and numpy by environment (``PORTABLE_ENV``) and switches oneDNN
-and NNPACK off (``apply_portable_backends``); convolutions then run as ATen im2col + MKL gemm. It
-costs speed (MKL's SSE2 branch, no oneDNN, no NNPACK): a SmallCNN training step at 48 px, batch 32,
-one thread, takes about 2.5 times as long (AMD EPYC Zen 4: 200 steps 41 s instead of 16 s). It
+The portable mode, the default of the demo and smoke profiles (``MLBOOK_PORTABLE=0`` switches it
+off; the full profile on a GPU keeps the fast kernels and is compared with a tolerance), fixes MKL,
+ATen and numpy by environment (``PORTABLE_ENV``, set by ``import mlbook``) and switches oneDNN and
+NNPACK off (``apply_portable_backends``, inside every pinned computation); convolutions then run
+as ATen im2col + MKL gemm. It costs speed (MKL's SSE2 branch, no oneDNN, no NNPACK): a training
+step of the demo's SmallCNN at 48 px, batch 64, one thread, takes about 2.7 times as long (AMD EPYC
+Zen 4: 40 steps 16.8 s against 6.0 s), which the demo pays for with a narrower SmallCNN (16-32-64-128
+channels: the same step in the portable mode about as fast as the 32-64-128-128 one natively). It
 needs AVX2: on an older CPU ATen and OpenBLAS would take other kernels (so OpenBLAS is left alone
 there). Thread counts stay where they are (``shared.pinned`` fixes them per computation).
 
 When the variables are read: numpy and its OpenBLAS at ``import numpy``, which ``import torch``
-does; MKL and ATen at their first computation. So set them before ``import torch`` (and numpy);
+(and pandas, matplotlib) does; MKL and ATen at their first computation. So set them before
+``import torch`` (and numpy): every chapter imports mlbook first;
 set after ``import torch`` but before any tensor is computed, MKL's and ATen's still hold, numpy's
 not; set after a computation, MKL's and ATen's are ignored too. ``describe`` shows what is in force::
 
@@ -48,6 +53,7 @@ This module imports nothing of mlbook, and torch only inside the functions that 
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _numpy_avx512_features() -> str:
@@ -76,8 +82,8 @@ PORTABLE_ENV: dict[str, str] = {
     "NPY_DISABLE_CPU_FEATURES": _numpy_avx512_features(),
 }
 
-#: ``MLBOOK_PORTABLE=1`` switches the mode on (``mlbook/__init__.py`` sets the environment at import,
-#: ``experiments.shared.pinned`` the backends around every cached computation).
+#: ``MLBOOK_PORTABLE=0`` switches the mode off (``mlbook/__init__.py`` sets the environment at import
+#: otherwise, ``experiments.shared.pinned`` the backends around every cached computation of a portable profile).
 SWITCH = "MLBOOK_PORTABLE"
 
 # MKL's CNR constants (mkl_service.h)
@@ -89,9 +95,25 @@ _CBWR_BRANCHES = {0: "OFF", 1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 5: 
 
 
 def portable_enabled(environ=os.environ) -> bool:
-    """The portable mode is opt-in: on with ``MLBOOK_PORTABLE=1`` (the committed figures come from the
-    default mode; the portable one trains about 2.5 times slower)."""
-    return environ.get(SWITCH, "0").strip() == "1"
+    """The portable mode is the default (the committed figures come from it); ``MLBOOK_PORTABLE=0``
+    switches it off (each CPU's fastest kernels: about 2.5 times faster training, other bits)."""
+    return environ.get(SWITCH, "1").strip() != "0"
+
+
+#: set by ``set_portable_environment``: numpy was loaded before the variables were set (its own loops
+#: and OpenBLAS had chosen their kernels already)
+_numpy_before = {"value": False}
+
+
+def environment_in_force(environ=os.environ) -> bool:
+    """Whether this process runs with the portable environment: every variable of ``PORTABLE_ENV``
+    holds the mode's value (a user's own value wins, and then the mode is not in force) and numpy
+    was not loaded before they were set. Cheap (no torch call); ``in_force`` asks the libraries."""
+    if not _x86_64():
+        return False
+    wanted = {key: value for key, value in PORTABLE_ENV.items()
+              if key != "OPENBLAS_CORETYPE" or _has_avx2()}
+    return all(environ.get(key) == value for key, value in wanted.items()) and not _numpy_before["value"]
 
 
 def _x86_64() -> bool:
@@ -120,6 +142,8 @@ def set_portable_environment(environ=os.environ) -> dict:
     changed = {}
     if not _x86_64():
         return changed
+    if environ is os.environ and "numpy" in sys.modules and "NPY_DISABLE_CPU_FEATURES" not in environ:
+        _numpy_before["value"] = True
     for key, value in PORTABLE_ENV.items():
         if key == "OPENBLAS_CORETYPE" and not _has_avx2():
             continue
@@ -211,23 +235,23 @@ def numpy_state() -> tuple[bool | None, str | None]:
 
 
 def in_force() -> bool:
-    """Whether the portable settings hold in this process (MKL's branch, ATen's capability, oneDNN
-    and NNPACK off, numpy without AVX-512 loops, OpenBLAS on Haswell kernels), whatever
-    ``MLBOOK_PORTABLE`` says. Like ``describe``, it fixes MKL's branch and ATen's capability for
-    the process."""
+    """Whether the portable settings of the process hold (MKL's branch, ATen's capability, numpy
+    without AVX-512 loops, OpenBLAS on Haswell kernels), whatever ``MLBOOK_PORTABLE`` says; oneDNN
+    and NNPACK are switched per computation (``apply_portable_backends``, inside
+    ``experiments.shared.pinned``). Like ``describe``, it fixes MKL's branch and ATen's capability
+    for the process."""
     import torch
 
     avx512, core = numpy_state()
     return (mkl_cbwr_branch() in (None, PORTABLE_ENV["MKL_CBWR"])
             and torch.backends.cpu.get_cpu_capability().lower() == PORTABLE_ENV["ATEN_CPU_CAPABILITY"]
-            and not torch.backends.mkldnn.enabled and not torch._C._get_nnpack_enabled()
             and avx512 is not True and core in (None, PORTABLE_ENV["OPENBLAS_CORETYPE"]))
 
 
 def describe() -> str:
     """One line saying what is in force, for a chapter to print, e.g. ``numerics: portable (MKL CNR
-    branch COMPATIBLE, ATen CPU capability AVX2, oneDNN off, NNPACK off, numpy AVX-512 off,
-    OpenBLAS Haswell)``. Asking fixes MKL's branch and ATen's capability for the process (each
+    branch COMPATIBLE, ATen CPU capability AVX2, oneDNN and NNPACK off in every computation, numpy
+    AVX-512 off, OpenBLAS Haswell)``. Asking fixes MKL's branch and ATen's capability for the process (each
     reads its variable once): call it after ``set_portable_environment``."""
     import torch
 
@@ -243,6 +267,9 @@ def describe() -> str:
     else:
         mode = f"native ({SWITCH}=0)"
     numpy_simd = {True: "on", False: "off", None: "unknown"}[avx512]
+    # oneDNN and NNPACK are switched per computation (pinned), whatever holds at this moment
+    kernels = ("oneDNN and NNPACK off in every computation" if mode == "portable"
+               else f"oneDNN {'on' if onednn else 'off'}, NNPACK {'on' if nnpack else 'off'}")
     return (f"numerics: {mode} (MKL CNR branch {branch or 'unknown'}, ATen CPU capability {capability}, "
-            f"oneDNN {'on' if onednn else 'off'}, NNPACK {'on' if nnpack else 'off'}, "
+            f"{kernels}, "
             f"numpy AVX-512 {numpy_simd}, OpenBLAS {core or 'unknown'})")

@@ -50,6 +50,8 @@ class Profile:
     trunk_sizes: tuple = ()       # ((trunk, input side), ...): a trunk read at another side than image_size
     threads: int | None = 1       # CPU threads of every computation (None: torch's default); fixed,
                                   # so the numbers do not depend on the machine's core count
+    portable: bool = True         # portable numerics (mlbook.numerics): the same bits on any x86-64 CPU;
+                                  # the full profile keeps the fast kernels and compares with a tolerance
 
     def replace(self, **changes) -> "Profile":
         return dataclasses.replace(self, **changes)
@@ -89,7 +91,7 @@ _PROFILES = {
     "full": Profile(
         name="full", gen_train=0, gen_test=0, gen_classes=0, gen_image_size=0,
         image_size=448, backbone="resnet101", backbone_epochs=0, head_epochs=30,
-        finetune_epochs=60, batch_size=32, num_workers=8, in_memory=False, threads=None,
+        finetune_epochs=60, batch_size=32, num_workers=8, in_memory=False, threads=None, portable=False,
         trunk_sizes=(("alexnet", 224),),   # the ranking paper's AlexNet is a 224/227 px network
     ),
 }

@@ -31,16 +31,17 @@ DRY_RUN_FLAGS = {"limit_images": LIMIT_ENV, "max_steps": STEPS_ENV}   # handed t
 
 
 def weights_parameter(pairs: list[str] | None) -> dict | None:
-    """``["resnet101=/w/r101.pth", ...]`` -> {"resnet101": "/w/r101.pth"}; a malformed pair is an error."""
+    """``["resnet101=/w/r101.pth", ...]`` -> {"resnet101": "/w/r101.pth"}; a malformed pair or a missing
+    file is a ValueError naming the flag (the CLI's one line, exit 2)."""
     if not pairs:
         return None
     out = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"--weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not {pair!r}")
+            raise ValueError(f"--weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not {pair!r}")
         if not Path(path).is_file():
-            raise SystemExit(f"--weights {name}: no such file {path}")
+            raise ValueError(f"--weights {name}: no such file {path}")
         out[name] = str(Path(path).resolve())
     return out
 
@@ -96,17 +97,14 @@ def stage_lanes(stage: list[Path], profile: str, lanes: int | None = None) -> in
 def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None, download: bool) -> None:
     """Before any work: every ImageNet trunk the chosen chapters need in this profile has a file
     (given with --weights NAME=FILE, or in the torch hub cache), checked, or one message lists
-    every one that is missing."""
+    every one that is missing (``WeightsError``, a ValueError: the CLI's error, exit 2)."""
     from .weights import require_weights
 
     if get_profile(profile).backbone == "small_cnn":
         return
     needed = sorted({paper.trunk for p in todo if (paper := papers.of_chapter(p.stem))})
     if needed:
-        try:
-            require_weights(needed, weights, download=download)
-        except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"error: {err}") from None
+        require_weights(needed, weights, download=download)
 
 
 def require_chapter_data(todo: list[Path], profile: str, args) -> None:
@@ -121,7 +119,7 @@ def require_chapter_data(todo: list[Path], profile: str, args) -> None:
         missing += [f"--{d}-root" for d in needed if not getattr(args, f"{d}_root", None)]
     if missing:
         flags = ", ".join(dict.fromkeys(missing))
-        raise SystemExit(f"error: the {profile} profile reads real data only; the chosen chapters need {flags} "
+        raise ValueError(f"the {profile} profile reads real data only; the chosen chapters need {flags} "
                          "(see README: data roots)")
 
 
@@ -289,7 +287,7 @@ def set_dry_run(args) -> dict:
     limits = {flag: getattr(args, flag, None) for flag in DRY_RUN_FLAGS}
     for flag, value in limits.items():
         if value is not None and value < 1:
-            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
         if value is not None:
             os.environ[DRY_RUN_FLAGS[flag]] = str(value)
         else:

@@ -3,7 +3,9 @@
 Re-runs the chosen chapters (``mlbook reproduce``) into a scratch folder and compares
 every results CSV they write with the committed ones (``figures/<chapter>/*.csv``),
 number by number and verdict by verdict; prints a scorecard per chapter and a table
-of every difference; exit status 0 when everything is identical, 1 otherwise.
+of every difference, then what they mean (``verify_explain``: which claims changed verdict, old → new,
+and whether every changed number lies inside the intervals the book prints, so that noise reads apart
+from a broken result); exit status 0 when everything is identical, 1 otherwise.
 
 Conventions of the comparison (``compare_trees``):
 
@@ -47,6 +49,7 @@ from pathlib import Path
 from .profiles import project_root
 from .report import TIMINGS_FILE
 from .reproduce import chapters as book_chapters, select
+from .verify_explain import explain
 
 # a number: not glued on its left to a word character or '.', nor hyphenated to a letter
 # ('cadm-2', 'ResNet-101' and 'top-3' are names; '0.12-0.25' is two numbers)
@@ -95,6 +98,8 @@ class Difference:
     kind: str
     committed: str
     now: str
+    # the committed row (header -> cell) of a cell difference: what verify_explain judges it by
+    cells: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclasses.dataclass
@@ -257,7 +262,8 @@ def compare_rows(score: ChapterScore, name: str, a: tuple, b: tuple, rtol: float
             kind = compare_cell(score, column, row_a[at_a], row_b[at_b], rtol)
             if kind:
                 score.differences.append(Difference(name, row_label(keys_a[key], row_a), column, kind,
-                                                    *excerpt(row_a[at_a], row_b[at_b])))
+                                                    *excerpt(row_a[at_a], row_b[at_b]),
+                                                    cells=dict(zip(header_a, row_a))))
 
 
 # --- two trees ------------------------------------------------------------------------------
@@ -336,6 +342,7 @@ def format_report(report: Report) -> str:
                                                                    d.now)) + " |")
     if len(differences) > MAX_SHOWN:
         lines.append(f"\n… and {len(differences) - MAX_SHOWN} more difference(s)")
+    lines += explain(report.committed, report.now, differences)
     return "\n".join(lines)
 
 

@@ -8,8 +8,9 @@ matching the hash prefix of a torchvision-style file name, its keys and shapes t
 named network. Nothing is downloaded unless ``download=True`` or ``MLBOOK_DOWNLOAD_WEIGHTS=1``
 (``--download-weights``). ``require_weights`` checks every file a run needs before any work;
 ``imagenet_network`` builds a whole torchvision network from its checked file (the trunks that
-read it are in ``models.backbones``). torchvision is imported on first use only (it costs about
-a second).
+read it are in ``models.backbones``); ``write_random_weights`` writes a random stand-in file for a
+dry run (``python -m mlbook weights random``). torchvision is imported on first use only (it costs
+about a second).
 """
 from __future__ import annotations
 
@@ -285,6 +286,25 @@ def imagenet_state_dict(name: str, weights=None, download: bool | None = None,
     if not path.is_file():
         raise WeightsNotFound(_missing_message([name], weights, flag))
     return check_weights_file(name, path, flag, given=given is not None)
+
+
+RANDOM_SUFFIX = "-random-init.pth"   # no hex hash in the name: the check tests keys and shapes only
+
+
+def write_random_weights(name: str, folder, seed: int = 0) -> Path:
+    """``<folder>/<name>-random-init.pth``: ``name`` as torchvision initialises it, saved as a state dict
+    (the check accepts it), for a dry run of the full profile without ImageNet's files (its numbers
+    mean nothing). ResNets get zero-initialised residual branches: with torchvision's default init a
+    random ResNet-152's conv5 maps reach about 7e8 on a 448 px image, past float16 (65504), the
+    frozen maps' storage, where every loss is NaN; zero-initialised, they stay below 1."""
+    kw = {"zero_init_residual": True} if name.startswith("resnet") else {}
+    spec = _spec(name)
+    path = Path(folder) / f"{name}{RANDOM_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):   # seeded without moving the caller's random stream
+        torch.manual_seed(seed)
+        torch.save(spec.builder(weights=None, **kw).state_dict(), path)
+    return path
 
 
 def imagenet_network(name: str, weights=None, download: bool | None = None, flag: str = "--weights") -> nn.Module:

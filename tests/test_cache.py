@@ -333,3 +333,48 @@ def test_results_are_memory_mapped_so_weights_they_keep_take_no_memory_until_rea
     assert _rss_bytes() - before < 64 * 2 ** 20                          # neither holds the 256 MB
     assert torch.equal(computed["scores"], loaded["scores"]) and loaded["scores"][0, 0] == 0.25
     assert loaded["state_dict"]["fc6"][-5:].tolist() == [1.0] * 5        # read on demand, the same values
+
+
+def test_run_time_state_never_enters_a_code_fingerprint():
+    """A module-level memo (MiniLM's loaded model, the data fingerprints, AP rows) fills as a process
+    works: were its value part of a fingerprint, a warm run (the model never loaded: the vectors are
+    cached) would find every ranking run of chapter 07 stale and train it again. Memos are lower-case
+    names by the package's convention, and ``_constant_name`` leaves them (and ``__file__``) out."""
+    from mlbook import papers, word_vectors
+    from mlbook.experiments import transformation_ranking
+
+    fresh = experiments._fingerprint.__wrapped__
+    before = dict(fresh((transformation_ranking.run, word_vectors._minilm_model)))
+    word_vectors._models["sentinel"] = object()
+    try:
+        after = dict(fresh((transformation_ranking.run, word_vectors._minilm_model)))
+    finally:
+        word_vectors._models.pop("sentinel")
+    assert before == after
+    every = {}
+    for paper in papers.PAPERS:
+        every.update(fresh((papers.experiment_module(paper.key).run,)))
+    assert not [k for k in every if k.rsplit(".", 1)[1].startswith("__")]      # no __file__ (a path), no __name__
+    assert not [k for k in every if k.endswith(("._models", "._fingerprints", "._ap_rows", "._measured"))]
+
+
+def test_module_level_memos_are_lower_case():
+    """An empty dict, list or set bound at module level is run-time state (a memo): it must carry a
+    lower-case name, so that no code fingerprint reads it as a constant."""
+    import ast
+
+    package = Path(experiments.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+                continue
+            value = node.value
+            empty = ((isinstance(value, ast.Dict) and not value.keys)
+                     or (isinstance(value, (ast.List, ast.Set)) and not value.elts)
+                     or (isinstance(value, ast.Call) and getattr(value.func, "id", "") in ("dict", "list", "set")))
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            if empty and any(name.upper() == name for name in names):
+                offenders.append(f"{path.name}:{node.lineno} {names}")
+    assert not offenders, offenders

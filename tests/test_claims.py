@@ -244,13 +244,14 @@ def test_claims_data_loads_and_is_complete():
 
 def write(tmp_path, name, rows):
     path = tmp_path / name
-    pd.DataFrame(rows, columns=list(claims.COLUMNS)).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=list(claims.COLUMNS) + ["registered"]).to_csv(path, index=False)
     return path
 
 
 GOOD = {"id": "06.a.voc", "chapter": "06_rlsd", "dataset": "voc", "text": "t", "quoted": "true", "source": "s",
         "better": "RLSD", "worse": "CNN+LSTM", "metrics": "mAP", "test": "superiority", "margin": 0,
-        "margin_source": "", "direction": "higher", "fixed": "", "paired": "false", "note": ""}
+        "margin_source": "", "direction": "higher", "fixed": "", "paired": "false", "note": "",
+        "registered": "2026-11-28"}
 
 
 @pytest.mark.parametrize("change, field", [

@@ -116,14 +116,21 @@ def test_random_bytes_are_not_a_pytorch_weights_file(tmp_path, capsys):
 def test_weights_are_not_read_by_the_small_profiles_and_say_so(tmp_path, capsys):
     weights = tmp_path / "w.pth"
     torch.save({"w": torch.zeros(1)}, weights)
-    # --limit-images 0 fails after the note and before any work
+    # a device this machine lacks fails after the note and before any work
     code, _, err = run(["reproduce", "--profile", "smoke", "--weights", f"{PAPER.trunk}={weights}",
-                        "--limit-images", "0"], capsys)
+                        "--device", "gpu"], capsys)
     lines = err.splitlines()
-    assert code == 1 and len(lines) == 2 and "Traceback" not in err, err
+    assert code == 2 and len(lines) == 2 and "Traceback" not in err, err
     assert lines[0] == ("note: --weights not read: the smoke profile trains the small CNN from scratch "
                         "(only the full profile starts from ImageNet weights)")
-    assert lines[1] == "--limit-images must be at least 1, not 0"
+    assert lines[1].startswith("error: --device gpu: not a device")
+
+
+def test_random_weights_files_name_a_bad_network_in_one_line(tmp_path, capsys):
+    code, out, err = run(["weights", "random", "--out", str(tmp_path / "w"), "--networks", "alexnet,resnet9"], capsys)
+    assert one_error_line(code, err).startswith("error: --networks 'alexnet,resnet9': no ImageNet weights known for "
+                                                "resnet9; networks with weights: ")
+    assert code == 2 and out == "" and not (tmp_path / "w").exists()     # checked before any file is written
 
 
 # --- device ------------------------------------------------------------------------------------------
@@ -141,6 +148,23 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(capsys, quiet_cache_log, 
 def test_a_device_this_machine_lacks_is_refused(capsys, quiet_cache_log, device, expected):
     code, out, err = run(["train", "--method", "list", "--device", device], capsys)
     assert one_error_line(code, err).startswith(f"error: {expected}") and code == 2 and out == ""
+
+
+@pytest.mark.parametrize("command", [["bench", "decode"], ["bench", "train", "--steps", "1"]])
+@pytest.mark.parametrize("device, expected", [
+    ("nonsense", "error: --device nonsense: not a device"),
+    ("cuda", "error: --device cuda: no CUDA device on this machine (torch.cuda.is_available() is False)")])
+def test_bench_checks_its_device_before_any_work(capsys, command, device, expected):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    code, out, err = run([*command, "--device", device], capsys)
+    assert one_error_line(code, err).startswith(expected) and code == 2 and out == ""
+
+
+def test_bench_device_as_typed():
+    proc = shell("bench", "decode", "--device", "nonsense")
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: --device nonsense: not a device (") and len(proc.stderr.splitlines()) == 1
 
 
 def test_the_device_probe_of_a_process_without_torch(monkeypatch):
@@ -261,18 +285,53 @@ def test_verify_removes_the_empty_scratch_folder_of_a_failed_run(home, capsys, m
 
 # --- reproduce: what already answered well -----------------------------------------------------------
 
-@pytest.mark.parametrize("flags, code, expected", [
-    (["--chapters", "99"], 2, "error: --chapters: no chapter matches '99'; chapters are: 00_"),
-    (["--chapters", ","], 2, "error: --chapters ',' names no chapter"),
-    (["--weights", "x"], 1, "--weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not 'x'"),
-    (["--weights", "resnet101=/missing"], 1, "--weights resnet101: no such file /missing"),
+@pytest.mark.parametrize("flags, expected", [
+    (["--chapters", "99"], "error: --chapters: no chapter matches '99'; chapters are: 00_"),
+    (["--chapters", ","], "error: --chapters ',' names no chapter"),
+    (["--weights", "x"], "error: --weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not 'x'"),
+    (["--weights", "resnet101=/missing"], "error: --weights resnet101: no such file /missing"),
+    (["--profile", "huge"], "error: argument --profile: invalid choice: 'huge'"),
 ])
-def test_reproduce_bad_flags_are_one_line(capsys, flags, code, expected):
+def test_reproduce_bad_flags_are_one_line(capsys, flags, expected):
     got, out, err = run(["reproduce", *flags], capsys)
-    assert got == code and one_error_line(got, err).startswith(expected) and out == ""
+    assert got == 2 and one_error_line(got, err).startswith(expected) and out == ""
 
 
 def test_reproduce_bad_weights_pair_as_typed():
     proc = shell("reproduce", "--weights", "x")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "--weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not 'x'"
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: --weights takes NAME=FILE (e.g. resnet101=/w/resnet101.pth), not 'x'"
+
+
+def test_a_full_profile_chapter_without_its_data_roots_is_one_line(tmp_path, capsys):
+    import torchvision
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in getattr(torchvision.models, PAPER.trunk)(weights=None).state_dict().items()}
+    weights = tmp_path / f"{PAPER.trunk}.pth"   # the trunk's keys and shapes (the check passes) in 0.3 MB: one zero
+    torch.save({k: torch.zeros(()).expand(shape) for k, shape in shapes.items()}, weights)
+    code, out, err = run(["reproduce", "--profile", "full", "--chapters", PAPER.number, "--no-build",
+                          "--output-dir", str(tmp_path / "out"), "--weights", f"{PAPER.trunk}={weights}"], capsys)
+    line = one_error_line(code, err)
+    assert code == 2 and line.startswith("error: the full profile reads real data only; the chosen chapters need ")
+    assert all(f"--{d}-root" in line for d in PAPER.datasets) and not (tmp_path / "out").exists()
+
+
+# --- dry-run limits: named, before any work ----------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["reproduce"], ["train", "--method", "list"], ["plan"]])
+@pytest.mark.parametrize("flag, value", [("--limit-images", "0"), ("--limit-images", "-4"), ("--max-steps", "0"),
+                                         ("--limit-images", "four")])
+def test_a_dry_run_limit_below_one_names_its_flag(capsys, quiet_cache_log, command, flag, value):
+    code, out, err = run([*command, flag, value], capsys)
+    line = one_error_line(code, err)
+    assert code == 2 and out == "" and line.startswith(f"error: argument {flag}: "), line
+    assert (f"must be at least 1, not {value}" if value.lstrip("-").isdigit() else
+            f"takes an integer of at least 1, not '{value}'") in line
+
+
+def test_a_dry_run_limit_as_typed():
+    proc = shell("reproduce", "--profile", "full", "--limit-images", "0", "--max-steps", "1")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == ("error: argument --limit-images: must be at least 1, not 0 "
+                                   "(see: python -m mlbook reproduce --help)")

@@ -106,6 +106,20 @@ def test_streamed_maps_are_the_disk_maps_computed_on_the_device_stage(tmp_path):
     assert seen == [torch.Size([4, 4, 4, 4]), torch.Size([3, 4, 4, 4])]
 
 
+def test_maps_past_float16_stop_where_they_are_made_not_as_a_nan_loss(tmp_path):
+    """Random ResNet weights with torchvision's default init give conv5 maps near 7e8, past float16 where
+    the maps are kept: streamed or written to disk, they stop with a line naming the cause (chapter 04's
+    dry run on a small NUS-WIDE copy stopped instead with "loss became nan", streamed maps unchecked)."""
+    trunk = Trunk().eval()
+    with torch.no_grad():
+        trunk.conv.weight.mul_(1e8)
+    stream = features.StreamedMaps(Images(4), lambda: trunk, (4, 4, 4))
+    with pytest.raises(FloatingPointError, match=r"streamed Trunk maps: not finite in float16 .*weights random"):
+        features.map_apply(lambda x: x.sum((1, 2, 3)), stream)
+    with pytest.raises(FloatingPointError, match="not finite in float16"):
+        features.write_maps(tmp_path / "m.f16", Images(4), lambda: trunk, (4, 4, 4), "cpu", 2, "test")
+
+
 def test_map_helpers_on_tensors_are_the_calls_the_demo_always_made():
     maps = torch.randn(5, 3, 2, 2).half()
     y = torch.arange(5)

@@ -233,8 +233,8 @@ def test_set_portable_environment_keeps_the_users_values():
     assert numerics.set_portable_environment(env) == {}     # a second call changes nothing
 
 
-def test_portable_mode_is_opt_in():
-    assert not numerics.portable_enabled({})
+def test_portable_mode_is_the_default():
+    assert numerics.portable_enabled({})
     assert numerics.portable_enabled({"MLBOOK_PORTABLE": "1"})
     assert not numerics.portable_enabled({"MLBOOK_PORTABLE": "0"})
 

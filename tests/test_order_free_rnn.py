@@ -56,6 +56,31 @@ def test_order_free_rnn_shapes_and_gradients(order, attention):
     assert (model.matt is None) == (not attention)
 
 
+@pytest.mark.parametrize("order", ofr.ORDERS)
+def test_classes_without_a_positive_leave_the_loss_finite(order):
+    """A dry run's few images leave most of NUS-WIDE's 81 classes without a positive (and a loader may
+    pass an image without a label): a class of frequency 0 is ranked, ties broken by class index, never
+    divided by, and the loss and every gradient stay finite."""
+    classes = 81
+    model = tiny_model(order, classes=classes).train()
+    maps, _ = batch(n=5, classes=classes)
+    y = torch.zeros(5, classes)
+    for image, labels in enumerate(([3, 40], [40], [7], [3, 7, 80])):   # 77 classes without a positive, image 4 none
+        y[image, labels] = 1.0
+    rank = baselines.label_rank(y, "rare" if order == "rare" else "frequency")
+    assert sorted(rank.tolist()) == list(range(classes))
+    if order == "rare":
+        assert rank[[0, 1, 2, 79, 80, 3, 7, 40]].tolist() == [0, 1, 2, 76, 77, 78, 79, 80]
+    else:
+        assert rank[[3, 7, 40, 80, 0, 1]].tolist() == [0, 1, 2, 3, 4, 5]
+    seq = baselines.fixed_order_sequences(y, rank)
+    assert seq[4].tolist() == [-1, -1, -1]
+    loss = model.loss(maps, y, None if order == "learned" else seq)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_baseline_shapes_and_gradients():
     maps, y = batch()
     head = baselines.LinearHead(D, C)

@@ -46,12 +46,12 @@ def test_one_run_by_hand_from_the_shapes(full_plan):
     loader = (workers * costs.PREFETCH + 1) * batch * 3 * 448 * 448 * 4
     host = (costs.PROCESS_GIB + costs.CUDA_HOST_GIB) * 2 ** 30 + 2 * 4 * weights + loader    # the file + the network
     # on a GPU the runs train in the chapter's process, beside every result it has loaded: each one's test
-    # scores and two arrays derived from them, [N_test, C] float32, 119 runs (features excluded)
+    # scores and two arrays derived from them, [N_test, C] float32, 125 runs (features excluded)
     runs = [r for c, r in plan.grid_runs(get_profile("full")) if c == "06_rlsd" and r.paper != "features"]
-    assert len(runs) == 119
+    assert len(runs) == 125
     results = sum(SPLIT_SIZES[r.dataset][1] * NUM_CLASSES[r.dataset] * 4 * 3 for r in runs)
     assert row["host GiB"] == round((host + results) / 2 ** 30, 2)
-    chapter = _group(full_plan, "06", "the chapter's process: 119 results loaded", "voc, coco, nuswide")
+    chapter = _group(full_plan, "06", "the chapter's process: 125 results loaded", "voc, coco, nuswide")
     assert chapter["host GiB"] == round((costs.PROCESS_GIB + costs.CUDA_HOST_GIB + results / 2 ** 30), 2)
     gpu_hours = n * flops / (costs.GPU_PEAK["h200"] * 0.4) / 3600
     assert row["GPU hours"] == round(gpu_hours, 2)

@@ -19,7 +19,9 @@ def test_every_indexed_table_is_packaged():
 
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/reference is not present (a user's clone)")
 def test_package_copy_matches_shared_reference():
-    for csv in sorted(SHARED.glob("*.csv")):
+    shared = sorted(SHARED.glob("*.csv"))
+    assert shared, f"no reference tables in {SHARED}"   # an empty folder must not pass by checking nothing
+    for csv in shared:
         packaged = Path(report.__file__).parent / "reference" / csv.name
         assert packaged.read_text() == csv.read_text(), csv.name
 

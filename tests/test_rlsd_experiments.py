@@ -90,6 +90,9 @@ def test_grid_trains_every_row_with_every_seed():
             if row.regions == "ft" and d == "nuswide":
                 continue
             assert all((d, name, s) in keys for s in (0, 1, 2)), (name, d)
+    for d in ("voc", "coco", "nuswide"):   # the layer per training seed (its claim's seeds), proposals once
+        assert all((d, "localization (region set)", s) in keys for s in (0, 1, 2))
+        assert (d, "selective search", 0) in keys and (d, "selective search", 1) not in keys
     for r in runs:   # a row that starts from CNN+LSTM runs in a later wave than CNN+LSTM
         if r.row in rlsd_setup.ROW_SPECS and rlsd_setup.ROW_SPECS[r.row].init:
             assert r.wave > next(q.wave for q in runs if q.key == (r.dataset, "CNN+LSTM", r.train_seed))
@@ -236,7 +239,9 @@ def _fake(dataset: str, n: int = 40, boxes: bool = True, big: bool = False):
         results[dataset, "CNN-RNN", s].update(sequences=None, pred=pred)
     stage = {"regions_test": torch.tensor([[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 48.0, 48.0]]).expand(n, 2, 4),
              "counts_test": torch.full((n,), 2), "side": 48}
-    results[dataset, "localization (region set)", 0] = results[dataset, "selective search", 0] = stage
+    results[dataset, "selective search", 0] = stage                    # fixed: one proposal set
+    for s in range(3):                                                  # the layer: one per training seed
+        results[dataset, "localization (region set)", s] = stage
     return data, rlsd_evidence.table_results(results)
 
 
@@ -267,7 +272,19 @@ def test_claim_values_give_every_primary_metric_of_every_claim():
         for better, worse in values.values():
             assert better.shape[-1] == worse.shape[-1] == 8 and torch.isfinite(better).all(), claim.id
         row = claims.evaluate(claim, values, **{k: v for k, v in options.items() if k in ("scale", "published")})
-        assert row["verdict"] in claims.VERDICTS
+        assert row["verdict"] == claims.combine([   # the rule applied to the row's own numbers
+            claims.NOT_RESOLVED if m["too_few_seeds"] else claims.verdict(
+                m["low"], m["high"], test=m["test"], margin=m["margin"], direction=m["direction"])
+            for m in row["measurements"]]), claim.id
+
+
+def test_regions_claim_reads_a_layer_per_seed_and_one_proposal_set():
+    trained = {*rlsd_setup.ROW_SPECS, *rlsd_setup.BASELINE_ROWS}
+    claim = claims.get("06.regions_vs_proposals.coco")
+    assert claim.fixed == ("selective search",)
+    values = rlsd.claim_values(claim, _evidence(claim, _fake("coco"), trained), metrics.image_weights(40, 7, seed=1))
+    for better, worse in values.values():
+        assert better.shape == (3, 8) and worse.shape == (1, 8)
 
 
 def test_testability_follows_the_data_not_the_outputs():

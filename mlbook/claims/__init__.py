@@ -2,13 +2,21 @@
 rule that turns intervals into a verdict.
 
 Layout: ``standard`` (claims, interval, rule, one table row), ``tables`` (a chapter's claims
-tables), ``power`` (detectable effects, multiplicity, the measured error rate).
+tables), ``power`` (detectable effects, multiplicity, the measured error rate), ``stability`` (the
+chance that an independent rerun gives the same verdict).
 
 **Claims are data.** ``mlbook/reference/claims_<chapter>.csv`` (one file per chapter; a ``claims.csv`` beside them is read too)
-holds one row per claim and data set, written before any run: the paper's words (``quoted``, with
-where they stand) or the book's measurable reading; the rows compared (``better`` should beat
+holds one row per claim and data set, with the date it was registered (``registered``: most rows were
+written in their chapter on 2026-11-28, after early demo runs, and moved here on 2026-11-29), never
+"before any run": the paper's words (``quoted``, with where they stand) or the book's measurable reading; the rows compared (``better`` should beat
 ``worse``); the primary metric(s); the test, its margin and the words that give the number.
 ``load`` validates them. Secondary metrics are shown in the evidence, never voted.
+
+**Amendments stay visible.** A test changed after its result was seen keeps the original beside
+it (``amended``, ``original_test``, ``original_margin``, ``original_better``/``original_worse``,
+``original_metrics``, ``original_direction``, ``amendment_reason``; ``Claim.original``).
+``evaluate`` judges both, and the claims table shows the original's verdict and the reason next to
+the amended one: a reader can see what was changed after the data spoke.
 
 **The interval.** Each compared row is trained with S training seeds on fixed data; its metric is
 computed on the test set and on R bootstrap resamples of the test images, the same resamples for
@@ -45,11 +53,19 @@ verdicts with 3 / 5 / 10 seeds: seed noise only 4.3 / 4.9 / 5.1%, image noise on
 4.6%, both 4.6 / 4.9 / 4.4% (Monte Carlo SE about 0.35 points); two primary metrics correlated at
 0.8 (3 seeds, both noises): supported 0.9%, contradicted 1.05%. The percentile bootstrap over seeds
 used before gave 16.8% (3 seeds, seed noise). ``multiplicity`` says what 5% means for a chapter.
+
+**Stability** (``stability.p_same``, the table's last column): the chance that an independent rerun
+(another ``--seed``: new data, backbone and training seeds) gives the same verdict, from the claim's
+Δ, SE and df: the rerun's Δ' ~ Normal(Δ, 2σ²) and SE'² ~ σ² χ²_df/df, with σ² ~ SE² df/χ²_df,
+read through the rule above (several metrics independent). Calibrated by simulation over a spread
+of true effects (tests/test_claims_stability.py); Σ (1 − P) is the number of verdicts a rerun is
+expected to change (chapter 00).
 """
 from __future__ import annotations
 
 from .power import false_verdict_rate, multiplicity, power_table
 from .standard import (
+    AMENDMENT,
     CLAIMS_DIR,
     COLUMNS,
     CONTRADICTED,
@@ -64,6 +80,7 @@ from .standard import (
     NOT_RESOLVED,
     NOT_TESTABLE,
     N_RESAMPLES,
+    P_SAME,
     SUPPORTED,
     TESTS,
     VERDICTS,
@@ -76,9 +93,11 @@ from .standard import (
     mde,
     verdict,
 )
+from .stability import claim_p_same, expected_changes, p_same
 from .tables import TIDY, published_delta, table, tidy
 
 __all__ = [
+    "AMENDMENT",
     "false_verdict_rate",
     "multiplicity",
     "power_table",
@@ -96,6 +115,7 @@ __all__ = [
     "NOT_RESOLVED",
     "NOT_TESTABLE",
     "N_RESAMPLES",
+    "P_SAME",
     "SUPPORTED",
     "TESTS",
     "VERDICTS",
@@ -107,6 +127,9 @@ __all__ = [
     "load",
     "mde",
     "verdict",
+    "claim_p_same",
+    "expected_changes",
+    "p_same",
     "TIDY",
     "published_delta",
     "table",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import math
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,7 +27,12 @@ MC_GUARD = 4.0             # escalate when an end is this many Monte Carlo SEs f
 CLAIMS_DIR = Path(__file__).parents[1] / "reference"
 COLUMNS = ("id", "chapter", "dataset", "text", "quoted", "source", "better", "worse", "metrics", "test",
            "margin", "margin_source", "direction", "fixed", "paired", "note")
-DISPLAY = ("id", "data set", "claim", "source", "compared", "test", "primary", "evidence", "verdict")
+#: when a row was registered and, for a test changed after its result was seen, the original test
+AMENDMENT = ("registered", "amended", "original_test", "original_margin", "original_better", "original_worse",
+             "original_metrics", "original_direction", "amendment_reason")
+P_SAME = "P(same verdict on rerun)"     # claims.stability.p_same: how often an independent rerun agrees
+DISPLAY = ("id", "registered", "data set", "claim", "source", "compared", "test", "primary", "evidence", "verdict",
+           "original test (amended claims)", P_SAME)
 SUPPORTED, CONTRADICTED, NOT_RESOLVED, NOT_TESTABLE = VERDICTS
 
 
@@ -48,6 +54,34 @@ class Claim:
     fixed: tuple[str, ...] = ()     # rows without training seeds (a fixed algorithm, a constant)
     paired: bool = False            # both rows read from the same trained models (seed-paired)
     note: str = ""
+    registered: str = ""            # ISO date the claim was written down (the registry: required)
+    # a test changed after its result was seen keeps the original beside it: empty = unchanged
+    amended: str = ""               # ISO date of the change
+    original_test: str = ""
+    original_margin: float | None = None
+    original_better: str = ""
+    original_worse: str = ""
+    original_metrics: tuple[str, ...] = ()
+    original_direction: str = ""
+    amendment_reason: str = ""
+
+    def original(self) -> Claim | None:
+        """The claim as registered before its amendment (None if never amended): the original
+        test, margin, rows, metrics and direction where they differ; a replaced fixed row's
+        replacement is fixed too."""
+        if not self.amended:
+            return None
+        better, worse = self.original_better or self.better, self.original_worse or self.worse
+        fixed = tuple(new for old, new in ((self.better, better), (self.worse, worse)) if old in self.fixed)
+        test = self.original_test or self.test
+        margin = self.original_margin if self.original_margin is not None else (
+            self.margin if test == self.test else 0.0)
+        return dataclasses.replace(
+            self, test=test, margin=margin, better=better, worse=worse, fixed=fixed,
+            metrics=self.original_metrics or self.metrics, direction=self.original_direction or self.direction,
+            margin_source=(self.margin_source or "the original test's margin: amendment_reason") if margin else "", amended="", original_test="",
+            original_margin=None, original_better="", original_worse="", original_metrics=(),
+            original_direction="", amendment_reason="")
 
     def __post_init__(self):
         problem = _problem(dataclasses.asdict(self))
@@ -75,8 +109,25 @@ def _problem(c: dict) -> tuple[str, str] | None:
         ("margin_source", c["margin"] == 0 or c["margin_source"].strip(), "must give the words behind a margin"),
         ("fixed", set(c["fixed"]) <= {c["better"], c["worse"]}, "names a row the claim does not compare"),
         ("paired", not (c["paired"] and c["fixed"]), "a fixed row cannot be seed-paired"),
+        ("registered", not c["registered"] or _is_date(c["registered"]), "must be an ISO date (YYYY-MM-DD)"),
+        ("amended", not c["amended"] or (_is_date(c["amended"]) and c["amended"] >= c["registered"]),
+         "must be an ISO date, not before 'registered'"),
+        ("amendment_reason", bool(c["amended"]) == bool(c["amendment_reason"].strip()),
+         "an amended claim says why, and only an amended one"),
+        ("amended", c["amended"] or not any(c[k] for k in AMENDMENT[2:8] if k != "original_margin")
+         and c["original_margin"] is None, "an original test needs the date it was amended"),
+        ("original_test", not c["original_test"] or c["original_test"] in TESTS, f"must be one of {TESTS}"),
+        ("original_direction", not c["original_direction"] or c["original_direction"] in DIRECTIONS,
+         f"must be one of {DIRECTIONS}"),
     ]
     return next(((field, message) for field, ok, message in checks if not ok), None)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return datetime.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 # --- the claims data ----------------------------------------------------------------------
@@ -85,17 +136,20 @@ def _parse(raw: dict, where: str) -> Claim:
     def fail(field, message):
         raise ValueError(f"{where}, field '{field}': {message}")
 
-    fields = {k: (raw.get(k) or "").strip() for k in COLUMNS}
+    fields = {k: (raw.get(k) or "").strip() for k in COLUMNS + AMENDMENT}
     for field, default in (("quoted", ""), ("paired", "false")):       # "paired" may be left empty
         word = (fields[field] or default).lower()
         if word not in ("true", "false"):
             fail(field, f"must be true or false, not {fields[field]!r}")
         fields[field] = word == "true"
-    try:
-        fields["margin"] = float(fields["margin"] or 0)
-    except ValueError:
-        fail("margin", f"must be a number of points, not {fields['margin']!r}")
-    for field in ("metrics", "fixed"):
+    for field in ("margin", "original_margin"):
+        try:
+            fields[field] = float(fields[field]) if fields[field] else 0.0 if field == "margin" else None
+        except ValueError:
+            fail(field, f"must be a number of points, not {fields[field]!r}")
+    if not fields["registered"]:
+        fail("registered", "every registered claim carries the date it was registered")
+    for field in ("metrics", "fixed", "original_metrics"):
         fields[field] = tuple(x.strip() for x in fields[field].split(";") if x.strip())
     fields["test"], fields["direction"] = fields["test"] or "superiority", fields["direction"] or "higher"
     problem = _problem(fields)
@@ -334,7 +388,8 @@ def _measurement(claim: Claim, metric: str, r: dict, scale: float, published) ->
             f"({'; '.join(details)})" + (f" → {v}" if len(claim.metrics) > 1 else ""))
     return {"metric": metric, "delta": scale * r["delta"], "low": low, "high": high, "se": se, "df": r["df"],
             "seeds": r["seeds"], "n_resamples": r["n_resamples"], "published_delta": pub, "mde": detects,
-            "metric_verdict": v, "test": claim.test, "margin": claim.margin, "image_var": scale ** 2 * r["image_var"],
+            "metric_verdict": v, "test": claim.test, "margin": claim.margin, "direction": claim.direction,
+            "too_few_seeds": too_few, "image_var": scale ** 2 * r["image_var"],
             "seed_parts": [(scale ** 2 * s2, S) for s2, S in r["seed_parts"]], "text": text}
 
 
@@ -352,15 +407,46 @@ def mde(se: float, df: float, level: float = LEVEL, power: float = 0.8) -> float
 
 def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float = 100.0, testable: bool = True,
              why_not: str = "", secondary: dict[str, float] | None = None,
-             published: dict[str, float] | None = None, seed: int = 0) -> dict:
-    """One row of a claims table: the display columns (``DISPLAY``) and ``"measurements"``.
+             published: dict[str, float] | None = None, seed: int = 0, original_values=None,
+             original_published: dict[str, float] | None = None) -> dict:
+    """One row of a claims table: the display columns (``DISPLAY``; ``P_SAME`` is added by
+    ``tables.table`` from the measurements) and ``"measurements"``.
 
     ``values``: {metric: (better [S, 1+R], worse [S, 1+R])} used as given, or a callable
     ``values(weights [1+R, N]) -> that dict`` with ``n_images`` given: it is evaluated on
     N_RESAMPLES resamples (``image_weights(n_images, N_RESAMPLES, seed)``) and, if an end lies
     near a decision boundary, on MAX_RESAMPLES. ``scale`` turns values into points. ``secondary``:
     Δ (points) of other metrics, shown only; ``published``: the paper's own Δ per metric.
+
+    An amended claim (``Claim.original``) is judged by its original test too, on
+    ``original_values`` (the same forms; default ``values``, right where the original compares
+    the same rows): its verdict, evidence and the reason for the change fill the column
+    "original test (amended claims)", so that a reader sees both verdicts side by side.
     """
+    row = _evaluate_one(claim, values, n_images=n_images, scale=scale, testable=testable, why_not=why_not,
+                        secondary=secondary, published=published, seed=seed)
+    row = {"registered": claim.registered, **row, "original test (amended claims)": ""}
+    original = claim.original()
+    if original is not None:
+        try:
+            before = _evaluate_one(original, values if original_values is None else original_values,
+                                   n_images=n_images, scale=scale, testable=testable, why_not=why_not,
+                                   published=published if original_published is None else original_published,
+                                   seed=seed)
+            said = f"{before['verdict']}: {before['evidence']}"
+        except KeyError as missing:      # the evidence no longer measures the original's rows or metrics
+            before, said = {"verdict": NOT_TESTABLE}, f"not recomputed here ({missing})"
+        row["original verdict"] = before["verdict"]
+        row["original test (amended claims)"] = (
+            f"registered {claim.registered}, amended {claim.amended}. Original: {original.better} vs "
+            f"{original.worse}, {_test_text(original)}{'' if original.direction == 'higher' else ', lower is better'}"
+            f" on {', '.join(original.metrics)} → {said}. Why changed: {claim.amendment_reason}")
+    return row
+
+
+def _evaluate_one(claim: Claim, values, *, n_images, scale, testable, why_not, secondary=None, published=None,
+                  seed=0) -> dict:
+    """``evaluate`` of one test (the claim's own or its original)."""
     row = {"id": claim.id, "data set": claim.dataset,
            "claim": f"“{claim.text}”" if claim.quoted else f"{claim.text} (the book's reading)",
            "source": claim.source, "compared": f"{claim.better} vs {claim.worse}", "test": _test_text(claim),

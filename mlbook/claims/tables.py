@@ -1,18 +1,28 @@
-"""A chapter's claims as tables: one row per claim (``table``), one per claim and metric (``tidy``), and
-the paper's own Δ read from its published table (``published_delta``)."""
+"""A chapter's claims as tables: one row per claim (``table``, with the chance that a rerun agrees,
+``stability.p_same``), one per claim and metric (``tidy``), and the paper's own Δ read from its
+published table (``published_delta``)."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
-from .standard import DISPLAY, VERDICTS
+from .stability import p_same
+from .standard import DISPLAY, P_SAME, VERDICTS
 
 
 # --- tables -------------------------------------------------------------------------------
 
 def table(rows: list[dict]) -> pd.DataFrame:
     """The display table (no "measurements"; verdicts checked; no cell holds a '|', which would
-    split a Markdown table's columns)."""
-    df = pd.DataFrame([{k: r.get(k, "") for k in DISPLAY} for r in rows], columns=list(DISPLAY))
+    split a Markdown table's columns). ``P_SAME`` is ``stability.p_same`` of the row's
+    measurements unless the row gives it, to 2 decimals."""
+    def same(r):
+        if P_SAME in r or r.get("verdict") not in VERDICTS:     # a bad verdict is reported below
+            return r.get(P_SAME, math.nan)
+        p = p_same(r.get("measurements", []), r["verdict"])
+        return round(p, 2) if p == p else p      # NaN (no measurements) stays NaN
+    df = pd.DataFrame([{**{k: r.get(k, "") for k in DISPLAY}, P_SAME: same(r)} for r in rows], columns=list(DISPLAY))
     if df.astype(str).apply(lambda col: col.str.contains("|", regex=False)).any().any():
         raise ValueError("a claims cell contains '|', which breaks the Markdown table")
     bad = set(df["verdict"]) - set(VERDICTS)
@@ -22,7 +32,8 @@ def table(rows: list[dict]) -> pd.DataFrame:
 
 
 TIDY = ("id", "data set", "metric", "test", "margin", "delta", "low", "high", "se", "df", "seeds_better",
-        "seeds_worse", "n_resamples", "published_delta", "mde", "metric_verdict", "verdict")
+        "seeds_worse", "n_resamples", "published_delta", "mde", "metric_verdict", "verdict", "direction",
+        "too_few_seeds")      # the last two: what stability.p_same needs beyond the interval
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:

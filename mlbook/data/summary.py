@@ -24,7 +24,8 @@ few) and left out of ``loaded``. A split fails the check (``failed_splits``, the
 CLI's exit 1) when it cannot be read, when any image is unreadable, or when it
 loads no image: ``no_images`` then says why in one line, naming the folder that
 is missing or empty. ``notes`` name a missing folder that is not fatal (VOC's
-``Annotations/``: no boxes).
+``Annotations/``: no boxes). A Visual Genome root (``summarize_regions``) is checked the same
+way, its images and regions in one part, "regions", instead of two splits.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from PIL import Image
 
 from .base import DataFormatError, MultiLabelData
+from .visual_genome import read_regions
 
 #: unreadable images named per split (all are counted)
 NAMED_UNREADABLE = 10
@@ -107,14 +109,19 @@ def _no_images(root: Path, data: MultiLabelData, problems: list[str | None]) -> 
     if not len(data):
         return f"none of the {data.listed} listed images has a label (skipped: " + \
             ", ".join(f"{n} {r}" for r, n in sorted(data.skipped.items())) + ")"
-    first = Path(data.image_paths[0])
+    return _none_on_disk(root, data.image_paths, problems, "the split's")
+
+
+def _none_on_disk(root: Path, paths: list, problems: list[str | None], whose: str) -> str:
+    """One line: why none of ``paths`` (listed, not empty) loads: no folder, no file, or no decoding."""
+    first = Path(paths[0])
     folder = _image_folder(root, first)
     if not folder.is_dir():
-        return f"{folder}/: no such folder; expected the split's {len(data)} images there (e.g. {first.name})"
+        return f"{folder}/: no such folder; expected {whose} {len(paths)} images there (e.g. {first.name})"
     if all(p == "missing" for p in problems):
-        return f"none of the split's {len(data)} images is in {folder}/ (e.g. {first.name} is not)"
-    path, why = next((p, w) for p, w in zip(data.image_paths, problems) if w != "missing")
-    return f"none of the split's images on disk decodes (e.g. {path}: {why})"
+        return f"none of {whose} {len(paths)} images is in {folder}/ (e.g. {first.name} is not)"
+    path, why = next((p, w) for p, w in zip(paths, problems) if w != "missing")
+    return f"none of {whose} images on disk decodes (e.g. {path}: {why})"
 
 
 def _notes(dataset: str, root: Path) -> list[str]:
@@ -145,14 +152,9 @@ def summarize(dataset: str, root: str | Path, strict: bool = False) -> dict:
             continue
         result["classes"] = data.classes
         s = split_summary(data)
-        problems = _image_problems(data.image_paths)
-        missing = problems.count("missing")
-        unreadable = [(p, why) for p, why in zip(data.image_paths, problems) if why not in (None, "missing")]
+        s["skipped"], unreadable, problems = _checked_images(data.image_paths, s["skipped"])
         s["labelled"] = len(data)   # the images the statistics below count
-        s["loaded"] = len(data) - missing - len(unreadable)
-        extra = {k: n for k, n in (("missing_image", missing), ("unreadable_image", len(unreadable))) if n}
-        if extra:
-            s["skipped"] = dict(sorted({**s["skipped"], **extra}.items()))
+        s["loaded"] = len(data) - problems.count("missing") - len(unreadable)
         if unreadable:
             s["unreadable_images"] = [{"file": str(p), "error": why} for p, why in unreadable[:NAMED_UNREADABLE]]
         if not s["loaded"]:
@@ -165,6 +167,43 @@ def summarize(dataset: str, root: str | Path, strict: bool = False) -> dict:
             s["malformed_values"] = [{"file": str(m.file), "line": m.line, "value": m.value,
                                       "read_as": m.read_as} for m in bad]
         result["splits"][split] = s
+    return result
+
+
+def _checked_images(paths: list, listed_skipped: dict) -> tuple[dict, list, list]:
+    """Every one of ``paths`` decoded (``image_problem``): (``listed_skipped`` with the images missing
+    and not decoding added, [(path, why)] of those that do not decode, the problem of each path)."""
+    problems = _image_problems(paths)
+    unreadable = [(p, why) for p, why in zip(paths, problems) if why not in (None, "missing")]
+    extra = {k: n for k, n in (("missing_image", problems.count("missing")), ("unreadable_image", len(unreadable)))
+             if n}
+    return dict(sorted({**listed_skipped, **extra}.items())), unreadable, problems
+
+
+def summarize_regions(root: str | Path) -> dict:
+    """A Visual Genome root (``--vg-root``, RLSD's region set) as ``read_regions`` reads it, in the
+    shape of ``summarize`` with one part, "regions", for the splits (the release has none): the images
+    image_data.json lists, those on disk that decode (``loaded``), the regions read, those dropped
+    (``skipped``), regions per image."""
+    result = {"dataset": "vg", "root": str(root), "strict": False, "splits": {}}
+    try:
+        vg = read_regions(root)
+    except DataFormatError as e:
+        result["splits"]["regions"] = {"error": str(e)}
+        return result
+    paths = [im.path for im in vg]
+    skipped, unreadable, problems = _checked_images(paths, vg.skipped)
+    counts = [len(im.boxes) for im in vg]
+    s = {"listed": len(vg), "loaded": len(vg) - problems.count("missing") - len(unreadable), "skipped": skipped,
+         "regions": sum(counts), "images_without_regions": counts.count(0),
+         "regions_per_image": {"min": min(counts, default=0), "max": max(counts, default=0),
+                               "mean": round(sum(counts) / max(len(counts), 1), 3)}}
+    if unreadable:
+        s["unreadable_images"] = [{"file": str(p), "error": why} for p, why in unreadable[:NAMED_UNREADABLE]]
+    if not s["loaded"]:
+        s["no_images"] = (_none_on_disk(Path(root), paths, problems, "image_data.json's") if paths
+                          else "image_data.json lists no image")
+    result["splits"]["regions"] = s
     return result
 
 
@@ -184,6 +223,20 @@ def failed_splits(summary: dict) -> dict[str, str]:
     return out
 
 
+def _format_loaded(split: str, s: dict) -> list[str]:
+    """The lines every part of a summary starts with: listed, loaded, skipped, why none, unreadable."""
+    skipped = ", ".join(f"{n} {reason}" for reason, n in s["skipped"].items()) or "none"
+    lines = [f"  {split}: {s['listed']} listed, {s['loaded']} loaded (skipped: {skipped})"]
+    if "no_images" in s:
+        lines.append(f"    no image loaded: {s['no_images']}")
+    if s.get("unreadable_images"):
+        bad = s["unreadable_images"]
+        lines.append(f"    unreadable images: {s['skipped']['unreadable_image']}"
+                     + (f" (the first {len(bad)}):" if len(bad) < s["skipped"]["unreadable_image"] else ":"))
+        lines.extend(f"      {u['file']}: {u['error']}" for u in bad)
+    return lines
+
+
 def format_summary(summary: dict) -> str:
     """The summary as text for a terminal."""
     lines = [f"{summary['dataset']} at {summary['root']}"]
@@ -191,16 +244,13 @@ def format_summary(summary: dict) -> str:
         if "error" in s:
             lines.append(f"  {split}: not readable: {s['error']}")
             continue
-        skipped = ", ".join(f"{n} {reason}" for reason, n in s["skipped"].items()) or "none"
+        lines.extend(_format_loaded(split, s))
+        if "regions" in s:   # Visual Genome (summarize_regions)
+            rpi = s["regions_per_image"]
+            lines.append(f"    regions: {s['regions']}; per image min {rpi['min']}, mean {rpi['mean']}, max "
+                         f"{rpi['max']}; images without regions: {s['images_without_regions']}")
+            continue
         lpi = s["labels_per_image"]
-        lines.append(f"  {split}: {s['listed']} listed, {s['loaded']} loaded (skipped: {skipped})")
-        if "no_images" in s:
-            lines.append(f"    no image loaded: {s['no_images']}")
-        if s.get("unreadable_images"):
-            bad = s["unreadable_images"]
-            lines.append(f"    unreadable images: {s['skipped']['unreadable_image']}"
-                         + (f" (the first {len(bad)}):" if len(bad) < s["skipped"]["unreadable_image"] else ":"))
-            lines.extend(f"      {u['file']}: {u['error']}" for u in bad)
         lines.extend(f"    note: {n}" for n in s.get("notes", ()))
         if s.get("malformed_values"):
             bad = s["malformed_values"]

@@ -8,7 +8,8 @@ Layout, as the Visual Genome release: ``<root>/image_data.json`` (a list of
 
 ``read_regions`` reads them; ``read_objects`` reads the release's ``objects.json``
 (object boxes), which only ``region_object_counts`` needs. ``write_generated_regions``
-writes a generated stand-in in the same format whose regions are VG-like: most hold two
+(``generate_for_profile``: ``python -m mlbook data generate --dataset vg``) writes a
+generated stand-in in the same format whose regions are VG-like: most hold two
 or three nearby objects ("cup and bowl"), some one object with an attribute ("red cup"),
 some only background ("blue sky"), drawn by a rule of their own (``describe_regions``),
 not by the ft-RPN clustering the RLSD chapter fine-tunes on.
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..profiles import get_profile
 from .base import DataFormatError, require_file, require_root
 
 IMAGE_FOLDERS = ("VG_100K", "VG_100K_2", "images")
@@ -337,3 +339,14 @@ def write_generated_regions(root: str | Path, n_images: int = 64, image_size: in
     (root / "region_descriptions.json").write_text(json.dumps(described))
     (root / "objects.json").write_text(json.dumps(objects_doc))
     return root
+
+
+def generate_for_profile(profile, root: str | Path, seed: int = 0) -> Path:
+    """``write_generated_regions`` at the sizes of a profile's generated data sets (as many images as
+    its generated training split, of its image side and classes): ``python -m mlbook data generate``'s
+    Visual Genome stand-in; the full profile has none."""
+    prof = get_profile(profile)
+    if prof.gen_train <= 0:
+        raise ValueError(f"the {prof.name} profile reads real data; it has no generated data set")
+    return write_generated_regions(root, n_images=prof.gen_train, image_size=prof.gen_image_size, seed=seed,
+                                   n_classes=prof.gen_classes)

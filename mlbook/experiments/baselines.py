@@ -15,6 +15,12 @@ scores; CNN-RNN keeps the first k labels of a beam search that continues past EN
 (``sequences_topk``: END is not a candidate, so the search ranks labels by their scores
 until k are emitted). CNN-RNN's own variable-length rule, every label emitted before END (a
 beam search in which END is a candidate), is kept as the named variant ``pred_until_end``.
+
+Ranking metrics (mAP, AP, mAP@10): a sequence model has no score per label, so CNN-RNN's
+``scores`` follow ``decoding.SEQUENCE_SCORE_RULE``: its model is run along the top-k path, a
+label on the path scores 1/2 + p/2 and any other label p/2, p the label's best step
+probability on the path (every emitted label above every other, no label at 0). Its top-k sets
+are read from the path, not from these scores.
 """
 from __future__ import annotations
 
@@ -121,8 +127,8 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         force: bool = False) -> dict:
     """Train and evaluate one baseline row on frozen features (cached).
 
-    Returns {"scores" [N_test, C] (for the sequence model: emission-rank scores of its top-k
-    labels), "sequences" and "sequences_topk" (CNN-RNN), "history", "k" (KNN)} and, after
+    Returns {"scores" [N_test, C] (for the sequence model: ``decoding.SEQUENCE_SCORE_RULE`` along
+    its top-k path), "sequences" and "sequences_topk" (CNN-RNN), "history", "k" (KNN)} and, after
     loading, "pred" (top-k), "metrics" (top-k and mAP) and, for CNN-RNN, "pred_until_end".
     """
     profile = get_profile(profile)
@@ -131,7 +137,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     name = features.trunk_of(profile, trunk)
     ctx = shared.context(dataset, profile, root, seed)
     data = ctx.data
-    config = {"chapter": "baselines", "method": row, "version": 4,
+    config = {"chapter": "baselines", "method": row, "version": 5,
               **ctx.key, "backbone": name,
               "image_size": profile.image_size, "weights": features.weights_name(weights, name),
               "settings": dataclasses.asdict(s), "train_seed": train_seed}
@@ -164,7 +170,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
             max_len = max(int(y_train.sum(1).max()), 1)
             out["sequences"] = model.decode(x_test, beam=s.beam, max_len=max_len)
             out["sequences_topk"] = cnn_rnn_topk(model, x_test, s.top_k, s.beam)
-            out["scores"] = sequences_to_sets(out["sequences_topk"], C)
+            out["scores"] = model.label_scores(x_test, out["sequences_topk"])
         return out
 
     result = ctx.cached("baseline", config, compute, code=(run,), force=force)

@@ -302,10 +302,12 @@ class StreamedMaps(LazyMaps):
         self.images, self.trunk_fn, self.loader_workers = images, trunk_fn, loader_workers
 
     def stage(self, batch):
-        trunk = self.trunk_fn()
-        images = batch[0]
-        trunk.to(images.device)
-        return (trunk_maps(trunk, images), *batch[1:])
+        trunk = self.trunk_fn().to(batch[0].device)
+        maps = trunk_maps(trunk, batch[0])
+        if not bool(torch.isfinite(maps).all()):   # as write_maps checks what it stores: not a NaN loss later
+            raise FloatingPointError(f"streamed {type(trunk).__name__} maps: not finite in float16 (wrong weights? "
+                                     "random ones for a dry run: python -m mlbook weights random)")
+        return (maps, *batch[1:])
 
     def rows(self, *columns) -> Dataset:
         return _Rows(lambda i: self.images[int(self.index[i])][0], len(self), columns, self.stage,
@@ -454,7 +456,6 @@ def weights_name(weights, name: str) -> str | None:
         return None
     path = weights_file(weights, name)
     return Path(path).name if path else WEIGHTS[name].file
-
 
 
 OPTIONS = ()

@@ -9,7 +9,9 @@ Stages (cached, on the frozen conv maps of the trunk; rows of ``run`` too, so a 
   (genuine Visual Genome at ``vg_root`` or the generated stand-in), then frozen;
   "localization (ft-RPN)" (Sec. IV-A): that layer fine-tuned on the clustered object boxes of
   the target training images. Each stores the regions the frozen layer gives every image
-  (training: the top and the lowest M/2 of all anchors by confidence; test: NMS, top M).
+  (training: the top and the lowest M/2 of all anchors by confidence; test: NMS, top M). The
+  region-set layer is trained once per training seed (its regions' claim reads them all); the
+  rows read training seed 0's layer, and ft-RPN fine-tunes that one.
 - "selective search": the proposals of every image (MCG replaced), selected by the SAME rule:
   training the first and the last M/2 of its whole ranking, test the first M.
 Rows (``ROW_SPECS``, one training seed each): the paper's CNN+LSTM (global mode, Eq. 14; also the
@@ -58,8 +60,8 @@ def grid(profile, datasets, seeds, boxed=("voc", "coco")) -> list[shared.Run]:
     """Every run of chapter 06, in waves: the stages; the ft-RPN layer (data sets with boxes), the
     baselines and the rows that start from scratch; then the rows that start from CNN+LSTM."""
     runs = shared.feature_runs(datasets, trunk=TRUNK)
-    runs += [shared.Run("rlsd", stage, d) for d in datasets for stage in ("localization (region set)",
-                                                                            "selective search")]
+    runs += [shared.Run("rlsd", "localization (region set)", d, s) for d in datasets for s in seeds]
+    runs += [shared.Run("rlsd", "selective search", d) for d in datasets]
     runs += [shared.Run("rlsd", "localization (ft-RPN)", d, wave=1) for d in datasets if d in boxed]
     runs += [dataclasses.replace(r, wave=1) for r in baselines.grid(profile, datasets, seeds,
                                                                       rows=tuple(BASELINE_ROWS.values()), trunk=TRUNK)]
@@ -140,7 +142,8 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     if row in STAGE_KEYS:
         if STAGE_KEYS[row] == "ss":
             return proposals(dataset, profile, root, seed, force=force, proposals_root=proposals_root)
-        return pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, STAGE_KEYS[row], force)
+        return pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, STAGE_KEYS[row], force,
+                                     train_seed=train_seed)
     profile = get_profile(profile)
     s = dataclasses.replace(settings_for(profile), **(settings or {}))
     side = image_side(profile)

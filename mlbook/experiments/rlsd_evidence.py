@@ -39,6 +39,7 @@ def table_results(results: dict) -> dict:
 TABLES = {"voc": "rlsd_table1_voc2007_ap", "coco": "rlsd_table3_coco_top3", "nuswide": "rlsd_table4_nuswide_top3"}
 PUBLISHED_NAMES = {"SS-CNN+LSTM": "MCG-CNN+LSTM"}          # our row -> the paper's row it stands in for
 STAGE_ROWS = {"localization layer": "localization (region set)", "selective search": "selective search"}
+SEEDED_STAGES = ("localization layer",)   # trained once per training seed (``rlsd.grid``); the proposals are fixed
 FIG8_CLASSES = ("bird", "fire hydrant", "kite")           # "visually small in the images of this dataset"
 AREA_BINS = {"large objects": (0.25, 0.5), "objects filling the image": (0.5, 1.01)}   # box area / image area
 MIN_PAIRS = 20            # (image, label) pairs an area bin needs before a recall in it is read
@@ -130,7 +131,8 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
     """{metric: (better [S, 1+R], worse [S, 1+R])} for ``claim`` on image resamples ``weights``.
 
     ``evidence.results``: ``run_all``'s results (paper or baseline row names). Rows: ``ROW_SPECS``, the paper's
-    names of the baselines, the stages as "localization layer" / "selective search" (fixed), and the
+    names of the baselines, the stages as "localization layer" (one per training seed) / "selective
+    search" (fixed), and the
     object-area bins of ``AREA_BINS`` (with metrics "recall <row>", seed-paired). Metrics: "mAP",
     "mAP@10" (per class), "AP <class>", "AP Fig. 8 classes" (mean AP of those of ``FIG8_CLASSES`` in
     the data), "CP" ... "OF1" (top 3, no floor) and "<metric> (floor 0.5)", "recall of small
@@ -145,11 +147,15 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
         return [results[d, key, t] for t in seeds]
 
     def values(row: str, metric: str) -> torch.Tensor:
-        if row in STAGE_ROWS:
-            st = results[d, STAGE_ROWS[row], 0]
-            stats = region_statistics(st["regions_test"], st["counts_test"], test.boxes, test.image_sizes, st["side"])
+        if row in STAGE_ROWS:   # the layer: one per training seed; selective search: one (fixed)
             key = {"region area": "area", "multi-object regions": "multi", "objects per region": "objects"}[metric]
-            return metrics.weighted_mean(stats["images"], stats[key], weights)[None]
+            out = []
+            for t in (seeds if row in SEEDED_STAGES else seeds[:1]):
+                st = results[d, STAGE_ROWS[row], t]
+                stats = region_statistics(st["regions_test"], st["counts_test"], test.boxes, test.image_sizes,
+                                          st["side"])
+                out.append(metrics.weighted_mean(stats["images"], stats[key], weights))
+            return torch.stack(out)
         if row in AREA_BINS:                                   # metric "recall <row>": that row's recall in the bin
             model = metric.removeprefix("recall ")
             return torch.stack([_area_recall(predictions(r, model, ignore=ign), test, weights, row)

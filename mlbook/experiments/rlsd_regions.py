@@ -96,8 +96,11 @@ def _anchor_targets(loc: LocalizationLayer, gts: list[torch.Tensor], h: int, w: 
 
 
 def _train_localization(loc: LocalizationLayer, maps, labels, targets, s: Settings, side: int, *,
-                        seed: int, device: str, folder: Path, epochs: int, desc: str) -> list[dict]:
-    """Eqs. 3-4 + confidence BCE on anchor minibatches (at most half positives), early stopped."""
+                        seed: int, device: str, folder: Path, epochs: int, desc: str,
+                        init_seed: int | None = None) -> list[dict]:
+    """Eqs. 3-4 + confidence BCE on anchor minibatches (at most half positives), early stopped; the
+    hold-out split from the data seed ``seed``, the minibatches from ``init_seed`` (default: ``seed``)."""
+    init_seed = seed if init_seed is None else init_seed
     def loss_fn(model, batch):
         x, lab, tgt = batch
         out = model(x.float(), side, details=True)
@@ -107,8 +110,8 @@ def _train_localization(loc: LocalizationLayer, maps, labels, targets, s: Settin
 
     fit_idx, val_idx = shared.holdout_split(len(maps), s.holdout, seed)
     part = lambda idx: torch.utils.data.TensorDataset(maps[idx], labels[idx], targets[idx])  # noqa: E731
-    torch.manual_seed(seed)
-    return fit(loc, part(fit_idx), loss_fn, epochs=epochs, batch_size=s.batch_size, device=device, seed=seed,
+    torch.manual_seed(init_seed)
+    return fit(loc, part(fit_idx), loss_fn, epochs=epochs, batch_size=s.batch_size, device=device, seed=init_seed,
                val_dataset=part(val_idx), patience=s.patience,
                make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=s.loc_lr),
                checkpoint=folder / "checkpoint.pt", desc=desc, progress=False)
@@ -150,12 +153,22 @@ LOC_KEYS = ("batch_size", "patience", "holdout", "train_regions", "test_regions"
             "anchor_batch", "loc_epochs", "loc_lr", "vg_images")
 
 
+def localization_seed(seed: int, train_seed: int) -> int:
+    """The torch seed of the localization layer trained with ``train_seed``: the data seed itself
+    for training seed 0 (the layer every row reads), ``seed + 1000 * train_seed`` for the others."""
+    return seed + 1000 * train_seed
+
+
 def pretrain_localization(dataset: str, profile, root: str | None = None, seed: int = 0, device: str = "auto",
-                          weights=None, vg_root: str | None = None, kind: str = "vg", force: bool = False) -> dict:
+                          weights=None, vg_root: str | None = None, kind: str = "vg", force: bool = False,
+                          train_seed: int = 0) -> dict:
     """The localization layer (cached): ``kind="vg"`` pre-trained on the region set (Sec. III-D-a);
     ``kind="ft"`` (RLSD+ft-RPN) that layer fine-tuned on the clustered object boxes of the
-    training images of ``dataset``. Returns {"state_dict", "history", "regions_train",
-    "counts_train", "regions_test", "counts_test", "n_images", "n_without_boxes", "seconds"}."""
+    training images of ``dataset``. ``train_seed``: its initialisation and minibatches
+    (``localization_seed``; the rows read training seed 0's layer, the paper's one pre-trained
+    layer; the other seeds measure how much the layer's regions vary with training). Returns
+    {"state_dict", "history", "regions_train", "counts_train", "regions_test", "counts_test",
+    "n_images", "n_without_boxes", "seconds"}."""
     if kind not in ("vg", "ft"):
         raise ValueError(f"kind must be 'vg' or 'ft', not {kind!r}")
     profile = get_profile(profile)
@@ -166,12 +179,13 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
     data = ctx.data
     vg = visual_genome(profile, vg_root, seed)
     config = {**base_config(f"localization_{kind}", dataset, profile, root, seed, weights, s, LOC_KEYS),
-              "vg": "real" if vg_root else "generated", "vg_images": len(vg)}
+              "vg": "real" if vg_root else "generated", "vg_images": len(vg),
+              **({"train_seed": train_seed} if train_seed else {})}   # seed 0: the key it always had
 
     def compute(folder: Path) -> dict:
         feats = frozen_features(dataset, profile, root, seed, device, weights)
         C, h, w = feats["train"].shape[1:]
-        torch.manual_seed(seed)
+        torch.manual_seed(localization_seed(seed, train_seed))
         loc = LocalizationLayer(C, len(ANCHOR_SCALES) * len(ANCHOR_RATIOS), s.loc_hidden)
         out: dict = {"side": side}
         start = time.perf_counter()
@@ -181,7 +195,8 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
             gts = [_scaled_xyxy(im.boxes, im.width, im.height, side) for im in vg]
             out.update(n_images=len(vg), n_without_boxes=0)
         else:
-            base = pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, "vg")
+            base = pretrain_localization(dataset, profile, root, seed, device, weights, vg_root, "vg",
+                                         train_seed=train_seed)
             loc.load_state_dict(base["state_dict"])
             if data.train.boxes is None:
                 raise ValueError(f"{dataset}: no object boxes in this format: RLSD+ft-RPN needs them")
@@ -192,7 +207,8 @@ def pretrain_localization(dataset: str, profile, root: str | None = None, seed: 
         labels, targets = _anchor_targets(loc, gts, h, w, side)
         out["history"] = _train_localization(loc, maps, labels, targets, s, side, seed=seed, device=device,
                                              folder=folder, epochs=s.loc_epochs,
-                                             desc=f"localization ({kind}) {dataset}")
+                                             desc=f"localization ({kind}) {dataset}",
+                                             init_seed=localization_seed(seed, train_seed))
         out["seconds"] = time.perf_counter() - start
         out["state_dict"] = {k: v.cpu() for k, v in loc.state_dict().items()}
         out["positives_per_image"] = float((labels == 1).sum(1).float().mean())

@@ -77,7 +77,7 @@ def data_key(dataset: str, profile: Profile, root: str | None, seed: int) -> dic
     return key
 
 
-_FINGERPRINTS: dict[int, tuple[Splits, str]] = {}   # id -> (the data, kept alive; its fingerprint)
+_fingerprints: dict[int, tuple[Splits, str]] = {}   # id -> (the data, kept alive; its fingerprint)
 
 
 def _file_size(path) -> int:
@@ -92,7 +92,7 @@ def data_fingerprint(data: Splits) -> str:
     """sha256 of what a model sees: image file names and sizes (a changed or truncated image is other
     data; the generated files are byte-identical run to run), labels, ignore masks and boxes of both
     splits (computed once per Splits object: ``splits`` hands every run the same one)."""
-    known = _FINGERPRINTS.get(id(data))
+    known = _fingerprints.get(id(data))
     if known is not None and known[0] is data:
         return known[1]
     h = hashlib.sha256()
@@ -104,8 +104,8 @@ def data_fingerprint(data: Splits) -> str:
             h.update(split.ignore.numpy().tobytes())
         if split.boxes is not None:
             h.update(repr([[(b.x, b.y, b.w, b.h, b.label) for b in bs] for bs in split.boxes]).encode())
-    _FINGERPRINTS[id(data)] = (data, h.hexdigest()[:16])
-    return _FINGERPRINTS[id(data)][1]
+    _fingerprints[id(data)] = (data, h.hexdigest()[:16])
+    return _fingerprints[id(data)][1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,14 +210,16 @@ def pinned(profile: Profile):
     """Compute with the profile's fixed CPU thread count (demo and smoke: 1) and deterministic
     algorithms, then restore. A float reduction split over another number of threads adds in
     another order, so results would depend on the machine's cores and on which process
-    computed a shared prerequisite; pinned, they do not."""
+    computed a shared prerequisite; pinned, they do not. In a portable profile (demo, smoke) with the
+    portable mode on (the default, ``mlbook.numerics``) oneDNN and NNPACK are off too: the same
+    bits on any x86-64 CPU."""
     old_threads = torch.get_num_threads()
     old_det, old_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if profile.threads is not None:
         torch.set_num_threads(profile.threads)
     # on CUDA some kernels have no deterministic version: warn instead of failing (DESIGN.md, "Determinism")
     torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
-    backends = numerics.apply_portable_backends() if numerics.portable_enabled() else None   # opt-in
+    backends = numerics.apply_portable_backends() if numerics_mode(profile) == "portable" else None
     try:
         yield
     finally:
@@ -225,6 +227,14 @@ def pinned(profile: Profile):
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
         if backends is not None:
             numerics.restore_backends(backends)
+
+
+def numerics_mode(profile: Profile) -> str:
+    """"portable" where the profile asks for portable numerics and the mode is on (and in force: set
+    before numpy and torch loaded), else "native"; part of every cached result's fingerprint, so a
+    result of one mode is never read as the other's."""
+    portable = profile.portable and numerics.portable_enabled() and numerics.environment_in_force()
+    return "portable" if portable else "native"
 
 
 def cached(method: str, config: dict, compute, profile: Profile, *, code, data, force: bool = False) -> dict:
@@ -241,7 +251,8 @@ def cached(method: str, config: dict, compute, profile: Profile, *, code, data, 
             for ckpt in folder.glob("checkpoint*.pt"):   # took disk; the result is written next
                 ckpt.unlink()
         return result
-    return cache.run(method, config, pinned_compute, code=code, data=data, force=force)
+    return cache.run(method, config, pinned_compute, code=code, data=data, numerics=numerics_mode(profile),
+                     force=force)
 
 
 # --- what a chapter's claims read ----------------------------------------------------------------

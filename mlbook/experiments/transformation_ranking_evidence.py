@@ -93,6 +93,8 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
         if metric == "mean Jaccard":
             if row == "chance":
                 return torch.full((1, weights.shape[0]), random_jaccard(y.shape[1]), dtype=torch.float64)
+            if row == "Jaccard 0.5":     # the constant of 07.complementary's original test
+                return torch.full((1, weights.shape[0]), 0.5, dtype=torch.float64)
             return mean_jaccard(results, d, seeds, weights)
         top = 5 if metric.endswith(TOP5) else 3
         preds = predictions(results, d, row, seeds, top)

@@ -2,8 +2,10 @@
 
 Every paper chapter writes ``figures/<chapter>/table_claims.csv`` (one row per claim, its id and
 verdict) and ``claims_measurements.csv`` (per claim and primary metric: Δ, interval, the paper's
-Δ); ``scorecard`` counts the verdicts per paper and ``scorecard_figure`` draws every measured Δ
-with its interval against the paper's own Δ. Nothing here is typed in: a claim that changes
+Δ); ``scorecard`` counts the verdicts per paper, and how many of them an independent rerun is
+expected to change (``rerun_changes``: Σ (1 − P(same verdict on rerun)), ``claims.stability``, from
+the measurements' own columns), and ``scorecard_figure`` draws every measured Δ with its interval
+against the paper's own Δ. Nothing here is typed in: a claim that changes
 verdict in a rerun changes the scorecard.
 """
 from __future__ import annotations
@@ -14,8 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..claims import VERDICTS
+from ..claims import LEVEL, NOT_TESTABLE, VERDICTS, expected_changes, load
 from ..papers import PAPERS
+from ..profiles import project_root
 
 
 def paper_chapters() -> dict[str, str]:
@@ -43,18 +46,95 @@ def read_measurements(figures: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def what_to_run_first(figures: Path, profile: str = "demo") -> str | None:
+    """One line naming the paper chapters with no claims table under ``figures`` yet and the command that
+    writes them (None when every paper chapter has run): the scorecard of a folder they have not filled
+    counts nothing, and a reader should learn why from one sentence, not from empty panels."""
+    missing = [c[:2] for c in paper_chapters() if not (Path(figures) / c / "table_claims.csv").is_file()]
+    if not missing:
+        return None
+    chapters = ",".join(missing)
+    try:   # the project's own folders by their short names (a notebook's output holds no machine path)
+        figures = Path(figures).resolve().relative_to(project_root().resolve())
+    except ValueError:
+        pass
+    return (f"no claims yet from chapter(s) {chapters} in {figures}/: run `python -m mlbook reproduce --profile "
+            f"{profile} --chapters {chapters}` first (`make reproduce` runs the whole book); the scorecard "
+            "counts only the chapters that have run")
+
+
+BOOK_OWN = "the book's own questions (all papers)"   # the scorecard's row of claims that quote no paper
+
+
+def quoted(table: pd.DataFrame) -> pd.Series:
+    """Per row of a claims table: whether the claim is a sentence of the paper (the registry's
+    ``quoted``; a row the registry no longer holds, from an older run, by its quotation marks)."""
+    registry = {c.id: c.quoted for c in load()}
+    if table.empty:
+        return pd.Series(dtype=bool)
+    by_text = table.get("claim", pd.Series("", index=table.index)).astype(str).str.startswith("“")
+    return pd.Series([registry.get(i, text) for i, text in zip(table["id"], by_text)], index=table.index, dtype=bool)
+
+
 def scorecard(figures: Path, label: str = "demo") -> pd.DataFrame:
-    """Per paper: how many claims are supported / contradicted / not resolved / not testable."""
+    """Per paper: how many of its own sentences are supported / contradicted / not resolved / not
+    testable; the book's own questions (its readings of tables, its controls, its options: not
+    the papers' words) are counted apart, on the last row, so that no paper is scored on them."""
     table = read_claims(figures)
     names = paper_chapters()
-    counts = pd.crosstab(table["chapter"], table["verdict"]).reindex(index=list(names),
-                                                                    columns=list(VERDICTS), fill_value=0)
-    counts = counts.fillna(0).astype(int)
+    own = quoted(table) if len(table) else pd.Series(dtype=bool)
+    papers = table[own] if len(table) else table
+    counts = pd.crosstab(papers["chapter"], papers["verdict"]).reindex(index=list(names),
+                                                                      columns=list(VERDICTS), fill_value=0)
+    book_own = table[~own]["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0) if len(table) else (
+        pd.Series(0, index=list(VERDICTS)))
+    counts = pd.concat([counts, book_own.to_frame(BOOK_OWN).T]).fillna(0).astype(int)
     counts["claims"] = counts.sum(axis=1)
-    counts.index = [f"[{names[c]}]({c})" for c in counts.index]
+    ids = set(table["id"][own]) if len(table) else set()
+    changes = rerun_changes(figures, ids).reindex(list(names))
+    book_changes = rerun_changes(figures, set(table["id"][~own]) if len(table) else set())
+    counts[f"changed by a rerun, expected ({label})"] = [*changes.round(1).values,
+                                                         round(book_changes.sum(), 1) if len(book_changes) else float("nan")]
+    counts.index = [f"[{names[c]}]({c})" for c in names] + [BOOK_OWN]
     counts.index.name = "paper"
     counts.columns = [f"{c} ({label})" if c in VERDICTS else c for c in counts.columns]
     return counts
+
+
+def expected_wrong(figures: Path) -> tuple[int, float]:
+    """(tested claims, the verdicts expected wrong by chance among them at the book's level): each
+    tested claim without a true effect is supported or contradicted with probability 1 − LEVEL
+    (measured, tests/test_claims.py), so n · (1 − LEVEL) is what chance alone gives if none had one."""
+    table = read_claims(figures)
+    n = int((table["verdict"] != NOT_TESTABLE).sum()) if len(table) else 0
+    return n, n * (1 - LEVEL)
+
+
+def rerun_changes(figures: Path, ids: set | None = None) -> pd.Series:
+    """Per paper chapter that has run: the number of its verdicts an independent rerun (another
+    ``--seed``) is expected to change, Σ over its claims of 1 − P(same verdict on rerun), computed
+    from its ``claims_measurements.csv`` (files written before the P column recompute it, with
+    the claims data's direction; NaN where even that is missing). Not-testable claims never change."""
+    m = read_measurements(figures)
+    if not m.empty and ids is not None:     # only these claims (the papers' sentences, or the book's own)
+        m = m[m["id"].isin(ids)]
+    if m.empty or "chapter" not in m:
+        return pd.Series(dtype=float, name="expected changes")
+    return expected_changes(m)["expected changes"]
+
+
+def rerun_text(figures: Path) -> str:
+    """The prose's words for ``rerun_changes``: "about 10.4 of 73 tested verdicts (Paper 1.2, ...)",
+    or why there is no number."""
+    changes = rerun_changes(figures)
+    if changes.empty:
+        return "not available (no paper chapter has run)"
+    if changes.isna().any():
+        return "not available (a claims file lacks what the formula needs)"
+    names = paper_chapters()
+    tested = len(read_measurements(figures).drop_duplicates(["chapter", "id"]))
+    parts = ", ".join(f"{names[c]} {n:.1f}" for c, n in changes.items())
+    return f"about {changes.sum():.1f} of {tested} tested verdicts ({parts})"
 
 
 def _short_id(claim_id: str) -> str:
@@ -69,7 +149,9 @@ def scorecard_figure(figures: Path, width: float = 8.0, row_height: float = 0.16
     measured Δ (points) with its interval, coloured by the claim's verdict, and the paper's own Δ
     where its tables give one (a cross). A panel's height grows with its number of measurements."""
     m = read_measurements(figures)
-    verdicts = read_claims(figures).set_index("id")["verdict"] if len(m) else pd.Series(dtype=str)
+    claims = read_claims(figures)
+    # a measurements file without its claims table (a chapter stopped between the two) draws grey
+    verdicts = claims.set_index("id")["verdict"] if len(m) and "id" in claims else pd.Series(dtype=str)
     colours = dict(zip(VERDICTS, ("tab:green", "tab:red", "tab:gray", "lightgray")))
     names = paper_chapters()
     empty = pd.DataFrame(columns=["id", "metric", "delta", "low", "high"])   # a chapter not run yet

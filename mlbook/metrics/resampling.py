@@ -50,7 +50,7 @@ def map_values(scores: Sequence[torch.Tensor], targets: torch.Tensor, weights: t
     return torch.stack([resampled_ap(s, targets, weights, ignore).nanmean(1) for s in scores])
 
 
-_AP_ROWS: dict = {}     # (ids of scores, targets, ignore; weights digest) -> (those objects, AP [1+R, C])
+_ap_rows: dict = {}     # (ids of scores, targets, ignore; weights digest) -> (those objects, AP [1+R, C])
 
 
 def resampled_ap(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, ignore=None) -> torch.Tensor:
@@ -60,11 +60,11 @@ def resampled_ap(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Ten
     time. The inputs are kept with the entry, so their ids cannot be reused while it lives."""
     digest = hashlib.blake2b(weights.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
     key = (id(scores), id(targets), id(ignore), digest)
-    hit = _AP_ROWS.get(key)
+    hit = _ap_rows.get(key)
     if hit is None:
-        if len(_AP_ROWS) >= 1024:      # at most ~200 MB of [1,001 x 24] float64 entries in the demo
-            _AP_ROWS.pop(next(iter(_AP_ROWS)))
-        hit = _AP_ROWS[key] = ((scores, targets, ignore), average_precision(scores, targets, ignore, weights=weights))
+        if len(_ap_rows) >= 1024:      # at most ~200 MB of [1,001 x 24] float64 entries in the demo
+            _ap_rows.pop(next(iter(_ap_rows)))
+        hit = _ap_rows[key] = ((scores, targets, ignore), average_precision(scores, targets, ignore, weights=weights))
     return hit[1]
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decoding import beam_search
+from ..decoding import beam_search, path_label_scores
 from ..losses import softmax_normalised_loss, warp_loss
 
 
@@ -152,3 +152,15 @@ class CNNRNN(nn.Module):
                                  max_len=max_len, end_index=self.num_classes if end else None)
             outs.append(seq.cpu())
         return torch.cat(outs)
+
+    @torch.no_grad()
+    def label_scores(self, feats: torch.Tensor, seqs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """[N, C] scores of the labels of decoded paths ``seqs`` [N, T] under
+        ``decoding.SEQUENCE_SCORE_RULE`` (emitted labels first, then each label's best step
+        probability along the path), for the ranking metrics."""
+        outs, dev = [], self.labels.weight.device
+        for i in range(0, feats.shape[0], batch_size):
+            context, state = self.begin(feats[i:i + batch_size].to(dev))
+            outs.append(path_label_scores(self.step_fn, context, state, seqs[i:i + batch_size], self.num_classes))
+        return torch.cat(outs)
+
