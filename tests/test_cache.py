@@ -377,4 +377,7 @@ def test_module_level_memos_are_lower_case():
             names = [t.id for t in targets if isinstance(t, ast.Name)]
             if empty and any(name.upper() == name for name in names):
                 offenders.append(f"{path.name}:{node.lineno} {names}")
+        for node in ast.walk(ast.parse(path.read_text())):   # a name rebound through `global` is state too
+            if isinstance(node, ast.Global):
+                offenders += [f"{path.name}:{node.lineno} global {name}" for name in node.names if name.upper() == name]
     assert not offenders, offenders

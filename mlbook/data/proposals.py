@@ -25,19 +25,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import numerics
+
 MIN_SIDE = 128   # selective search's graph segmentation needs more than a demo image's 48 px
 CACHE_VERSION = 1   # bump when the boxes a setting produces change
 
 
-_OPENCV_ONE_THREAD = False   # set once per process; a forked child inherits it
+_opencv_one_thread = False   # set once per process; a forked child inherits it
 
 
 def _ximgproc():
     """OpenCV with its contrib modules, on one thread. OpenCV's thread pool does not survive a fork:
     a forked ``run_all`` worker hung for ever in its first OpenCV call once the parent had searched on
     several threads. So mlbook never lets the pool start (processes are the parallelism), and sets
-    this before any OpenCV work in the process, never again after (the setting itself hung)."""
-    global _OPENCV_ONE_THREAD
+    this before any OpenCV work in the process, never again after (the setting itself hung). In the
+    portable numerics (``mlbook.numerics``) OpenCV's CPU-dispatched code (its AVX2/AVX-512 and IPP
+    paths: blurs and colour conversions inside the search) is off too, so the boxes do not depend on
+    the CPU."""
+    global _opencv_one_thread
     try:
         import cv2
     except ImportError:
@@ -46,9 +51,10 @@ def _ximgproc():
     if not hasattr(cv2, "ximgproc"):
         raise ImportError("this OpenCV has no ximgproc (contrib) module: uninstall opencv-python(-headless) "
                           "and pip install opencv-contrib-python-headless")
-    if not _OPENCV_ONE_THREAD:
+    if not _opencv_one_thread:
         cv2.setNumThreads(1)
-        _OPENCV_ONE_THREAD = True
+        cv2.setUseOptimized(not (numerics.portable_enabled() and numerics.environment_in_force()))
+        _opencv_one_thread = True
     return cv2
 
 

@@ -352,9 +352,11 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
 
 
 def _word_key(source: str, W: torch.Tensor, seed: int = 0, train_seed: int = 0) -> str:
-    """What a cache key records of the word vectors: the source, the control's d and draw, a file's hash."""
+    """What a cache key records of the word vectors: the source, the control's d and draw, the
+    vectors' hash (MiniLM's too: they change with the numerics mode, and a run must never read
+    another mode's vectors)."""
     if source == "minilm":
-        return source
+        return f"minilm:{hashlib.sha256(W.numpy().tobytes()).hexdigest()[:16]}"
     if source == "random":
         return f"random:d{W.shape[1]}:draw{RANDOM_DRAW * seed + train_seed}"
     return f"file:{Path(source).name}:{hashlib.sha256(W.numpy().tobytes()).hexdigest()[:16]}"
