@@ -269,8 +269,22 @@ def load_result(folder: Path) -> dict:
     """A stored result, its tensors memory-mapped from the file (copy-on-write, the file is never
     written): a chapter loads every run of its grid, and the weights some results keep (RLSD's
     VGG16 fc6 of 411 MB, for the rows that start from CNN+LSTM) take no memory until read, so the
-    chapter's process holds what it reads (scores, histories), not the grid's weights."""
-    return torch.load(folder / RESULT, map_location="cpu", weights_only=True, mmap=True)
+    chapter's process holds what it reads (scores, histories), not the grid's weights. The entry it
+    came from is remembered (``entry_of``), so what is derived from it can be cached in turn."""
+    result = torch.load(folder / RESULT, map_location="cpu", weights_only=True, mmap=True)
+    result[ENTRY] = f"{folder.parent.name}/{folder.name}:{_digest((folder / META).read_bytes())}"
+    return result
+
+
+#: the key of a loaded result that names its stored entry: "<method>/<config hash>:<digest of its
+#: fingerprints>" (a recomputed entry gets another); copies of the result made to add metrics carry it
+ENTRY = "cache_entry"
+
+
+def entry_of(result: dict) -> str | None:
+    """The stored entry a loaded result (or a copy of it) came from, or None for a result that was
+    never stored: a key for what is computed from loaded results (a chapter's claims, ``chapter.py``)."""
+    return result.get(ENTRY)
 
 
 _QUIET = contextvars.ContextVar("quiet", default=False)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 import pandas as pd
 
-from . import claims, papers, report
+from . import cache, claims, papers, report
 from .experiments.shared import Evidence
 
 #: glue names of the verdict counts: n_supported, n_contradicted, n_not_resolved, n_not_testable
@@ -52,12 +53,34 @@ def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0) -> lis
             for c in catalogue]
 
 
+def _cached_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int) -> list[dict]:
+    """``evaluate_claims``, cached (``runs/claims/``) by the stored entries of every result the
+    evidence holds (``cache.entry_of``: a retrained run is another entry), the claims as registered,
+    the seed and the code that measures them (the paper's experiments module and the claims and
+    metrics packages, whole): a warm rerun of a chapter reads its thousands of image resamples'
+    verdicts instead of recomputing them. Evidence with a result this process did not load (built
+    by hand, in a test) is evaluated afresh."""
+    entries = {f"{dataset}|{row}|{train_seed}": cache.entry_of(result)
+               for (dataset, row, train_seed), result in evidence.results.items()}
+    if None in entries.values():
+        return evaluate_claims(catalogue, evidence, module, seed)
+    config = {"chapter": chapter, "seed": seed, "claims": list(catalogue), "results": entries,
+              "seeds": list(evidence.seeds), "trained": {k: sorted(v) for k, v in evidence.trained.items()},
+              "test_images": {k: len(v.test) for k, v in evidence.data.items()}}
+    here = Path(__file__).parent
+    files = sorted([*(here / "claims").glob("*.py"), *(here / "metrics").glob("*.py"),
+                    *Path(module.__file__).parent.glob(Path(module.__file__).stem + "*.py")])
+    code = [evaluate_claims, module.claim_values, module.claim_options, *files]
+    return cache.run("claims", config, lambda folder: {"rows": evaluate_claims(catalogue, evidence, module, seed)},
+                     code=code, verbose=False)["rows"]
+
+
 def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None) -> ClaimsSection:
     """A paper chapter's claims, evaluated, saved and counted; ``glue`` (myst_nb's) receives the
     counts (``COUNT_NAMES``), ``n_claims``, ``multiplicity`` (its sentence) and ``rerun_changes``
     (one decimal)."""
     module = papers.get(chapter).experiments()
-    rows = evaluate_claims(claims.load(chapter), evidence, module, seed)
+    rows = _cached_rows(chapter, claims.load(chapter), evidence, module, seed)
     table = report.save_claims(rows, chapter)
     counts = {word: int((table["verdict"] == word).sum()) for word in claims.VERDICTS}
     tested = [r for r in rows if r["verdict"] != claims.NOT_TESTABLE]

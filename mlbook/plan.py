@@ -15,10 +15,11 @@ way, with the data and steps it is limited to.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
-from . import papers
+from . import cache, papers
 from .costs import GIB, GPU_PEAK, MACHINES, Context, RunCost, outputs_bytes, pooled_cost
 from .data import NUM_CLASSES
 from .experiments import features
@@ -183,3 +184,14 @@ def disk_note(table: pd.DataFrame, machine: str) -> str:
     return (f"note: every cached result of the book together takes {total:.1f} GiB, more than the {limit:.0f} GiB "
             f"disk of {machine} (and the data sets take their own): run the chapters one or a few at a time and "
             "move runs/ off the machine in between")
+
+
+def cached_plan(gpu: str = "h100", utilisation: float = 0.4, seeds: int = 3) -> pd.DataFrame:
+    """``plan`` of the full profile as the first page shows it, cached (``runs/plan/``) by the source of
+    every file of the package (the grids, costs and networks it counts): a warm book reads it back
+    instead of counting every network on the meta device again."""
+    files = sorted(Path(__file__).parent.rglob("*.py"))
+    stored = cache.run("plan", {"gpu": gpu, "utilisation": utilisation, "seeds": seeds},
+                       lambda folder: {"table": plan(gpu, utilisation, seeds).to_dict("split")},
+                       code=files, verbose=False)["table"]
+    return pd.DataFrame(stored["data"], index=stored["index"], columns=stored["columns"])

@@ -154,6 +154,10 @@ def data_dir() -> Path:
     return Path(os.environ.get("MLBOOK_DATA", project_root() / "data"))
 
 
+#: the run log in a chapter's figures folder: the one results-folder file `mlbook verify` never compares
+TIMINGS_FILE = "timings.csv"
+
+
 def figures_dir() -> Path:
     return Path(os.environ.get("MLBOOK_FIGURES", project_root() / "figures"))
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import claims
 from .cache import atomic_path, atomic_write_text
-from .profiles import dry_run_note, figures_dir, get_profile
+from .profiles import TIMINGS_FILE, dry_run_note, figures_dir, get_profile
 
 # --- published numbers ---------------------------------------------------------
 
@@ -176,9 +176,6 @@ def save_claims(rows: list[dict], chapter: str, caption: str = "Claims and verdi
     save_table(table.set_index("id"), chapter, "claims", caption, show=show)
     atomic_write_text(claims.tidy(rows).to_csv(index=False), chapter_dir(chapter) / "claims_measurements.csv")
     return table
-
-
-TIMINGS_FILE = "timings.csv"   # the run log: the one results-folder file `mlbook verify` never compares
 
 
 def save_timings(chapter: str, rows: list[dict]) -> None:

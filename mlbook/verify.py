@@ -46,8 +46,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .profiles import project_root
-from .report import TIMINGS_FILE
+from .profiles import TIMINGS_FILE, project_root
 from .reproduce import chapters as book_chapters, select
 from .verify_explain import explain
 
