@@ -94,6 +94,40 @@ def stage_lanes(stage: list[Path], profile: str, lanes: int | None = None) -> in
     return min(2, os.cpu_count() or 1) if preparing else 1
 
 
+def start_warm_probe(todo: list[Path], args, parameters: dict):
+    """``mlbook.warm`` started beside the preparing stage (so that it costs no wait), where its answer
+    could change the lanes: a CPU profile, no ``--lanes``, two or more paper chapters, two or more cores."""
+    chapters = {p.chapter for p in papers.PAPERS}
+    if (args.lanes or get_profile(args.profile).threads is None or (os.cpu_count() or 1) < 2
+            or sum(p.stem in chapters for p in todo) < 2 or not any(p.stem in papers.PREPARING_CHAPTERS for p in todo)):
+        return None
+    return subprocess.Popen([sys.executable, "-m", "mlbook.warm", json.dumps({"profile": args.profile, **parameters})],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def lane_plan(staged: list[list[Path]], profile: str, lanes: int | None, probe):
+    """(stage, lanes), one at a time as the stages run: ``stage_lanes`` of each stage, except that the
+    paper chapters the probe found warm (``mlbook.warm``) run after the cold ones, two side by side.
+    The probe is read when the paper stage starts (chapter 03's backbones are stored by then); a
+    probe that failed changes nothing."""
+    paper_chapters = {q.chapter for q in papers.PAPERS}
+    for stage in staged:
+        warm: set = set()
+        if probe is not None and any(p.stem in paper_chapters for p in stage):
+            try:
+                out, _ = probe.communicate(timeout=600)
+                warm = set(json.loads(out)) if probe.returncode == 0 else set()
+            except (subprocess.TimeoutExpired, ValueError):
+                probe.kill()
+            probe = None
+        cold, hot = [p for p in stage if p.stem not in warm], [p for p in stage if p.stem in warm]
+        if cold:
+            yield cold, stage_lanes(cold, profile, lanes)
+        if hot:
+            print(f"warm (every run stored): {', '.join(p.stem[:2] for p in hot)}: side by side, one core each")
+            yield hot, min(2, os.cpu_count() or 1)
+
+
 def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None, download: bool) -> None:
     """Before any work: every ImageNet trunk the chosen chapters need in this profile has a file
     (given with --weights NAME=FILE, or in the torch hub cache), checked, or one message lists
@@ -328,8 +362,8 @@ def main(args) -> int:
     times: dict[str, float] = {}
     bar = tqdm(total=len(todo), desc="chapters", unit="ch")
     started = time.perf_counter()
-    for stage in stages(todo):
-        lanes = stage_lanes(stage, args.profile, args.lanes)
+    probe = start_warm_probe(todo, args, parameters)
+    for stage, lanes in lane_plan(stages(todo), args.profile, args.lanes, probe):
         if not user_workers:   # the kernels of a stage inherit it
             os.environ["MLBOOK_WORKERS"] = str(stage_workers(stage, lanes))
         with ThreadPoolExecutor(max_workers=min(lanes, len(stage))) as pool:   # each chapter: its own kernel

@@ -94,6 +94,30 @@ def test_paper_chapters_run_one_at_a_time_with_every_core(monkeypatch):
     assert stage_workers(papers, 2) == 1                                    # --lanes 2: the cores shared
 
 
+class _Probe:
+    """A finished ``mlbook.warm`` process as ``lane_plan`` reads it."""
+
+    def __init__(self, out: str, returncode: int = 0):
+        self.out, self.returncode, self.read = out, returncode, False
+
+    def communicate(self, timeout=None):
+        self.read = True
+        return self.out, ""
+
+
+def test_warm_paper_chapters_run_side_by_side_after_the_cold_ones(monkeypatch):
+    from mlbook.reproduce import lane_plan, stages
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    probe = _Probe('["04_order_free_rnn", "06_rlsd"]')
+    plan = lane_plan(stages(CHAPTERS), "demo", None, probe)
+    assert [[p.stem[:2] for p in s] for s in next(plan)[0:1]] == [["03", "01", "02"]] and not probe.read
+    rest = [([p.stem[:2] for p in s], lanes) for s, lanes in plan]          # the probe is read at the papers
+    assert probe.read and rest == [(["07", "05"], 1), (["06", "04"], 2), (["00"], 1)]
+    failed = [([p.stem[:2] for p in s], n) for s, n in lane_plan(stages(CHAPTERS), "demo", None, _Probe("", 1))]
+    assert failed == [(["03", "01", "02"], 2), (["07", "06", "05", "04"], 1), (["00"], 1)]
+
+
 def test_experiments_files_and_chapter_code_cells_stay_small():
     """Issue 14's limits: no experiments file over 500 lines, no chapter code cell over 40 lines."""
     import jupytext
