@@ -46,10 +46,17 @@
 # tested the book's one way (`mlbook.claims`: several training seeds, an interval whose
 # false-verdict rate is measured, one of four verdicts). Per paper, how many of its claims
 # this run supports, contradicts, cannot resolve, or cannot test; each paper links to its
-# chapter, whose claims table gives the evidence of every row. A paper's row counts only its
+# chapter, whose claims table gives the evidence of every row. A not resolved claim is split
+# by what the run could have seen (`mlbook.claims.replication`): *with power* when the run's
+# smallest detectable effect at its seeds (80% power at the book's level) is no larger than the
+# paper's own Δ (its distance to the test's decision boundary), so an effect of the paper's size
+# would most likely have been resolved; *without power* when it is larger, so the run could not
+# have seen it (each chapter's power table gives the seeds per row that would); *no published
+# Δ* when the paper's tables give no number to size it by. A paper's row counts only its
 # own sentences; the book's own questions (its readings of a table, its controls and options)
 # are counted apart, on the last row, so that no paper is scored on words it did not write. The counts are read from the
-# chapters' claims files of this run (`figures/<chapter>/table_claims.csv`), never typed.
+# chapters' claims files of this run (`figures/<chapter>/table_claims.csv` and
+# `claims_measurements.csv`), never typed.
 # Real-data columns appear when a run on real data exists (`real_figures`, the figures folder
 # of such a run).
 
@@ -80,14 +87,18 @@ first = book.what_to_run_first(figures_dir(), profile)
 if first:   # the paper chapters have not filled this figures folder yet: one line, then what is there
     print(first)
 card = book.scorecard(figures_dir(), label=profile)
+words = len(book.SCORE_WORDS)      # the verdict columns, not resolved split by power
 if real_figures:
-    card = card.join(book.scorecard(Path(real_figures), label="real data").iloc[:, :4])
-save_table(card, CHAPTER, "scorecard", "Reproduction scorecard: claims per paper and verdict, and the verdicts an "
-           f"independent rerun is expected to change ({profile} run)")
-totals = card.iloc[:, :4].sum()
-for word, n in zip(("supported", "contradicted", "not_resolved", "not_testable"), totals):
-    glue(f"total_{word}", int(n), display=False)
-glue("total_claims", int(card["claims"].sum()), display=False)
+    card = card.join(book.scorecard(Path(real_figures), label="real data").iloc[:, :words])
+save_table(card, CHAPTER, "scorecard", "Reproduction scorecard: claims per paper and verdict (not resolved split by "
+           "whether the run could have seen the paper's effect), and the verdicts an independent rerun is expected "
+           f"to change ({profile} run)")
+names = ("supported", "contradicted", "with_power", "without_power", "no_reference", "not_testable")
+for who, counts in (("total", card.iloc[:-1, :words].sum()), ("own", card.iloc[-1, :words])):
+    for name, n in zip(names, counts):     # the papers' sentences (total_*) and the book's own questions (own_*)
+        glue(f"{who}_{name}", int(n), display=False)
+    glue(f"{who}_claims", int(counts.sum()), display=False)
+glue("own_not_resolved", int(card.iloc[-1, 2:5].sum()), display=False)
 glue("rerun_changes", book.rerun_text(figures_dir()), display=False)
 n_tested, n_wrong = book.expected_wrong(figures_dir())
 glue("n_tested", n_tested, display=False)
@@ -100,14 +111,48 @@ save_figure(fig, CHAPTER, 1, "scorecard")
 plt.show()
 
 # %% [markdown]
-# Of the {glue:text}`total_claims` claims, {glue:text}`total_supported` are supported,
-# {glue:text}`total_contradicted` contradicted, {glue:text}`total_not_resolved` not resolved
-# and {glue:text}`total_not_testable` not testable on this run. In the figure every dot is a
-# claim's measured difference between the two rows it compares (better − worse, in points of
-# its primary metric), the bar its interval, the colour its verdict; a cross marks the
-# difference the paper's own table gives for the same two rows. On generated data the
-# absolute numbers are not the papers' (below), so the question the figure answers is the
-# sign and the size of each effect, not its value.
+# Of the papers' {glue:text}`total_claims` sentences, {glue:text}`total_supported` are supported,
+# {glue:text}`total_contradicted` contradicted and {glue:text}`total_not_testable` not testable on
+# this run. Of the not resolved ones, {glue:text}`total_with_power` are not resolved *with power*
+# (had the paper's effect been the truth, a run like this one would have resolved it four times
+# in five: that it did not weighs against an effect that large), {glue:text}`total_without_power`
+# *without power* (this run was too small to see the paper's effect: it says little either way),
+# and {glue:text}`total_no_reference` have no published Δ to size the run by. The book's own questions, counted apart:
+# {glue:text}`own_claims`, of which {glue:text}`own_supported` supported,
+# {glue:text}`own_contradicted` contradicted, {glue:text}`own_not_resolved` not resolved and
+# {glue:text}`own_not_testable` not testable.
+#
+# In the figure every dot is one primary metric's measured difference between the two rows a
+# claim compares (better − worse), the bar its interval, the colour **that metric's own
+# verdict** (a claim with several primary metrics combines them by its quantifier, so a green
+# bar can belong to a claim that is not resolved; the claims tables give both); a cross marks
+# the difference the paper's own table gives for the same two rows, a blue tick a margin's
+# boundary (non-inferiority and equivalence claims). Each axis carries one unit: the papers'
+# metrics in points, one panel per paper; CADM logits, shares of pairs or regions and epochs in
+# panels of their own. On generated data the absolute numbers are not the papers' (below), so
+# the question the figure answers is the sign and the size of each effect, not its value.
+
+# %%
+reading = book.replication_card(figures_dir(), label=profile)
+save_table(reading, CHAPTER, "replication", "The paper's own Δ against this run's interval, per paper: intervals "
+           "(claim × primary metric) that hold it, lie below it (effect smaller than published) or above it "
+           f"(larger), or have no published Δ ({profile} run)")
+for name, n in zip(("consistent", "smaller", "larger", "no_published"), reading.iloc[:-1, :4].sum()):
+    glue(f"rep_{name}", int(n), display=False)
+glue("rep_intervals", int(reading["intervals"].iloc[:-1].sum()), display=False)
+
+# %% [markdown]
+# **Is the paper's number inside the interval?** Where the paper's own table gives both rows a
+# claim compares, its Δ is set against this run's interval on the same metric, on the claim's
+# signed scale (positive favours the claim; "lower is better" flips the sign): inside the
+# interval, *consistent with the paper*; above it, the effect here is *smaller than published*;
+# below it, *larger than published*. Of the {glue:text}`rep_intervals` intervals of the papers'
+# sentences, {glue:text}`rep_consistent` are consistent with the paper, {glue:text}`rep_smaller`
+# show an effect smaller than published, {glue:text}`rep_larger` one larger than published, and
+# {glue:text}`rep_no_published` have no published Δ (the table; each chapter's claims table
+# gives the reading per claim, after its verdict). A consistent reading from a wide interval is
+# not a confirmation (zero may be inside too: that is the power split above), and on generated
+# data an effect smaller than published says more about the data than about the paper.
 #
 # **How many verdicts chance alone gives.** Each tested claim is judged at the book's level: a
 # claim with no true effect is still supported or contradicted in {glue:text}`false_rate` of

@@ -28,8 +28,10 @@
 # together and pushes its negative labels away.
 #
 # The paper's claims, tested at the end through `mlbook.claims` (the claims are data,
-# `mlbook/reference/claims_05_cadm.csv`, written before the run; several training seeds; a
-# t interval over seeds and test images; one of four verdicts): the embedding
+# `mlbook/reference/claims_05_cadm.csv`, each row dated when it was registered, most on
+# 2026-11-28 after early demo runs, and a test changed after its result was seen kept beside
+# its original; several training seeds; a t interval over seeds and test images; one of four
+# verdicts): the embedding
 # ($\lambda = 0.5$) beats the same model without it ($\lambda = 0$); both beat the GMP +
 # linear baseline; the embedding strengthens the CADMs of labels whose original CADM is
 # weak (Fig. 4); positive labels have strong CADMs and negatives weak ones (Fig. 2).
@@ -315,21 +317,29 @@ plt.show()
 # > activations of these relevant labels' CADMs [...] It is reasonable to benefit the
 # > recognition of the labels whose original CADM is weak. (Sec. 3.4)
 #
-# The maps of the two models sit on the same objects; whether the embedding makes the true
-# labels' maps stronger, on average or for the weak ones, is measured in the claims.
+# The maps of the two models sit on the same objects; whether the embedding makes the weak
+# labels' maps stronger is measured in the claims.
 #
-# **Which CADMs are "weak".** The weak ones are the positive (image, label) pairs whose
-# λ = 0 CADM peak is in the lowest third of all positive peaks. Chosen on the very λ = 0
-# model that the comparison then judges, that subgroup would hold the pairs where that
-# model's training noise happened to push the peak down, and on them any second model would
-# look stronger by regression to the mean, with or without an embedding. So for training
-# seed $i$ the subgroup is taken from the λ = 0 model of **another** seed ($i + 1$, cyclically):
-# it shares the test images, which is what makes a CADM weak, but not seed $i$'s noise.
+# **Which CADMs are "weak".** A label's CADM is weak if its mean λ = 0 peak over the
+# **hold-out** images where it is present (the tenth of the training set that early stopping
+# reads) is in the lowest third of the labels' means; the subgroup judged is every positive
+# test pair of those labels (`cadm.weak_subgroups`). No test image takes part in the choice.
+# Chosen on test outputs, the subgroup would hold the pairs where λ = 0's noise happened to
+# push the peak down, and on them any second model would look stronger by regression to the
+# mean, with or without an embedding; choosing on another seed's test outputs, as this chapter
+# first did, removes the training seed's noise but not the noise of the (image, label) pairs
+# that λ = 0 models share (in a simulation with no true effect but such a per-pair part, the
+# claim came out *supported* far more often than the rule's error rate). For training seed $i$ the labels are chosen by
+# the λ = 0 models of the **other** seeds, so that seed $i$'s own training noise does not
+# choose them either. A class-level choice is coarser than the paper's examples (single
+# labels of single images), but it is the one a hold-out set can make for the test images.
 #
 # ## 8. Claims
 #
-# Every claim is a row of the claims data, `mlbook/reference/claims_05_cadm.csv`, written
-# before the run, with the paper's words, its primary metrics and its test. The paper names
+# Every claim is a row of the claims data, `mlbook/reference/claims_05_cadm.csv`, with the
+# paper's words, its primary metrics, its test and the date it was registered (most rows
+# 2026-11-28, after early demo runs); a test changed after its result was seen keeps its
+# original beside it, and the claims table shows both verdicts. The paper names
 # its primary metrics itself:
 #
 # > In general, average overall F1 (OF1), average per-class F1 (CF1) and mAP are relatively
@@ -351,6 +361,17 @@ plt.show()
 # with the test images' variance added; *supported* only if every primary metric supports
 # the claim, *contradicted* only if every one contradicts it; no verdict from fewer than 3
 # seeds.
+#
+# **One amended claim: 05.all_cadm_peak** (amended 2026-12-07, after the 2026-11-28 run had
+# contradicted it on both data sets). Its test compared the mean CADM peak over all positive
+# pairs in raw logits. Logits of differently trained models have their own scales (nothing
+# ties the scale of λ = 0.5's CADMs, trained with an extra loss, to λ = 0's), so a difference
+# of raw peaks can come from the scale alone; and the sentence is about "these relevant labels", the
+# labels of Fig. 4 whose original CADM is weak, not all of them. The amended test reads, over
+# the positive test pairs of the weak-CADM labels chosen above, the share of the image's
+# negative labels whose CADM peak lies below the label's (`cadm.negatives_below`): a rank,
+# unchanged when a model's CADMs are scaled or shifted. The original test is kept in the
+# claims data and measured beside the new one (the claims table's column for amended claims).
 
 # %%
 evidence = shared.Evidence(results, data, seeds)
@@ -374,6 +395,38 @@ for d in TITLES:
     paper_delta = claims.published_delta(reference(cadm.TABLES[d]), "Ours (lambda=0.5)", "Ours (lambda=0)", "mAP")
     glue(f"paper_delta_{d}", paper_delta, display=False)
 
+
+def finding(row: dict) -> str:
+    """A claims row as prose: its verdict, and each primary metric's Δ and interval (points or logits)."""
+    parts = [f"Δ {m['delta']:+.1f} [{m['low']:+.1f}, {m['high']:+.1f}]" for m in row["measurements"]]
+    return f"{row['verdict']} ({'; '.join(parts)})" if parts else row["verdict"]
+
+
+by_claim = {r["id"]: r for r in section.rows}
+for r in section.rows:
+    glue("says_" + r["id"].split(".", 1)[1].replace(".", "_"), finding(r), display=False)
+for d in TITLES:
+    r = by_claim[f"05.all_cadm_peak.{d}"]
+    glue(f"original_all_cadm_peak_{d}", r.get("original verdict", "not measured"), display=False)
+    spread = [float(results[d, v, s]["test_outputs"]["scls"].std()) for v in ("lambda0.5", "lambda0") for s in seeds]
+    glue(f"peak_scale_{d}", float(np.mean(spread[:len(seeds)]) / np.mean(spread[len(seeds):])), display=False)
+embedding = {d: by_claim[f"05.embedding.{d}"]["verdict"] for d in TITLES}
+names = lambda ds: " and ".join(TITLES[d][1] for d in ds)  # noqa: E731
+held = [d for d, v in embedding.items() if v == claims.SUPPORTED]
+against = [d for d, v in embedding.items() if v == claims.CONTRADICTED]
+open_ = [d for d, v in embedding.items() if v == claims.NOT_RESOLVED]
+glue("embedding_summary", " ".join(
+    ([f"The paper's ablation holds on {names(held)}."] if held else [])
+    + ([f"On {names(against)} the embedding does worse than λ = 0, against the paper."] if against else [])
+    + ([f"On {names(open_)} these {len(seeds)} seeds cannot tell: the power table says how large an effect "
+        "they could have seen, and a not resolved verdict is no evidence that the embedding does nothing."]
+       if open_ else [])), display=False)
+changed = [d for d in TITLES if by_claim[f"05.all_cadm_peak.{d}"].get("original verdict")
+           not in (None, by_claim[f"05.all_cadm_peak.{d}"]["verdict"])]
+glue("amendment_summary", f"On {names(changed)} the two tests disagree: the original's Δ mixes the two models' "
+     "logit scales and every positive label, the amended one neither." if changed else
+     "On both data sets the amended test gives the original's verdict.", display=False)
+
 # %% [markdown]
 # **How many verdicts could be wrong by chance.** {glue:text}`multiplicity`
 #
@@ -386,6 +439,24 @@ for d in TITLES:
 # see an effect of the paper's size, and a *not resolved* says so rather than that the
 # embedding does nothing. More seeds cost a fine-tuning run each, and the whole book must
 # run in 15 minutes on two CPU cores.
+#
+# **What this run says.** The embedding against the same model without it (λ = 0.5 vs
+# λ = 0, mAP points): {glue:text}`says_embedding_coco` on MS-COCO and
+# {glue:text}`says_embedding_nuswide` on NUS-WIDE. {glue:text}`embedding_summary` Both
+# variants against the GMP + linear baseline: λ = 0 is {glue:text}`says_lambda0_vs_baseline_coco`
+# on MS-COCO and {glue:text}`says_lambda0_vs_baseline_nuswide` on NUS-WIDE, λ = 0.5
+# {glue:text}`says_lambda05_vs_baseline_coco` and {glue:text}`says_lambda05_vs_baseline_nuswide`.
+# The CADM peaks of the weak-CADM labels, in logits: {glue:text}`says_weak_cadm_coco` on
+# MS-COCO, {glue:text}`says_weak_cadm_nuswide` on NUS-WIDE. The amended peak claim, their rank
+# among the image's negatives (points): {glue:text}`says_all_cadm_peak_coco` and
+# {glue:text}`says_all_cadm_peak_nuswide`, where the original test in raw logits over all
+# positive pairs was *{glue:text}`original_all_cadm_peak_coco`* and
+# *{glue:text}`original_all_cadm_peak_nuswide`*; λ = 0.5's CADM peaks spread
+# {glue:text}`peak_scale_coco:.2f` and {glue:text}`peak_scale_nuswide:.2f` times as widely as
+# λ = 0's (standard deviation over the test pairs, mean of the seeds).
+# {glue:text}`amendment_summary` Positive labels against negatives in their summed CADMs
+# (Fig. 2, share of pairs won minus one half, points): {glue:text}`says_positive_cadm_coco` and
+# {glue:text}`says_positive_cadm_nuswide`.
 #
 # ## What these data can and cannot test
 #
@@ -419,3 +490,8 @@ for d in TITLES:
 #   over the images with at least one positive label.
 # - **Unstated sizes.** f_embed is Linear(h·w, 256) – ReLU – Linear(256, 64).
 # - **Bias.** Stream 1 keeps the classifier's bias, the CADMs (and so stream 2) omit it, as Sec. 2.3 says.
+# - **"Weak" CADMs (Sec. 3.4, Fig. 4).** The paper shows single labels of single images; the
+#   book reads the labels whose λ = 0 CADM is weak on average, chosen on hold-out images by the
+#   other seeds' λ = 0 models, never on test images. The peak claim (05.all_cadm_peak) was
+#   amended on 2026-12-07 from raw logit peaks over all positive pairs to a scale-free rank over
+#   those labels; its original test stays in the claims data and table.

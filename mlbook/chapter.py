@@ -22,7 +22,8 @@ from .experiments.shared import Evidence
 #: glue names of the verdict counts: n_supported, n_contradicted, n_not_resolved, n_not_testable
 COUNT_NAMES = {word: f"n_{word.replace(' ', '_')}" for word in claims.VERDICTS}
 POWER_CAPTION = ("The smallest effect each claim could detect with 80% power at 3, 5 and 10 training seeds "
-                 "(points, unless the claim's metric has another unit)")
+                 "(points, unless the claim's metric has another unit), and the training seeds per row that "
+                 "would detect the paper's own Δ with 80% power")
 
 
 @dataclasses.dataclass
@@ -45,8 +46,9 @@ def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0) -> lis
         before = c.original()
         if before is None:
             return {}
+        options = module.claim_options(before, evidence)
         return {"original_values": functools.partial(module.claim_values, before, evidence),
-                "original_published": module.claim_options(before, evidence).get("published")}
+                "original_published": options.get("published"), "original_scale": options.get("scale")}
     return [claims.evaluate(c, functools.partial(module.claim_values, c, evidence),
                             n_images=len(evidence.data[c.dataset].test), seed=seed,
                             **module.claim_options(c, evidence), **original(c))

@@ -162,39 +162,55 @@ def test_figure_indices_prefer_images_with_several_labels():
     assert figure_indices(y, 3) == [1, 3, 0]
 
 
-# --- the weak-positive subgroup is chosen on another seed's model --------------------------------
+# --- the weak-CADM labels are chosen on hold-out images, by the other seeds' models -------------
 
-def fake_results(n=30, C=4, seeds=(0, 1, 2), seed=0):
-    """{(dataset, variant, train seed): result} with random test outputs, and the test labels."""
+def fake_results(n=30, C=4, seeds=(0, 1, 2), seed=0, n_holdout=20):
+    """{(dataset, variant, train seed): result} with random test and hold-out outputs, and the test labels."""
     g = torch.Generator().manual_seed(seed)
     y = (torch.rand(n, C, generator=g) < 0.5).float()
     y[:, 0] = 1.0
+    held = torch.rand(n_holdout, C, generator=g) < 0.5
     results = {}
     for v in ("lambda0", "lambda0.5"):
         for s in seeds:
             out = {k: torch.randn(n, C, generator=g) for k in ("logits", "fcls", "scls", "cadm_sum")}
-            results["coco", v, s] = {"test_outputs": out}
+            results["coco", v, s] = {"test_outputs": out, "holdout_positives": held,
+                                     "holdout_outputs": {"scls": torch.randn(n_holdout, C, generator=g)}}
     return results, y
 
 
-def test_weak_subgroup_of_each_seed_comes_from_another_seeds_model():
+def test_weak_labels_by_hand():
+    positives = torch.tensor([[1, 1, 0, 0, 1, 1], [1, 0, 1, 0, 1, 1]], dtype=torch.bool)
+    peaks = torch.tensor([[5.0, 1.0, 9.0, -9.0, 3.0, 7.0], [3.0, 9.0, 0.0, -9.0, 4.0, 8.0]])
+    # means over positives: 4, 1, 0, (none), 3.5, 7.5 -> the lowest third of the five labels seen: 0 and 1
+    assert cadm_exp.weak_labels([peaks], positives).tolist() == [False, True, True, False, False, False]
+    # several models: their means averaged (label 1: (1 + 9) / 2 = 5; label 0: (4 + 0) / 2 = 2)
+    second = torch.tensor([[0.0, 9.0, 0.0, 0.0, 3.0, 7.0], [0.0, 0.0, 0.0, 0.0, 4.0, 8.0]])
+    assert cadm_exp.weak_labels([peaks, second], positives).tolist() == [True, False, True, False, False, False]
+
+
+def test_weak_subgroup_of_each_seed_comes_from_the_other_seeds_holdout_outputs():
     results, y = fake_results()
     seeds = [0, 1, 2]
     positives = y > 0.5
     groups = cadm_exp.weak_subgroups(results, "coco", positives, seeds)
+    held = results["coco", "lambda0", 0]["holdout_positives"]
     for i, s in enumerate(seeds):
-        own = cadm_exp.weak_positives(results["coco", "lambda0", s]["test_outputs"]["scls"], positives)
-        other = seeds[(i + 1) % len(seeds)]
-        assert other != s
-        assert torch.equal(groups[i], cadm_exp.weak_positives(results["coco", "lambda0", other]["test_outputs"]["scls"],
-                                                               positives))
-        assert not torch.equal(groups[i], own)              # random peaks: the own-seed choice differs
+        others = [results["coco", "lambda0", t]["holdout_outputs"]["scls"] for t in seeds if t != s]
+        assert torch.equal(groups[i], positives & cadm_exp.weak_labels(others, held))
         assert (groups[i] <= positives).all() and groups[i].any()
+    # no test output takes part: changing every test peak changes no subgroup
+    for key in results:
+        results[key]["test_outputs"]["scls"] = -results[key]["test_outputs"]["scls"]
+    assert all(torch.equal(a, b) for a, b in zip(groups, cadm_exp.weak_subgroups(results, "coco", positives, seeds)))
+    # nor does seed i's own lambda = 0 model
+    results["coco", "lambda0", 0]["holdout_outputs"]["scls"] = torch.zeros_like(held, dtype=torch.float32)
+    assert torch.equal(groups[0], cadm_exp.weak_subgroups(results, "coco", positives, seeds)[0])
     with pytest.raises(ValueError):
         cadm_exp.weak_subgroups(results, "coco", positives, [0])   # no other seed to choose it
 
 
-def test_weak_cadm_claim_values_use_the_other_seeds_subgroup():
+def test_weak_cadm_claim_values_use_the_holdout_subgroup():
     results, y = fake_results()
     seeds = [0, 1, 2]
 
@@ -207,8 +223,9 @@ def test_weak_cadm_claim_values_use_the_other_seeds_subgroup():
     weights = metrics.image_weights(len(y), 5, seed=3)
     better, worse = cadm_exp.claim_values(claim, evidence, weights)["peak, weak positive CADMs"]
     assert better.shape == worse.shape == (3, 6)
+    masks = cadm_exp.weak_subgroups(results, "coco", y > 0.5, seeds)
     for i, s in enumerate(seeds):
-        mask = cadm_exp.weak_positives(results["coco", "lambda0", seeds[(i + 1) % 3]]["test_outputs"]["scls"], y > 0.5)
+        mask = masks[i]
         for v, values in (("lambda0.5", better), ("lambda0", worse)):
             peaks = results["coco", v, s]["test_outputs"]["scls"].double()
             on_test_set = peaks[mask].mean()
@@ -250,7 +267,8 @@ def test_grid_and_every_listed_claim_of_the_chapter():
     y = (torch.rand(n, C, generator=g) < 0.5).float()
     y[:, 0] = 1.0
     results = {(d, v, s): {"test_outputs": {k: torch.randn(n, C, generator=g) for k in ("logits", "scls", "cadm_sum")},
-                           "metrics": {m: float(torch.rand(1, generator=g)) for m in cadm_exp.TABLE_METRICS}}
+                           "metrics": {m: float(torch.rand(1, generator=g)) for m in cadm_exp.TABLE_METRICS},
+                           "holdout_outputs": {"scls": torch.randn(n, C, generator=g)}, "holdout_positives": y > 0.5}
                for d in ("coco", "nuswide") for v in cadm_exp.rows("smoke") for s in seeds}
 
     class Test:
@@ -262,10 +280,14 @@ def test_grid_and_every_listed_claim_of_the_chapter():
         options = cadm_exp.claim_options(c, evidence)
         row = claims.evaluate(c, lambda w, c=c: cadm_exp.claim_values(c, evidence, w), n_images=n,
                               **options)
-        assert row["verdict"] == claims.combine([   # the rule applied to the row's own numbers
-            claims.NOT_RESOLVED if m["too_few_seeds"] else claims.verdict(
-                m["low"], m["high"], test=m["test"], margin=m["margin"], direction=m["direction"])
-            for m in row["measurements"]]) if row["measurements"] else row["verdict"] == claims.NOT_TESTABLE
+        if row["measurements"]:        # the rule applied to the row's own numbers: each metric at its own level,
+            for m in row["measurements"]:      # Holm never more decisive, the claim by its quantifier
+                assert m["metric_verdict_unadjusted"] == (claims.NOT_RESOLVED if m["too_few_seeds"] else claims.verdict(
+                    m["low"], m["high"], test=m["test"], margin=m["margin"], direction=m["direction"])), c.id
+                assert m["metric_verdict"] in (m["metric_verdict_unadjusted"], claims.NOT_RESOLVED), c.id
+            assert row["verdict"] == claims.combine([m["metric_verdict"] for m in row["measurements"]], c.quantifier)
+        else:
+            assert row["verdict"] == claims.NOT_TESTABLE, c.id
         if c.metrics == ("mAP",) and not c.fixed:
             assert set(options["secondary"]) == set(cadm_exp.TABLE_METRICS) - {"mAP"}    # shown, not voted
         if c.id.startswith("05.embedding."):
@@ -279,3 +301,55 @@ def test_face_rows_stages_and_train_overrides():
     # `python -m mlbook train --lam`: the embedding weight reaches run's options, nothing else
     assert cadm_exp.train_overrides({"lam": 0.25, "method": "cadm:lambda0.5"}) == {"options": CADMOptions(lam=0.25)}
     assert cadm_exp.train_overrides({"lam": None}) == cadm_exp.train_overrides({}) == {}
+
+
+# --- 05.all_cadm_peak (amended 2026-12-07): a scale-free rank over the weak-CADM labels ----------
+
+def test_negatives_below_by_hand_and_scale_free():
+    peaks = torch.tensor([[2.0, 1.0, 1.0, 0.0, 1.0], [0.5, -1.0, -2.0, 4.0, 4.0]])
+    y = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    ranks = cadm_exp.negatives_below(peaks, y)
+    # image 0: negatives 1.0, 0.0, 1.0; positive label 0 (2.0) is above all three, positive label 2
+    # (1.0) above 0.0 and tied with the two others: (1 + 2 / 2) / 3
+    assert ranks[0, [0, 2]].tolist() == [1.0, pytest.approx(2 / 3)]
+    assert ranks[1].isnan().all()                                       # no negative label: undefined
+    g = torch.Generator().manual_seed(2)
+    peaks, y = torch.randn(20, 6, generator=g), (torch.rand(20, 6, generator=g) < 0.4).float()
+    torch.testing.assert_close(cadm_exp.negatives_below(3.0 * peaks - 7.0, y), cadm_exp.negatives_below(peaks, y))
+    ignore = torch.zeros_like(y, dtype=torch.bool)
+    ignore[:, 5] = True                                                 # an ignored label is no negative
+    torch.testing.assert_close(cadm_exp.negatives_below(peaks, y, ignore)[:, :5],
+                               cadm_exp.negatives_below(peaks[:, :5], y[:, :5]))
+
+
+def test_all_cadm_peak_claim_is_the_rank_on_the_weak_labels_and_keeps_its_original():
+    results, y = fake_results()
+    seeds = [0, 1, 2]
+
+    class Test:
+        labels, ignore = y, None
+
+    evidence = Evidence(results, {"coco": type("Data", (), {"test": Test})}, seeds)
+    rows = {c.id: c for c in claims.load("05_cadm", paths=[claims.CLAIMS_DIR / "claims_05_cadm.csv"])}
+    for d in ("coco", "nuswide"):
+        claim = rows[f"05.all_cadm_peak.{d}"]
+        assert claim.metrics == (cadm_exp.WEAK_RANK,) and claim.amended == "2026-12-07"
+        assert claim.original().metrics == ("peak, all positive CADMs",)
+        assert cadm_exp.claim_options(claim, evidence)["scale"] == 100.0              # a share, in points
+    claim = rows["05.all_cadm_peak.coco"]
+    weights = metrics.image_weights(len(y), 4, seed=1)
+    better, worse = cadm_exp.claim_values(claim, evidence, weights)[cadm_exp.WEAK_RANK]
+    masks = cadm_exp.weak_subgroups(results, "coco", y > 0.5, seeds)
+    for i, s in enumerate(seeds):
+        for v, values in (("lambda0.5", better), ("lambda0", worse)):
+            ranks = cadm_exp.negatives_below(results["coco", v, s]["test_outputs"]["scls"], y)
+            keep = masks[i] & ~ranks.isnan()
+            assert values[i, 0].item() == pytest.approx(ranks[keep].double().mean().item())
+    # scaling one model's CADMs (another logit scale) changes nothing
+    for s in seeds:
+        outputs = results["coco", "lambda0.5", s]["test_outputs"]
+        outputs["scls"] = 10.0 * outputs["scls"]
+    torch.testing.assert_close(cadm_exp.claim_values(claim, evidence, weights)[cadm_exp.WEAK_RANK][0], better)
+    # the original test (mean peak in logits over all positive pairs) is still measured through the same face
+    original = cadm_exp.claim_values(claim.original(), evidence, weights)["peak, all positive CADMs"]
+    assert original[0].shape == (3, 5)

@@ -72,6 +72,31 @@ def test_p_same_by_verdict_and_combined_metrics():
         stability.p_same([clear], "holds")
 
 
+def test_p_same_follows_the_quantifier():
+    clear, flat, against = measurement(10.0, 1.0, 30.0), measurement(0.0, 1.0, 30.0), measurement(-3.0, 1.0, 30.0)
+    p = {name: stability.metric_probabilities(m) for name, m in (("clear", clear), ("flat", flat), ("against", against))}
+    tagged = lambda q, *ms: [{**m, "quantifier": q} for m in ms]        # noqa: E731
+    # primary: the first metric alone
+    assert stability.p_same(tagged("primary", flat, clear), "not resolved") == pytest.approx(
+        stability.p_same([flat], "not resolved"))
+    # all: supported needs both, contradicted needs one (independent, no Holm in the approximation)
+    assert stability.p_same(tagged("all", clear, against), "contradicted") == pytest.approx(
+        1 - (1 - p["clear"]["contradicted"]) * (1 - p["against"]["contradicted"]))
+    assert stability.p_same(tagged("all", clear, flat), "supported") == pytest.approx(
+        p["clear"]["supported"] * p["flat"]["supported"])
+    # any: supported needs one, contradicted both
+    assert stability.p_same(tagged("any", clear, against), "supported") == pytest.approx(
+        1 - (1 - p["clear"]["supported"]) * (1 - p["against"]["supported"]))
+    assert stability.p_same(tagged("any", against, flat), "contradicted") == pytest.approx(
+        p["against"]["contradicted"] * p["flat"]["contradicted"])
+    # no quantifier (files written before it): the old symmetric rule; an explicit one wins
+    assert stability.quantifier_of([clear, flat]) == "both"
+    assert stability.p_same([clear, flat], "supported", quantifier="any") == pytest.approx(
+        stability.p_same(tagged("any", clear, flat), "supported"))
+    with pytest.raises(ValueError):
+        stability.quantifier_of(tagged("all", clear) + tagged("any", flat))
+
+
 def test_the_table_carries_the_column_and_tidy_what_it_needs():
     g = np.random.default_rng(0)
     values = {"CF1": (g.normal(0.6, 0.01, (3, 201)), g.normal(0.5, 0.01, (3, 201)))}
@@ -80,7 +105,7 @@ def test_the_table_carries_the_column_and_tidy_what_it_needs():
     row = claims.evaluate(c, values)
     table, numbers = claims.table([row]), claims.tidy([row])
     assert list(table.columns)[-1] == claims.P_SAME
-    assert {"direction", "too_few_seeds"} <= set(numbers.columns) and numbers["direction"].iloc[0] == "lower"
+    assert {"direction", "too_few_seeds", "quantifier"} <= set(numbers.columns) and numbers["direction"].iloc[0] == "lower"
     frame = pd.read_csv(pd.io.common.StringIO(numbers.to_csv(index=False)))      # as chapter 00 reads it
     assert stability.claim_p_same(frame).round(2).iloc[0] == table[claims.P_SAME].iloc[0]
 
@@ -121,8 +146,9 @@ def test_compare_counts_changed_verdicts(tmp_path):
     dict(n_seeds=5, noise="image"),
     dict(n_seeds=3, noise="both", test="non-inferiority", margin=1.0),
     dict(n_seeds=3, noise="both", test="equivalence", margin=2.0),
-    dict(n_seeds=3, noise="both", n_metrics=2),
-    dict(n_seeds=3, noise="both", n_metrics=2, correlation=0.8),
+    dict(n_seeds=3, noise="both", n_metrics=2, quantifier="all"),
+    dict(n_seeds=3, noise="both", n_metrics=2, correlation=0.8, quantifier="all"),
+    dict(n_seeds=3, noise="both", n_metrics=2, correlation=0.8, quantifier="any"),
 ], ids=lambda kw: "-".join(str(v) for v in kw.values()))
 def test_predicted_agreement_matches_simulated_reruns(kw):
     """The seed-and-image-noise case of the book, every test, one or two metrics; seed noise only

@@ -469,7 +469,11 @@ def test_every_listed_claim_of_the_chapter_evaluates():
         options = ofr_exp.claim_options(c, evidence)
         row = claims.evaluate(c, lambda w, c=c: ofr_exp.claim_values(c, evidence, w),
                               n_images=len(data.test.labels), **options)
-        assert row["verdict"] in claims.VERDICTS and row["id"] == c.id
+        assert row["id"] == c.id and len(row["measurements"]) == len(c.metrics)
+        for m in row["measurements"]:          # each metric read by the rule, the claim by its quantifier
+            assert m["metric_verdict_unadjusted"] == claims.verdict(m["low"], m["high"], test=c.test,
+                                                                    margin=c.margin, direction=c.direction)
+        assert row["verdict"] == claims.combine([m["metric_verdict"] for m in row["measurements"]], c.quantifier)
         assert set(options["published"]) == set(c.metrics)
         if c.better == "Ours" and c.worse in ofr_exp.table_rows(c.dataset) and c.metrics == ("CF1", "OF1"):
             assert all(v is not None for v in options["published"].values())   # the paper's own Δ is shown

@@ -20,19 +20,25 @@ Each χ² expectation is a mean over ``NODES`` equal-probability quantiles. The 
 low > 0, contradicted if high < 0; non-inferiority the same at −m; equivalence supported if
 −m < low and high < m, contradicted if low > m or high < −m.
 
-Several primary metrics (``standard.combine``: supported if all are, contradicted if all are):
-the metrics are taken as **independent**, P(all supported) = Π P_i(supported), likewise for
-contradicted, not resolved the rest. Primary metrics of one claim usually correlate, so this
-understates the stability of a supported or contradicted verdict and overstates that of a not
-resolved one. A metric that got no verdict for want of seeds, a degenerate interval (SE 0 or not
-finite) and a not-testable claim give the same verdict again: P = 1.
+Several primary metrics follow the claim's quantifier (``standard.combine``; each measurement's
+``quantifier``): "primary", the first metric's probabilities alone; "all", P(supported) =
+Π P_i(supported) and P(contradicted) = 1 − Π (1 − P_i(contradicted)); "any", P(supported) =
+1 − Π (1 − P_i(supported)) and P(contradicted) = Π P_i(contradicted); not resolved the rest;
+"both" (files written before the quantifier: the old symmetric rule) Π P_i for both. The metrics
+are taken as **independent**, and each P_i is at the metric's own level: the Holm step-down the
+rule applies to an "at least one" side is left out of the approximation, which overstates that
+side's probability a little. Primary metrics of one claim usually correlate, so this understates
+the stability of a verdict that needs every metric and overstates that of the other verdicts. A
+metric that got no verdict for want of seeds, a degenerate interval (SE 0 or not finite) and a
+not-testable claim give the same verdict again: P = 1.
 
 **Measured** (``rerun_agreement``, tests/test_claims_stability.py): 4,000 pairs of independent
 replicates of the false-verdict simulation's experiments (``power.simulated_values``, 200 images,
 200 resamples), a true effect per pair uniform over ±5 standard deviations of Δ; mean predicted vs
 observed agreement: 3 seeds, seed and image noise 0.770 vs 0.759 (plug-in 0.837); 10 seeds 0.777
 vs 0.770; image noise, 5 seeds 0.781 vs 0.778; non-inferiority 0.774 vs 0.764; equivalence 0.786
-vs 0.759; two independent metrics 0.791 vs 0.788, correlated 0.8 0.790 vs 0.768; seed noise only,
+vs 0.759; two metrics, "all": independent 0.778 vs 0.790, correlated 0.8 0.772 vs 0.762, "any",
+correlated 0.8 0.767 vs 0.761 ("primary" 0.769 vs 0.757); seed noise only,
 3 seeds (df ≈ 3) 0.739 vs 0.679 (the test holds all but this one within 0.03). The calibration
 holds over a spread of true effects, not per effect: with effects over ±8 SDs 0.843 vs 0.842
 (seed noise only 0.774 vs 0.780), over ±3 SDs 0.719 vs 0.664, and with no effect at all 0.766 vs
@@ -53,8 +59,9 @@ from scipy import stats
 
 from ..metrics import image_weights
 from .power import simulated_sd, simulated_values
-from .standard import (CONTRADICTED, LEVEL, MIN_SEEDS, NOT_RESOLVED, NOT_TESTABLE, P_SAME, SUPPORTED,
-                       _welch_interval, combine, load, verdict)
+from .replication import with_reference
+from .standard import (CONTRADICTED, LEVEL, NOT_RESOLVED, NOT_TESTABLE, P_SAME, QUANTIFIERS, SUPPORTED, SYMMETRIC,
+                       _combine_sides, _welch_interval, metric_sides)
 
 NODES = 32                  # equal-probability quantiles of each χ²_df (their mean is the expectation; 128 moves
                             # the book's total by 0.03)
@@ -111,7 +118,9 @@ def word_probabilities(delta, se, df, *, test: str = "superiority", margin: floa
 def metric_probabilities(m: dict, formula: Formula = PREDICTIVE) -> dict[str, float]:
     """One primary metric's measurement (``claims_measurements.csv`` row or ``evaluate``'s
     ``measurements`` entry, with ``direction`` and ``too_few_seeds``) -> {word: probability}."""
-    word = m["metric_verdict"]
+    word = m.get("metric_verdict_unadjusted", m["metric_verdict"])     # its own level, as the P_i are
+    if not isinstance(word, str):                     # an older file: no unadjusted column
+        word = m["metric_verdict"]
     if bool(m.get("too_few_seeds", False)):          # the rerun has as few seeds: no verdict again
         return {w: float(w == word) for w in WORDS}
     p = word_probabilities(m["delta"], m["se"], m["df"], test=m["test"], margin=float(m["margin"]),
@@ -121,56 +130,59 @@ def metric_probabilities(m: dict, formula: Formula = PREDICTIVE) -> dict[str, fl
     return dict(zip(WORDS, p.tolist()))
 
 
-def p_same(measurements: Sequence[dict], claim_verdict: str, formula: Formula = PREDICTIVE) -> float:
+def quantifier_of(measurements: Sequence[dict]) -> str:
+    """The claim's quantifier from its measurements (``m["quantifier"]``); "both", the old symmetric
+    rule, for measurements written before it (missing or empty)."""
+    words = {m.get("quantifier") for m in measurements}
+    words = {w for w in words if isinstance(w, str) and w} or {SYMMETRIC}
+    if len(words) > 1 or not words <= set(QUANTIFIERS) | {SYMMETRIC}:
+        raise ValueError(f"one claim's measurements need one quantifier, not {sorted(words)}")
+    return words.pop()
+
+
+def p_same(measurements: Sequence[dict], claim_verdict: str, formula: Formula = PREDICTIVE,
+           quantifier: str | None = None) -> float:
     """The chance that an independent rerun gives ``claim_verdict`` again (the module docstring's
-    formula; several metrics independent). NaN when a tested claim has no measurements."""
+    formula; several metrics independent, combined by ``quantifier``, default the measurements'
+    own, ``quantifier_of``). NaN when a tested claim has no measurements."""
     if claim_verdict == NOT_TESTABLE:
         return 1.0
     if claim_verdict not in WORDS:
         raise ValueError(f"not a verdict: {claim_verdict!r}")
     if not measurements:
         return math.nan
+    quantifier = quantifier or quantifier_of(measurements)
     probs = np.array([[p[w] for w in WORDS] for p in (metric_probabilities(m, formula) for m in measurements)])
-    return float(np.clip(combined(probs)[WORDS.index(claim_verdict)], 0.0, 1.0))
+    return float(np.clip(combined(probs, quantifier)[WORDS.index(claim_verdict)], 0.0, 1.0))
 
 
-def combined(probs: np.ndarray) -> np.ndarray:
+def combined(probs: np.ndarray, quantifier: str = SYMMETRIC) -> np.ndarray:
     """[metrics, ..., 3] word probabilities of each primary metric -> [..., 3] of ``combine``'s
-    verdict, the metrics independent: all supported, all contradicted, the rest not resolved."""
-    supported, contradicted = probs[..., 0].prod(0), probs[..., 1].prod(0)
+    verdict by ``quantifier``, the metrics independent and each at its own level (no Holm): the
+    module docstring's products; not resolved the rest."""
+    p_supported, p_contradicted = probs[..., 0], probs[..., 1]
+    either = lambda p: 1 - (1 - p).prod(0)        # noqa: E731  P(at least one)
+    if quantifier == "primary":
+        supported, contradicted = p_supported[0], p_contradicted[0]
+    elif quantifier == "all":
+        supported, contradicted = p_supported.prod(0), either(p_contradicted)
+    elif quantifier == "any":
+        supported, contradicted = either(p_supported), p_contradicted.prod(0)
+    elif quantifier == SYMMETRIC:
+        supported, contradicted = p_supported.prod(0), p_contradicted.prod(0)
+    else:
+        raise ValueError(f"quantifier must be in {QUANTIFIERS} or {SYMMETRIC!r}, not {quantifier!r}")
     return np.stack([supported, contradicted, 1 - supported - contradicted], -1)
 
 
 # --- the claims files -----------------------------------------------------------------------
-
-def _with_reference(measurements: pd.DataFrame) -> pd.DataFrame:
-    """``direction`` and ``too_few_seeds`` for rows of files written before they were columns (a
-    frame of several chapters may mix both): from the claims data (the claim's direction; too few
-    seeds on a row that is not ``fixed``); None for an id the claims data no longer holds."""
-    out = measurements.copy()
-    for column in ("direction", "too_few_seeds"):
-        out[column] = out[column].astype(object) if column in out else None
-    missing = out["direction"].isna() | out["too_few_seeds"].isna()
-    if not missing.any():
-        return out
-    known = {c.id: c for c in load()}
-
-    def few(r):       # standard._too_few_seeds on the file's seed counts
-        c = known[r["id"]]
-        sides = ((c.better, r["seeds_better"]), (c.worse, r["seeds_worse"]))
-        return any(n < MIN_SEEDS for row, n in sides if row not in c.fixed)
-    for i, r in out[missing].iterrows():
-        c = known.get(r["id"])
-        out.at[i, "direction"], out.at[i, "too_few_seeds"] = (c.direction, few(r)) if c else (None, None)
-    return out
-
 
 def claim_p_same(measurements: pd.DataFrame, formula: Formula = PREDICTIVE) -> pd.Series:
     """``p_same`` of every claim in a ``claims_measurements.csv`` frame (one row per claim and
     primary metric), by id in file order; NaN where the file lacks what the formula needs."""
     if measurements.empty:
         return pd.Series(dtype=float, name=P_SAME)
-    frame = _with_reference(measurements)
+    frame = with_reference(measurements)
     out = {}
     for claim_id, rows in frame.groupby("id", sort=False):
         records = rows.to_dict("records")
@@ -229,12 +241,13 @@ def compare(first: Path, second: Path, formula: Formula = PREDICTIVE) -> pd.Data
 
 def rerun_agreement(n_seeds: int, noise: str, *, n_sim: int, n_images: int, seed: int = 0, n_resamples: int = 200,
                     effects: float = 5.0, test: str = "superiority", margin: float = 0.0, n_metrics: int = 1,
-                    correlation: float = 0.0, formula: Formula = PREDICTIVE) -> dict:
+                    correlation: float = 0.0, quantifier: str = "all", formula: Formula = PREDICTIVE) -> dict:
     """Pairs of independent replicate experiments (``power.simulated_values``, the error-rate
     simulation's experiments) with a true effect per pair, uniform over ±``effects`` standard
     deviations of Δ (``margin`` in those units too): the share of pairs whose verdicts agree
     (observed) and the mean of ``p_same`` predicted from the first replicate alone (predicted),
-    with the Monte Carlo SE of their difference."""
+    with the Monte Carlo SE of their difference. Several metrics: the verdicts by the rule
+    (``quantifier``, Holm where it applies), the prediction by ``combined``."""
     g = torch.Generator().manual_seed(7919 * seed + 100 * n_seeds + n_metrics)
     sd = simulated_sd(n_seeds, noise, n_images)
     truth = effects * sd * (2 * torch.rand(n_sim, generator=g, dtype=torch.float64) - 1)
@@ -246,14 +259,16 @@ def rerun_agreement(n_seeds: int, noise: str, *, n_sim: int, n_images: int, seed
         values[:, :, 0] += truth[None, :, None, None]
         ends = [{k: v.numpy() for k, v in _welch_interval(m[:, 0], m[:, 1]).items() if k != "seed_parts"}
                 for m in values]
-        words.append([combine([verdict(float(e["low"][i]), float(e["high"][i]), test=test, margin=margin * sd)
-                               for e in ends]) for i in range(n_sim)])
+        sides = metric_sides(*(np.stack([e[k] for e in ends]) for k in ("delta", "se", "df")), quantifier,
+                             test=test, margin=margin * sd)
+        supported, contradicted = _combine_sides(sides["supported"], sides["contradicted"], quantifier)
+        words.append(np.where(supported.numpy(), 0, np.where(contradicted.numpy(), 1, 2)))    # WORDS' indices
         first = first or ends
     probs = np.stack([word_probabilities(e["delta"], e["se"], e["df"], test=test, margin=margin * sd, formula=formula)
                       for e in first])
-    predicted = np.take_along_axis(combined(probs), np.array([[WORDS.index(w)] for w in words[0]]), -1)[:, 0]
-    agree = np.array([a == b for a, b in zip(*words)], dtype=float)
+    predicted = np.take_along_axis(combined(probs, quantifier), words[0][:, None], -1)[:, 0]
+    agree = (words[0] == words[1]).astype(float)
     return {"observed": float(agree.mean()), "predicted": float(predicted.mean()),
             "mc_se": float((agree - predicted).std(ddof=1) / math.sqrt(n_sim)), "n_sim": n_sim, "n_seeds": n_seeds,
-            "noise": noise, "test": test, "n_metrics": n_metrics, "formula": formula}
+            "noise": noise, "test": test, "n_metrics": n_metrics, "quantifier": quantifier, "formula": formula}
 

@@ -1,5 +1,5 @@
 """The claims standard itself: what a claim is (``Claim``, ``load``), its interval (``interval``), the rule
-(``verdict``, ``combine``) and one claims-table row (``evaluate``). The specification is the package's
+(``verdict``, ``combine``); one claims-table row is ``evaluation.evaluate``. The specification is the package's
 docstring (``mlbook.claims``)."""
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import dataclasses
 import datetime
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
+import numpy as np
 import torch
 from scipy import stats
 
-from ..metrics import image_weights
 
 VERDICTS = ("supported", "contradicted", "not resolved", "not testable")
 TESTS = ("superiority", "non-inferiority", "equivalence")
 DIRECTIONS = ("higher", "lower")
 DATASETS = ("coco", "nuswide", "voc", "")
+#: how a claim's primary metrics make its verdict (``combine``): every one must hold, the first
+#: decides, or one suffices; "both" is the symmetric rule of files written before the quantifier
+QUANTIFIERS = ("all", "primary", "any")
+SYMMETRIC = "both"
 LEVEL = 0.95
 MIN_SEEDS = 3
 N_RESAMPLES = 1000
@@ -26,12 +30,13 @@ MAX_RESAMPLES = 10000
 MC_GUARD = 4.0             # escalate when an end is this many Monte Carlo SEs from a boundary
 CLAIMS_DIR = Path(__file__).parents[1] / "reference"
 COLUMNS = ("id", "chapter", "dataset", "text", "quoted", "source", "better", "worse", "metrics", "test",
-           "margin", "margin_source", "direction", "fixed", "paired", "note")
+           "margin", "margin_source", "direction", "fixed", "paired", "note", "quantifier")
 #: when a row was registered and, for a test changed after its result was seen, the original test
 AMENDMENT = ("registered", "amended", "original_test", "original_margin", "original_better", "original_worse",
              "original_metrics", "original_direction", "amendment_reason")
 P_SAME = "P(same verdict on rerun)"     # claims.stability.p_same: how often an independent rerun agrees
-DISPLAY = ("id", "registered", "data set", "claim", "source", "compared", "test", "primary", "evidence", "verdict",
+DISPLAY = ("id", "registered", "data set", "claim", "source", "compared", "test", "primary", "quantifier", "evidence",
+           "verdict",
            "original test (amended claims)", P_SAME)
 SUPPORTED, CONTRADICTED, NOT_RESOLVED, NOT_TESTABLE = VERDICTS
 
@@ -54,6 +59,7 @@ class Claim:
     fixed: tuple[str, ...] = ()     # rows without training seeds (a fixed algorithm, a constant)
     paired: bool = False            # both rows read from the same trained models (seed-paired)
     note: str = ""
+    quantifier: str = "primary"     # several metrics: "all" must hold, the "primary" (first) decides, "any" suffices
     registered: str = ""            # ISO date the claim was written down (the registry: required)
     # a test changed after its result was seen keeps the original beside it: empty = unchanged
     amended: str = ""               # ISO date of the change
@@ -104,6 +110,7 @@ def _problem(c: dict) -> tuple[str, str] | None:
         ("metrics", len(c["metrics"]) > 0 and all(m.strip() for m in c["metrics"]), "needs a primary metric"),
         ("test", c["test"] in TESTS, f"must be one of {TESTS}"),
         ("direction", c["direction"] in DIRECTIONS, f"must be one of {DIRECTIONS}"),
+        ("quantifier", c["quantifier"] in QUANTIFIERS, f"must be one of {QUANTIFIERS}"),
         ("margin", c["margin"] >= 0 and (c["margin"] > 0) == (c["test"] != "superiority"),
          "must be > 0 for non-inferiority and equivalence, 0 for superiority"),
         ("margin_source", c["margin"] == 0 or c["margin_source"].strip(), "must give the words behind a margin"),
@@ -152,6 +159,8 @@ def _parse(raw: dict, where: str) -> Claim:
     for field in ("metrics", "fixed", "original_metrics"):
         fields[field] = tuple(x.strip() for x in fields[field].split(";") if x.strip())
     fields["test"], fields["direction"] = fields["test"] or "superiority", fields["direction"] or "higher"
+    if not fields["quantifier"]:
+        fail("quantifier", f"must say how the metrics make the verdict, one of {QUANTIFIERS}")
     problem = _problem(fields)
     if problem:
         fail(*problem)
@@ -275,26 +284,128 @@ def verdict(low: float, high: float, *, test: str = "superiority", margin: float
         return NOT_TESTABLE
     if math.isnan(low) or math.isnan(high):
         return NOT_RESOLVED
-    if direction == "lower":
-        low, high = -high, -low
-    if test == "superiority":
-        supported, contradicted = low > 0, high < 0
-    elif test == "non-inferiority":
-        supported, contradicted = low > -margin, high < -margin
-    else:
-        supported, contradicted = -margin < low and high < margin, low > margin or high < -margin
+    supported, contradicted = _sides(low, high, test, margin, direction)
     return SUPPORTED if supported else CONTRADICTED if contradicted else NOT_RESOLVED
 
 
-def combine(verdicts: Sequence[str]) -> str:
-    """Several primary metrics, symmetric: supported if all are, contradicted if all are, not
-    testable if any is, otherwise not resolved."""
+def _sides(low, high, test: str, margin: float, direction: str):
+    """(supported, contradicted) of intervals [low, high] of Δ (floats or tensors alike): the
+    rule of ``verdict``, each side a one-sided test at the interval's (1 − level) / 2; a NaN end
+    is neither."""
+    if direction == "lower":
+        low, high = -high, -low
+    if test == "superiority":
+        return low > 0, high < 0
+    if test == "non-inferiority":
+        return low > -margin, high < -margin
+    return (low > -margin) & (high < margin), (low > margin) | (high < -margin)
+
+
+def _check_quantifier(quantifier: str):
+    if quantifier not in QUANTIFIERS + (SYMMETRIC,):
+        raise ValueError(f"quantifier must be in {QUANTIFIERS} (or {SYMMETRIC!r}, the old rule), not {quantifier!r}")
+
+
+def _combine_sides(supported, contradicted, quantifier: str):
+    """[metrics, ...] booleans (each metric's sides, at the levels ``metric_sides`` gives) ->
+    the claim's (supported, contradicted) [...]: the rule of ``combine``."""
+    _check_quantifier(quantifier)
+    if quantifier == "primary":
+        return supported[0], contradicted[0]
+    if quantifier == "all":
+        return supported.all(0), contradicted.any(0)
+    if quantifier == "any":
+        return supported.any(0), contradicted.all(0)
+    return supported.all(0), contradicted.all(0)          # SYMMETRIC
+
+
+def combine(verdicts: Sequence[str], quantifier: str) -> str:
+    """Several primary metrics' verdicts -> the claim's, by the claim's ``quantifier``:
+
+    - "primary": the first metric's verdict (the others are shown, not voted);
+    - "all": supported if every metric is, contradicted if at least one is, else not resolved;
+    - "any": supported if at least one metric is, contradicted if every one is, else not resolved;
+    - "both" (``SYMMETRIC``, files written before the quantifier): supported if all are,
+      contradicted if all are.
+
+    Not testable if any is. The verdicts given must be each metric's at the level the quantifier
+    asks of that side (``metric_sides``: Holm across the metrics for "at least one"), which
+    ``evaluate`` stores as each measurement's ``metric_verdict``. A single verdict is itself."""
+    _check_quantifier(quantifier)
     if not verdicts:
         raise ValueError("no verdicts to combine")
     if NOT_TESTABLE in verdicts:
         return NOT_TESTABLE
-    first = verdicts[0]
-    return first if first in (SUPPORTED, CONTRADICTED) and all(v == first for v in verdicts) else NOT_RESOLVED
+    supported, contradicted = _combine_sides(torch.tensor([v == SUPPORTED for v in verdicts]),
+                                             torch.tensor([v == CONTRADICTED for v in verdicts]), quantifier)
+    return SUPPORTED if supported else CONTRADICTED if contradicted else NOT_RESOLVED
+
+
+def one_sided_p(delta, se, df, *, test: str = "superiority", margin: float = 0.0, direction: str = "higher"):
+    """[...] one-sided p-values (p_supported, p_contradicted) of t intervals Δ ± t_df · SE (numpy
+    arrays): side s holds at level L iff its p < (1 − L) / 2, as in ``verdict``. Superiority
+    and non-inferiority: the t test of Δ against the boundary (0 or −m), each way; equivalence:
+    supported by TOST (the larger of the two inside p's), contradicted by the smaller of the two
+    outside p's. Δ is signed by ``direction``. NaN (a NaN Δ, SE or df; SE 0 at a boundary) reads 1."""
+    sign = 1.0 if direction == "higher" else -1.0
+    delta, se, df = (np.asarray(x, dtype=float) for x in (delta, se, df))
+    sf = lambda x: stats.t.sf(x, df)                     # noqa: E731  P(T_df > x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = lambda b: (sign * delta - b) / se             # noqa: E731  the t statistic against boundary b
+        if test == "equivalence":
+            p_supported = np.maximum(sf(z(-margin)), sf(-z(margin)))
+            p_contradicted = np.minimum(sf(z(margin)), sf(-z(-margin)))
+        else:
+            bound = 0.0 if test == "superiority" else -margin
+            p_supported, p_contradicted = sf(z(bound)), sf(-z(bound))
+    return np.nan_to_num(p_supported, nan=1.0), np.nan_to_num(p_contradicted, nan=1.0)
+
+
+def metric_sides(delta, se, df, quantifier: str, *, test: str = "superiority", margin: float = 0.0,
+                 direction: str = "higher", usable=None, level: float = LEVEL) -> dict:
+    """Each metric's sides at the level its quantifier asks, batched: ``delta``, ``se``, ``df``
+    [metrics, ...] tensors (``usable``: False where a metric gets no verdict, too few seeds).
+
+    Unadjusted: each side a one-sided test at (1 − level) / 2 (the interval at ``level``, as
+    ``verdict``). Adjusted: the side a claim holds if **at least one** metric shows it ("all":
+    contradicted; "any": supported) by Holm's step-down across the k metrics at family-wise
+    (1 − level) / 2: the metrics ordered by that side's p (``one_sided_p``), the j-th (from 0)
+    holds if its interval at level 1 − (1 − level) / (k − j) shows it and every one before it
+    held. The side that needs **every** metric is an intersection–union test: each at its own
+    level. "primary" and "both": unadjusted. One metric: the same as ``verdict``.
+
+    Returns {"supported", "contradicted"} (adjusted, [metrics, ...] bool) and
+    {"supported_unadjusted", "contradicted_unadjusted"}."""
+    _check_quantifier(quantifier)
+    delta, se, df = (torch.as_tensor(x, dtype=torch.float64) for x in (delta, se, df))
+    usable = torch.ones_like(delta, dtype=torch.bool) if usable is None else torch.as_tensor(usable, dtype=torch.bool)
+    rule = dict(test=test, margin=margin, direction=direction)
+
+    def at(q, d, s, f, v):         # the sides of intervals d ± t_{1 − q/2, f} · s where v (usable)
+        half = _t(1 - q / 2, f) * s
+        up, down = _sides(d - half, d + half, **rule)
+        return up & v, down & v
+
+    supported, contradicted = at(1 - level, delta, se, df, usable)
+    out = {"supported": supported.clone(), "contradicted": contradicted.clone(),
+           "supported_unadjusted": supported, "contradicted_unadjusted": contradicted}
+    side = {"all": "contradicted", "any": "supported"}.get(quantifier)
+    k = delta.shape[0]
+    if side is None or k == 1:
+        return out
+    p = torch.as_tensor(one_sided_p(delta.numpy(), se.numpy(), df.numpy(), **rule)[side == "contradicted"])
+    p = torch.where(usable, p, torch.full_like(p, math.inf))
+    order = p.argsort(dim=0, stable=True)                 # [k, ...]: the metric at each Holm step
+    held = torch.zeros_like(usable)
+    going = torch.ones_like(usable[0])
+    for j in range(k):
+        i = order[j:j + 1]
+        pick = lambda x: x.gather(0, i)[0]              # noqa: E731
+        ok = at((1 - level) / (k - j), pick(delta), pick(se), pick(df), pick(usable))[side == "contradicted"] & going
+        held.scatter_(0, i, ok[None])
+        going = ok
+    out[side] = held
+    return out
 
 
 def boundaries(test: str, margin: float, direction: str = "higher") -> tuple[float, ...]:
@@ -304,170 +415,9 @@ def boundaries(test: str, margin: float, direction: str = "higher") -> tuple[flo
     return {"superiority": (0.0,), "non-inferiority": (-sign * margin,), "equivalence": (-margin, margin)}[test]
 
 
-# --- one claim, evaluated -----------------------------------------------------------------
-
-def _intervals(claim: Claim, values: dict) -> dict:
-    missing = [m for m in claim.metrics if m not in values]
-    if missing:
-        raise KeyError(f"{claim.id}: no values for {missing}")
-    return {m: interval(*values[m], fixed_better=claim.better in claim.fixed,
-                        fixed_worse=claim.worse in claim.fixed, paired=claim.paired) for m in claim.metrics}
-
-
-def _near_boundary(claim: Claim, results: dict, scale: float) -> bool:
-    """Whether an interval end is within MC_GUARD Monte Carlo SEs of a decision boundary; the MC
-    SE of an end is t · SE(v) / (2 SE) with SE(v) ≈ v √(2 / (R − 1)) for the image variance v.
-    A claim that gets no verdict (too few seeds) needs no more replicates."""
-    for r in results.values():
-        if not (r["se"] > 0 and r["n_resamples"] > 1 and math.isfinite(r["low"])) or _too_few_seeds(claim, r["seeds"]):
-            continue
-        se_v = r["image_var"] * math.sqrt(2 / (r["n_resamples"] - 1))
-        mc_se = float(_t(1 - (1 - LEVEL) / 2, r["df"])) * se_v / (2 * r["se"])
-        for b in boundaries(claim.test, claim.margin, claim.direction):
-            if min(abs(scale * r["low"] - b), abs(scale * r["high"] - b)) < MC_GUARD * scale * mc_se:
-                return True
-    return False
-
-
-def _resampled_values(values: Callable, n_images: int, seed: int, chunks: int, done: list) -> dict:
-    """``values`` on ``chunks`` × N_RESAMPLES resamples, reusing the chunks in ``done``. Chunk j
-    draws with seed + j · 1,000,003 (chunk 0 is ``image_weights(n_images, N_RESAMPLES, seed)``);
-    chunks are drawn one at a time so that 10,000 resamples of a large test set fit in memory."""
-    while len(done) < chunks:
-        done.append(values(image_weights(n_images, N_RESAMPLES, seed + len(done) * 1_000_003)))
-
-    def joined(metric, side):     # column 0 (the test set) once, then every chunk's resamples
-        parts = [_as_rows(d[metric][side]) for d in done]
-        return torch.cat([parts[0]] + [p[:, 1:] for p in parts[1:]], dim=1)
-    return {m: (joined(m, 0), joined(m, 1)) for m in done[0]}
-
-
-def _end(x: float, bounds: Sequence[float]) -> str:
-    """An interval end with 1 decimal, or with up to 4 where that is needed to show its side of a
-    boundary it lies within 0.05 of."""
-    if not math.isfinite(x):
-        return "n/a"
-    for d in (1, 2, 3, 4):
-        shown = round(x, d)
-        if all(abs(x - b) >= 0.05 or (shown - b) * (x - b) > 0 for b in bounds):
-            return f"{x:+.{d}f}"
-    return f"{x:+.4f}"
-
-
-def _seeds_text(claim: Claim, seeds: tuple[int, int]) -> str:
-    """"3 vs 3 seeds", "3 seeds, paired", "3 seeds vs fixed", "fixed vs fixed"."""
-    if claim.paired:
-        return f"{seeds[0]} seeds, paired"
-    b, w = ("fixed" if row in claim.fixed else f"{n} seeds" for row, n in zip((claim.better, claim.worse), seeds))
-    return f"{b.split()[0]} vs {w}" if "fixed" not in (b, w) else f"{b} vs {w}"
-
-
-def _too_few_seeds(claim: Claim, seeds: tuple[int, int]) -> bool:
-    return any(n < MIN_SEEDS for row, n in zip((claim.better, claim.worse), seeds) if row not in claim.fixed)
-
-
-def _measurement(claim: Claim, metric: str, r: dict, scale: float, published) -> dict:
-    """One primary metric's numbers in points, its verdict, and its evidence text."""
-    bounds = boundaries(claim.test, claim.margin, claim.direction)
-    low, high, se = scale * r["low"], scale * r["high"], scale * r["se"]
-    too_few = _too_few_seeds(claim, r["seeds"])
-    v = NOT_RESOLVED if too_few else verdict(low, high, test=claim.test, margin=claim.margin,
-                                             direction=claim.direction)
-    detects = mde(se, r["df"])
-    pub = None if not published or published.get(metric) is None else float(published[metric])
-    df = "∞" if r["df"] == math.inf else "n/a" if math.isnan(r["df"]) else f"{r['df']:.1f}"
-    details = [f"fewer than {MIN_SEEDS} training seeds: no verdict"] if too_few else []
-    details += [f"t, df {df}", _seeds_text(claim, r["seeds"])]
-    if len(r["seed_deltas"]) > 1:
-        details.append("per seed " + ", ".join(f"{scale * d:+.1f}" for d in r["seed_deltas"]))
-    if pub is not None:
-        details.append(f"paper's table {pub:+.1f}")
-    if math.isfinite(detects):
-        details.append(f"detects ≥ {detects:.1f}")
-    text = (f"{metric} Δ {scale * r['delta']:+.1f} [{_end(low, bounds)}, {_end(high, bounds)}] "
-            f"({'; '.join(details)})" + (f" → {v}" if len(claim.metrics) > 1 else ""))
-    return {"metric": metric, "delta": scale * r["delta"], "low": low, "high": high, "se": se, "df": r["df"],
-            "seeds": r["seeds"], "n_resamples": r["n_resamples"], "published_delta": pub, "mde": detects,
-            "metric_verdict": v, "test": claim.test, "margin": claim.margin, "direction": claim.direction,
-            "too_few_seeds": too_few, "image_var": scale ** 2 * r["image_var"],
-            "seed_parts": [(scale ** 2 * s2, S) for s2, S in r["seed_parts"]], "text": text}
-
-
-def _test_text(claim: Claim) -> str:
-    return claim.test if claim.test == "superiority" else f"{claim.test}, margin {claim.margin:g}"
-
-
 def mde(se: float, df: float, level: float = LEVEL, power: float = 0.8) -> float:
     """Smallest effect (distance from a boundary, in se's units) that an interval with this SE and
     df detects with probability ``power``: (t_{1−α/2, df} + t_{power, df}) · se."""
     if not (se >= 0 and df > 0):
         return math.nan
     return float((stats.t.ppf(1 - (1 - level) / 2, df) + stats.t.ppf(power, df)) * se)
-
-
-def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float = 100.0, testable: bool = True,
-             why_not: str = "", secondary: dict[str, float] | None = None,
-             published: dict[str, float] | None = None, seed: int = 0, original_values=None,
-             original_published: dict[str, float] | None = None) -> dict:
-    """One row of a claims table: the display columns (``DISPLAY``; ``P_SAME`` is added by
-    ``tables.table`` from the measurements) and ``"measurements"``.
-
-    ``values``: {metric: (better [S, 1+R], worse [S, 1+R])} used as given, or a callable
-    ``values(weights [1+R, N]) -> that dict`` with ``n_images`` given: it is evaluated on
-    N_RESAMPLES resamples (``image_weights(n_images, N_RESAMPLES, seed)``) and, if an end lies
-    near a decision boundary, on MAX_RESAMPLES. ``scale`` turns values into points. ``secondary``:
-    Δ (points) of other metrics, shown only; ``published``: the paper's own Δ per metric.
-
-    An amended claim (``Claim.original``) is judged by its original test too, on
-    ``original_values`` (the same forms; default ``values``, right where the original compares
-    the same rows): its verdict, evidence and the reason for the change fill the column
-    "original test (amended claims)", so that a reader sees both verdicts side by side.
-    """
-    row = _evaluate_one(claim, values, n_images=n_images, scale=scale, testable=testable, why_not=why_not,
-                        secondary=secondary, published=published, seed=seed)
-    row = {"registered": claim.registered, **row, "original test (amended claims)": ""}
-    original = claim.original()
-    if original is not None:
-        try:
-            before = _evaluate_one(original, values if original_values is None else original_values,
-                                   n_images=n_images, scale=scale, testable=testable, why_not=why_not,
-                                   published=published if original_published is None else original_published,
-                                   seed=seed)
-            said = f"{before['verdict']}: {before['evidence']}"
-        except KeyError as missing:      # the evidence no longer measures the original's rows or metrics
-            before, said = {"verdict": NOT_TESTABLE}, f"not recomputed here ({missing})"
-        row["original verdict"] = before["verdict"]
-        row["original test (amended claims)"] = (
-            f"registered {claim.registered}, amended {claim.amended}. Original: {original.better} vs "
-            f"{original.worse}, {_test_text(original)}{'' if original.direction == 'higher' else ', lower is better'}"
-            f" on {', '.join(original.metrics)} → {said}. Why changed: {claim.amendment_reason}")
-    return row
-
-
-def _evaluate_one(claim: Claim, values, *, n_images, scale, testable, why_not, secondary=None, published=None,
-                  seed=0) -> dict:
-    """``evaluate`` of one test (the claim's own or its original)."""
-    row = {"id": claim.id, "data set": claim.dataset,
-           "claim": f"“{claim.text}”" if claim.quoted else f"{claim.text} (the book's reading)",
-           "source": claim.source, "compared": f"{claim.better} vs {claim.worse}", "test": _test_text(claim),
-           "primary": ", ".join(claim.metrics)}
-    note = f" (note: {claim.note})" if claim.note else ""
-    if not testable:
-        return {**row, "evidence": (why_not or "the data cannot test it") + note, "verdict": NOT_TESTABLE,
-                "measurements": []}
-    if callable(values):
-        if n_images is None:
-            raise ValueError(f"{claim.id}: a callable of image weights needs n_images")
-        done = []
-        results = _intervals(claim, _resampled_values(values, n_images, seed, 1, done))
-        if _near_boundary(claim, results, scale):
-            results = _intervals(claim, _resampled_values(values, n_images, seed, MAX_RESAMPLES // N_RESAMPLES, done))
-    else:
-        results = _intervals(claim, values)
-    measured = [_measurement(claim, m, results[m], scale, published) for m in claim.metrics]
-    R = max(r["n_resamples"] for r in results.values())
-    evidence = "; ".join(m.pop("text") for m in measured) + f"; {R:,} image resamples"
-    if secondary:
-        evidence += "; shown, not voted: " + ", ".join(f"{k} {v:+.1f}" for k, v in secondary.items())
-    return {**row, "evidence": evidence + note, "verdict": combine([m["metric_verdict"] for m in measured]),
-            "measurements": measured}

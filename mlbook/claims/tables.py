@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from .replication import REPLICATION, claim_reading
 from .stability import p_same
 from .standard import DISPLAY, P_SAME, VERDICTS
 
@@ -16,13 +17,17 @@ from .standard import DISPLAY, P_SAME, VERDICTS
 def table(rows: list[dict]) -> pd.DataFrame:
     """The display table (no "measurements"; verdicts checked; no cell holds a '|', which would
     split a Markdown table's columns). ``P_SAME`` is ``stability.p_same`` of the row's
-    measurements unless the row gives it, to 2 decimals."""
+    measurements unless the row gives it, to 2 decimals. After the verdict, ``REPLICATION``: the
+    paper's Δ against the interval (``replication.claim_reading``)."""
     def same(r):
         if P_SAME in r or r.get("verdict") not in VERDICTS:     # a bad verdict is reported below
             return r.get(P_SAME, math.nan)
         p = p_same(r.get("measurements", []), r["verdict"])
         return round(p, 2) if p == p else p      # NaN (no measurements) stays NaN
     df = pd.DataFrame([{**{k: r.get(k, "") for k in DISPLAY}, P_SAME: same(r)} for r in rows], columns=list(DISPLAY))
+    # the paper's own Δ against the interval, right after the verdict (``replication.claim_reading``)
+    df.insert(list(df.columns).index("verdict") + 1, REPLICATION,
+              [claim_reading(r.get("measurements", [])) for r in rows])
     if df.astype(str).apply(lambda col: col.str.contains("|", regex=False)).any().any():
         raise ValueError("a claims cell contains '|', which breaks the Markdown table")
     bad = set(df["verdict"]) - set(VERDICTS)
@@ -33,7 +38,8 @@ def table(rows: list[dict]) -> pd.DataFrame:
 
 TIDY = ("id", "data set", "metric", "test", "margin", "delta", "low", "high", "se", "df", "seeds_better",
         "seeds_worse", "n_resamples", "published_delta", "mde", "metric_verdict", "verdict", "direction",
-        "too_few_seeds")      # the last two: what stability.p_same needs beyond the interval
+        "too_few_seeds", "quantifier", "metric_verdict_unadjusted")      # from "direction": what stability.p_same
+                                                                          # needs beyond the interval
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:

@@ -1,10 +1,14 @@
 """The evidence of RLSD's claims (chapter 06): how a row's results are read (``predictions``, the
 paper's row names ``table_results``), region statistics, recall by object size and area, mAP@10
-on image resamples, and ``claim_values`` / ``claim_options`` for the claims of
-``mlbook/reference/claims_06_rlsd.csv``. It reads the row specifications of ``rlsd_setup``;
+on image resamples, ``claim_values`` / ``claim_options`` for the claims of
+``mlbook/reference/claims_06_rlsd.csv`` (a control that changes one thing as a claim's primary
+row, the paper's row shown beside it: ``STAND_INS``) and ``run_says``, the chapter's closing
+paragraph. It reads the row specifications of ``rlsd_setup``;
 ``rlsd`` (the face) takes ``claim_values`` and ``claim_options`` from here, and the chapter
 reads the rest here."""
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -38,8 +42,13 @@ def table_results(results: dict) -> dict:
 
 TABLES = {"voc": "rlsd_table1_voc2007_ap", "coco": "rlsd_table3_coco_top3", "nuswide": "rlsd_table4_nuswide_top3"}
 PUBLISHED_NAMES = {"SS-CNN+LSTM": "MCG-CNN+LSTM"}          # our row -> the paper's row it stands in for
-STAGE_ROWS = {"localization layer": "localization (region set)", "selective search": "selective search"}
+FT_LAYER = "fine-tuned localization layer"                 # the ft-RPN layer (Sec. IV-A), fine-tuned once
+STAGE_ROWS = {"localization layer": "localization (region set)", "selective search": "selective search",
+              FT_LAYER: "localization (ft-RPN)"}
 SEEDED_STAGES = ("localization layer",)   # trained once per training seed (``rlsd.grid``); the proposals are fixed
+#: a control that changes one thing, as a claim's primary row -> the paper's row it stands in for (shown beside it)
+STAND_INS = {"Multi-CNN (2-fc)": "Multi-CNN", "CNN+LSTM (continued)": "CNN+LSTM"}
+CLASSES_WON = "share of classes won"    # "in most classes": the share of classes whose AP a row wins, vs one half
 FIG8_CLASSES = ("bird", "fire hydrant", "kite")           # "visually small in the images of this dataset"
 AREA_BINS = {"large objects": (0.25, 0.5), "objects filling the image": (0.5, 1.01)}   # box area / image area
 MIN_PAIRS = 20            # (image, label) pairs an area bin needs before a recall in it is read
@@ -137,7 +146,9 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
     "mAP@10" (per class), "AP <class>", "AP Fig. 8 classes" (mean AP of those of ``FIG8_CLASSES`` in
     the data), "CP" ... "OF1" (top 3, no floor) and "<metric> (floor 0.5)", "recall of small
     objects" and "recall gain small − large" (smallest / largest third of the (image, label)
-    pairs by box size), "region area", "multi-object regions", "epochs to the best hold-out loss"."""
+    pairs by box size), "region area", "multi-object regions", "objects per region", "epochs to the best
+    hold-out loss", and ``CLASSES_WON`` (a pair metric: per training seed s, the share of the classes
+    whose AP the better row's seed s wins, a tie counting half, against the constant one half)."""
     results, seeds = evidence.results, evidence.seeds
     d, test = claim.dataset, evidence.data[claim.dataset].test
     y, ign = test.labels, test.ignore
@@ -177,7 +188,18 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
             return torch.stack([_size_recall(p, test, weights, name) for p in preds])
         return metrics.set_metric_values(preds, y, weights, name, ign)
 
-    return {m: (values(claim.better, m), values(claim.worse, m)) for m in claim.metrics}
+    def classes_won() -> tuple[torch.Tensor, torch.Tensor]:
+        out = []
+        for rb, rw in zip(runs(claim.better), runs(claim.worse)):
+            a, b = (metrics.resampled_ap(r["scores"], y, weights, ign) for r in (rb, rw))   # [1+R, C]
+            ok = a.isfinite() & b.isfinite()                                   # classes with a positive
+            won = ((a > b).double() + 0.5 * (a == b).double()) * ok
+            out.append(won.sum(1) / ok.sum(1).clamp_min(1))
+        share = torch.stack(out)
+        return share, torch.full_like(share, 0.5)
+
+    return {m: classes_won() if m == CLASSES_WON else (values(claim.better, m), values(claim.worse, m))
+            for m in claim.metrics}
 
 
 BOX_METRICS = ("recall of small objects", "recall gain small − large", "region area", "multi-object regions")
@@ -188,7 +210,8 @@ def _testability(claim: claims.Claim, test, trained) -> tuple[bool, str]:
     (``trained``), never from outputs."""
     if "hand-picked examples" in claim.metrics:
         return False, HAND_PICKED
-    missing = [r for r in (claim.better, claim.worse) if r not in trained and r not in STAGE_ROWS and r not in AREA_BINS]
+    needs = [("RLSD+ft-RPN" if r == FT_LAYER else r) for r in (claim.better, claim.worse)]   # the layer: its row's data
+    missing = [r for r in needs if r not in trained and r not in STAGE_ROWS and r not in AREA_BINS]
     if missing and set(missing) <= set(ROW_SPECS):   # a row of the book's grid, not trained on this data set
         return False, f"{', '.join(missing)}: not trained on this data set (RLSD+ft-RPN needs object boxes)"
     if missing:
@@ -207,16 +230,53 @@ def _testability(claim: claims.Claim, test, trained) -> tuple[bool, str]:
     return True, ""
 
 
+def _paper_name(row: str) -> str:
+    """The paper's row that ours stands in for (MCG for selective search, a control for its parent)."""
+    return PUBLISHED_NAMES.get(STAND_INS.get(row, row), STAND_INS.get(row, row))
+
+
+def _classes_won_published(table, better: str, worse: str) -> float | None:
+    """The paper's own share of classes won (Table I's per-class APs), minus one half, in points."""
+    classes = [c for c in table.columns if c not in ("mAP",)]
+    try:
+        a, b = table.loc[better, classes].astype(float), table.loc[worse, classes].astype(float)
+    except KeyError:
+        return None
+    ok = a.notna() & b.notna()
+    if not ok.any():
+        return None
+    return round(100 * float(((a > b) + 0.5 * (a == b))[ok].mean()) - 50, 1)
+
+
 def published_deltas(claim: claims.Claim) -> dict:
-    """{metric: the Δ (points) of the claim's two rows in the paper's own table, or None}."""
+    """{metric: the Δ (points) of the claim's two rows in the paper's own table, or None}; a control
+    row reads its parent's published row (the paper's protocol of the row it stands in for)."""
     tables = [TABLES[claim.dataset]] + (["rlsd_table2_voc2007_top3"] if claim.dataset == "voc" else [])
+    better, worse = _paper_name(claim.better), _paper_name(claim.worse)
     out = {}
     for m in claim.metrics:
+        if m == CLASSES_WON:
+            out[m] = _classes_won_published(report.reference(TABLES[claim.dataset]), better, worse)
+            continue
         column = m[3:] if m.startswith("AP ") else m
-        found = [claims.published_delta(report.reference(t), PUBLISHED_NAMES.get(claim.better, claim.better),
-                                        PUBLISHED_NAMES.get(claim.worse, claim.worse), column) for t in tables]
+        found = [claims.published_delta(report.reference(t), better, worse, column) for t in tables]
         out[m] = next((x for x in found if x is not None), None)
     return out
+
+
+def paper_protocol(claim: claims.Claim, evidence: shared.Evidence, scale: float) -> dict:
+    """A claim whose primary row is a control (``STAND_INS``) shows, not voted, the same metrics'
+    Δ (points, seed means on the test set) against the paper's row it stands in for, unless its
+    original test (an amendment) already compares that row."""
+    parent = STAND_INS.get(claim.worse)
+    if parent is None or claim.original_worse == parent:
+        return {}
+    paper = dataclasses.replace(claim, worse=parent, amended="", original_test="", original_margin=None,
+                                original_better="", original_worse="", original_metrics=(), original_direction="",
+                                amendment_reason="")
+    ones = torch.ones(1, len(evidence.data[claim.dataset].test.labels), dtype=torch.float64)
+    return {f"{m} vs {parent}": scale * float(b[:, 0].mean() - w[:, 0].mean())
+            for m, (b, w) in claim_values(paper, evidence, ones).items()}
 
 
 def control_claims(datasets) -> list[claims.Claim]:
@@ -231,6 +291,51 @@ def claim_options(claim: claims.Claim, evidence: shared.Evidence) -> dict:
     for fractions; epochs and objects as they are)."""
     testable, why = _testability(claim, evidence.data[claim.dataset].test,
                                  evidence.trained.get(claim.dataset, set()))
-    raw = {"epochs to the best hold-out loss"}
-    return {"testable": testable, "why_not": why, "published": published_deltas(claim),
-            "scale": 1.0 if set(claim.metrics) <= raw else 100.0}
+    raw = {"epochs to the best hold-out loss", "objects per region"}
+    scale = 1.0 if set(claim.metrics) <= raw else 100.0
+    return {"testable": testable, "why_not": why, "published": published_deltas(claim), "scale": scale,
+            "secondary": paper_protocol(claim, evidence, scale) if testable else {}}
+
+
+# --- what the run says (the chapter's closing paragraph, generated from the claims table) ---------
+
+#: (what is compared, the claims' short ids): the paper's argument in its order
+RUN_SAYS = (("RLSD against the global model trained as long (CNN+LSTM (continued))", ("rlsd_vs_cnnlstm",)),
+            ("RLSD against Multi-CNN (2-fc)", ("rlsd_vs_multicnn",)),
+            ("RLSD against the same LSTM on selective-search proposals (for MCG)", ("vs_mcg",)),
+            ("RLSD within 2 points of its upper bound RLSD+ft-RPN", ("close_to_upper_bound",)),
+            ("small objects against CNN+LSTM", ("small_classes", "small_objects")),
+            ("the layer's regions against the proposals (bigger, several objects)", ("regions_vs_proposals",)))
+
+
+def _said(row: dict, names: dict) -> str:
+    """'supported on MS-COCO (mAP Δ +4.3 [+2.1, +6.5])', with the original test's verdict if amended."""
+    numbers = "; ".join(f"{m['metric']} Δ {m['delta']:+.1f} [{m['low']:+.1f}, {m['high']:+.1f}]"
+                        for m in row["measurements"])
+    original = f", original test {row['original verdict']}" if row.get("original verdict") else ""
+    return (f"{row['verdict']} on {names.get(row['data set'], row['data set'])}"
+            + (f" ({numbers}{original})" if numbers or original else ""))
+
+
+def run_says(rows: list[dict], names: dict) -> str:
+    """The chapter's "What this run says": one sentence per step of the paper's argument
+    (``RUN_SAYS``), then the count of the paper's own sentences by verdict, every number read
+    from the claims table's rows (``chapter.claims_section``)."""
+    short = lambda r: r["id"].split(".")[1]  # noqa: E731
+    out = []
+    for what, ids in RUN_SAYS:
+        found = [_said(r, names) for r in rows if short(r) in ids]
+        if found:
+            out.append(f"{what[0].upper()}{what[1:]}: {', '.join(found)}.")
+    verdict = {r["id"]: r["verdict"] for r in rows}
+    helped = any(v == claims.SUPPORTED for k, v in verdict.items() if k.startswith("06.rlsd_vs_cnnlstm."))
+    mechanism = [v for k, v in verdict.items() if k.startswith("06.regions_vs_proposals.")]
+    if helped and mechanism and all(v == claims.CONTRADICTED for v in mechanism):
+        out.append("So the regions help on some data here, but not through regions bigger than the proposals or "
+                   "holding more objects: the mechanism the paper credits does not appear in this run.")
+    quoted = [r["verdict"] for r in rows if r["claim"].startswith("“")]
+    counts = {v: quoted.count(v) for v in claims.VERDICTS}
+    out.append(f"Of the {len(quoted)} rows that test the paper's own words (one per comparison and data set), "
+               f"{counts[claims.SUPPORTED]} are supported, {counts[claims.CONTRADICTED]} contradicted, "
+               f"{counts[claims.NOT_RESOLVED]} not resolved and {counts[claims.NOT_TESTABLE]} not testable here.")
+    return " ".join(out)

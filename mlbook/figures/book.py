@@ -2,11 +2,15 @@
 
 Every paper chapter writes ``figures/<chapter>/table_claims.csv`` (one row per claim, its id and
 verdict) and ``claims_measurements.csv`` (per claim and primary metric: Δ, interval, the paper's
-Δ); ``scorecard`` counts the verdicts per paper, and how many of them an independent rerun is
-expected to change (``rerun_changes``: Σ (1 − P(same verdict on rerun)), ``claims.stability``, from
-the measurements' own columns), and ``scorecard_figure`` draws every measured Δ with its interval
-against the paper's own Δ. Nothing here is typed in: a claim that changes
-verdict in a rerun changes the scorecard.
+Δ, the run's minimum detectable effect, that metric's own verdict); ``scorecard`` counts the
+verdicts per paper, the not resolved ones split by power (``claims.replication.power_label``:
+could the run have seen the paper's effect?), and how many of them an independent rerun is
+expected to change (``rerun_changes``: Σ (1 − P(same verdict on rerun)), ``claims.stability``,
+from the measurements' own columns); ``replication_card`` counts the intervals whose paper's Δ is
+inside, above or below them (``claims.replication.reading``); ``scorecard_figure`` draws every
+measured Δ with its interval, coloured by that metric's own verdict, against the paper's own Δ,
+one unit per axis. Nothing here is typed in: a claim that changes verdict in a rerun changes the
+scorecard.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..claims import LEVEL, NOT_TESTABLE, VERDICTS, expected_changes, load
+from ..claims import (CONTRADICTED, LEVEL, NOT_RESOLVED, NOT_TESTABLE, SUPPORTED, boundaries,
+                      expected_changes, load)
+from ..claims import replication
 from ..papers import PAPERS
 from ..profiles import project_root
 
@@ -76,28 +82,78 @@ def quoted(table: pd.DataFrame) -> pd.Series:
     return pd.Series([registry.get(i, text) for i, text in zip(table["id"], by_text)], index=table.index, dtype=bool)
 
 
-def scorecard(figures: Path, label: str = "demo") -> pd.DataFrame:
-    """Per paper: how many of its own sentences are supported / contradicted / not resolved / not
-    testable; the book's own questions (its readings of tables, its controls, its options: not
-    the papers' words) are counted apart, on the last row, so that no paper is scored on them."""
+#: the scorecard's verdict columns: not resolved split by power (``claims.replication.POWER_SPLIT``)
+SCORE_WORDS = (SUPPORTED, CONTRADICTED, *replication.POWER_SPLIT, NOT_TESTABLE)
+
+
+def score_words(figures: Path) -> pd.DataFrame:
+    """Every claim of ``read_claims`` with ``score``: its verdict, a not resolved one replaced by
+    its place in ``claims.replication.POWER_SPLIT`` (from the chapter's ``claims_measurements.csv``;
+    a not resolved claim without measurements there counts as "no published Δ": nothing sizes it),
+    and ``quoted`` (a sentence of the paper, or the book's own question)."""
     table = read_claims(figures)
+    if table.empty:
+        return pd.DataFrame({"id": pd.Series(dtype=object), "chapter": pd.Series(dtype=object),
+                             "verdict": pd.Series(dtype=object), "score": pd.Series(dtype=object),
+                             "quoted": pd.Series(dtype=bool)})
+    m = read_measurements(figures)
+    split = replication.power_labels(m) if len(m) else pd.Series(dtype=object)
+    score = [(split.get(i) or replication.NO_REFERENCE) if v == NOT_RESOLVED else v
+             for i, v in zip(table["id"], table["verdict"])]
+    return table.assign(score=score, quoted=quoted(table))
+
+
+def scorecard(figures: Path, label: str = "demo") -> pd.DataFrame:
+    """Per paper: how many of its own sentences are supported / contradicted / not resolved (split:
+    the run could have seen the paper's effect, could not, or no published Δ to size it) / not
+    testable (``SCORE_WORDS``, the first columns); the book's own questions (its readings of tables,
+    its controls, its options: not the papers' words) are counted apart, on the last row, so that no
+    paper is scored on them."""
+    table = score_words(figures)
     names = paper_chapters()
-    own = quoted(table) if len(table) else pd.Series(dtype=bool)
-    papers = table[own] if len(table) else table
-    counts = pd.crosstab(papers["chapter"], papers["verdict"]).reindex(index=list(names),
-                                                                      columns=list(VERDICTS), fill_value=0)
-    book_own = table[~own]["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0) if len(table) else (
-        pd.Series(0, index=list(VERDICTS)))
+    own = table["quoted"].astype(bool)
+    papers = table[own]
+    counts = pd.crosstab(papers["chapter"], papers["score"]).reindex(index=list(names), columns=list(SCORE_WORDS),
+                                                                    fill_value=0)
+    book_own = table[~own]["score"].value_counts().reindex(list(SCORE_WORDS), fill_value=0)
     counts = pd.concat([counts, book_own.to_frame(BOOK_OWN).T]).fillna(0).astype(int)
     counts["claims"] = counts.sum(axis=1)
-    ids = set(table["id"][own]) if len(table) else set()
-    changes = rerun_changes(figures, ids).reindex(list(names))
-    book_changes = rerun_changes(figures, set(table["id"][~own]) if len(table) else set())
+    changes = rerun_changes(figures, set(table["id"][own])).reindex(list(names))
+    book_changes = rerun_changes(figures, set(table["id"][~own]))
     counts[f"changed by a rerun, expected ({label})"] = [*changes.round(1).values,
                                                          round(book_changes.sum(), 1) if len(book_changes) else float("nan")]
     counts.index = [f"[{names[c]}]({c})" for c in names] + [BOOK_OWN]
     counts.index.name = "paper"
-    counts.columns = [f"{c} ({label})" if c in VERDICTS else c for c in counts.columns]
+    counts.columns = [f"{c} ({label})" if c in SCORE_WORDS else c for c in counts.columns]
+    return counts
+
+
+def replication_card(figures: Path, label: str = "demo") -> pd.DataFrame:
+    """Per paper (its own sentences) and for the book's own questions (last row): how many measured
+    intervals (claim × primary metric) hold the paper's Δ, lie below it (effect smaller than
+    published), above it (larger), or have no published Δ (``claims.replication.reading``, read on
+    the claim's signed scale), recomputed from the ``claims_measurements.csv`` files; a column of
+    intervals without a verdict (too few seeds) appears only where there are some."""
+    m = read_measurements(figures)
+    names = paper_chapters()
+    columns = list(replication.READINGS)
+    if m.empty:
+        counts = pd.DataFrame(0, index=[*names, BOOK_OWN], columns=columns)
+    else:
+        registry = {c.id: c.quoted for c in load()}
+        claims_table = read_claims(figures)
+        by_table = dict(zip(claims_table["id"], quoted(claims_table))) if len(claims_table) else {}
+        own = m["id"].map(lambda i: by_table.get(i, registry.get(i, True))).astype(bool)
+        words = replication.readings(m)
+        if (words == replication.NO_READING).any():
+            columns.append(replication.NO_READING)
+        papers = pd.crosstab(m["chapter"][own], words[own]).reindex(index=list(names), columns=columns, fill_value=0)
+        book_own = words[~own].value_counts().reindex(columns, fill_value=0)
+        counts = pd.concat([papers, book_own.to_frame(BOOK_OWN).T]).fillna(0).astype(int)
+    counts["intervals"] = counts.sum(axis=1)
+    counts.index = [f"[{names[c]}]({c})" for c in names] + [BOOK_OWN]
+    counts.index.name = "paper"
+    counts.columns = [f"{c} ({label})" if c != "intervals" else c for c in counts.columns]
     return counts
 
 
@@ -144,43 +200,106 @@ def _short_id(claim_id: str) -> str:
     return rest if head.isdigit() and rest else str(claim_id)
 
 
-def scorecard_figure(figures: Path, width: float = 8.0, row_height: float = 0.16, fontsize: float = 8):
-    """One panel per paper, stacked (readable at the book's page width, about 8 in): each claim's
-    measured Δ (points) with its interval, coloured by the claim's verdict, and the paper's own Δ
-    where its tables give one (a cross). A panel's height grows with its number of measurements."""
+#: metrics not in points of a classification metric: (the unit an axis carries, its short name);
+#: every other metric is in points (values × 100 of a share: mAP, F1, precision, recall, Jaccard)
+OTHER_UNITS = {
+    "peak, all positive CADMs": ("CADM peak, logits", "CADM peak (logit)"),
+    "peak, weak positive CADMs": ("CADM peak, logits", "CADM peak (logit)"),
+    "share of pairs won": ("percentage points of the pairs won", "share of pairs won"),
+    "region area": ("percentage points of the image's area", "region area"),
+    "multi-object regions": ("percentage points of the regions", "multi-object regions"),
+    "epochs to the best hold-out loss": ("epochs", "epochs to the best hold-out loss"),
+}
+POINTS = "points"
+COLOURS = {SUPPORTED: "tab:green", CONTRADICTED: "tab:red", NOT_RESOLVED: "0.55"}
+
+
+def unit_of(metric: str) -> str:
+    """The unit of a metric's Δ on the scorecard's axes (``OTHER_UNITS``, else points)."""
+    return OTHER_UNITS.get(metric, (POINTS,))[0]
+
+
+def _metric_verdicts(m: pd.DataFrame, claims_table: pd.DataFrame) -> pd.Series:
+    """Each measurement's own verdict (``metric_verdict``); older files without it take the
+    claim's verdict from the claims table, and a measurement without either draws as not resolved."""
+    own = m["metric_verdict"] if "metric_verdict" in m else pd.Series(np.nan, index=m.index)
+    claim = m["id"].map(claims_table.set_index("id")["verdict"]) if len(claims_table) and "id" in claims_table else (
+        pd.Series(np.nan, index=m.index))
+    return own.fillna(claim).fillna(NOT_RESOLVED).where(lambda v: v.isin(list(COLOURS)), NOT_RESOLVED)
+
+
+def _draw(ax, part: pd.DataFrame, labels: list[str], xlabel: str, fontsize: float):
+    """One panel: per measurement its interval and Δ in its own verdict's colour, the paper's Δ
+    (a cross), a margin test's decision boundaries (short ticks), 0."""
+    y = np.arange(len(part))[::-1]
+    for yi, (_, r) in zip(y, part.iterrows()):
+        colour = COLOURS[r["colour_verdict"]]
+        ax.plot([r["low"], r["high"]], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+        ax.plot(r["delta"], yi, "o", color=colour, ms=4.5)
+        if pd.notna(r.get("published_delta")):
+            ax.plot(r["published_delta"], yi, "x", color="black", ms=5.5, mew=1.3)
+        test, margin = r.get("test"), r.get("margin")
+        if test in ("non-inferiority", "equivalence") and pd.notna(margin) and margin > 0:
+            direction = r.get("direction") if r.get("direction") in ("higher", "lower") else "higher"
+            for b in boundaries(test, float(margin), direction):
+                ax.plot([b, b], [yi - 0.4, yi + 0.4], color="tab:blue", lw=1.2)
+    ax.axvline(0, color="black", lw=0.7)
+    ax.set_yticks(y, labels, fontsize=fontsize)
+    ax.set_ylim(-0.7, max(len(part), 1) - 0.3)
+    ax.tick_params(axis="x", labelsize=fontsize)
+    ax.grid(axis="x", color="0.9", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.set_xlabel(xlabel, fontsize=fontsize)
+
+
+def _label(r, chapter_prefix: bool = False, metric: bool = True) -> str:
+    text = (f"{str(r['chapter'])[:2]} " if chapter_prefix else "") + _short_id(r["id"])
+    text += f" · {r['metric']}" if metric else ""
+    return text + (" (lower better)" if r.get("direction") == "lower" else "")
+
+
+def scorecard_figure(figures: Path, width: float = 8.0, row_height: float = 0.17, fontsize: float = 8):
+    """The scorecard as intervals, one unit per axis (readable at the book's page width, about 8 in,
+    no text under ``fontsize`` points): one panel per paper for the metrics in points, stacked, then
+    one panel per other unit (``OTHER_UNITS``: CADM logits, epochs, shares of pairs or regions).
+    Each measurement: its Δ and interval coloured by **that metric's own verdict**
+    (``metric_verdict``; a claim with several primary metrics is supported only if all are), the
+    paper's own Δ where its tables give one (a cross), a non-inferiority or equivalence margin's
+    boundaries (blue ticks). A panel's height grows with its number of measurements."""
     m = read_measurements(figures)
-    claims = read_claims(figures)
-    # a measurements file without its claims table (a chapter stopped between the two) draws grey
-    verdicts = claims.set_index("id")["verdict"] if len(m) and "id" in claims else pd.Series(dtype=str)
-    colours = dict(zip(VERDICTS, ("tab:green", "tab:red", "tab:gray", "lightgray")))
+    claims_table = read_claims(figures)
     names = paper_chapters()
-    empty = pd.DataFrame(columns=["id", "metric", "delta", "low", "high"])   # a chapter not run yet
-    parts = {c: (m[m["chapter"] == c].dropna(subset=["delta"]) if len(m) else empty) for c in names}
-    rows = [max(len(part), 1) for part in parts.values()]
-    overhead = 0.9      # inches per panel: its title, its x axis and its label
-    heights = [r * row_height + overhead for r in rows]
-    fig, axes = plt.subplots(len(names), 1, squeeze=False, figsize=(width, sum(heights) + 0.6),
+    if len(m):
+        m = m.dropna(subset=["delta"]).copy()
+        m["colour_verdict"] = _metric_verdicts(m, claims_table)
+        m["unit"] = m["metric"].map(unit_of)
+    empty = pd.DataFrame(columns=["id", "metric", "delta", "low", "high", "chapter", "unit", "colour_verdict"])
+    points = {c: (m[(m["chapter"] == c) & (m["unit"] == POINTS)] if len(m) else empty) for c in names}
+    others = {}
+    for metric, (unit, short) in OTHER_UNITS.items():
+        part = m[m["metric"] == metric] if len(m) else empty
+        if len(part):
+            title, rows = others.get(unit, (short, empty.iloc[:0]))
+            others[unit] = (title, pd.concat([rows, part]) if len(rows) else part)
+    overhead = 0.95      # inches per panel: its title, its x axis and its label
+    panels = [(f"{chapter[:2]} · {paper}" + ("" if len(points[chapter]) else ": no measurements yet"),
+               points[chapter], False, "Δ, points (better − worse)") for chapter, paper in names.items()]
+    panels += [(f"other units · {title}", part, True, f"Δ, {unit} (better − worse)")
+               for unit, (title, part) in others.items()]
+    heights = [max(len(part), 1) * row_height + overhead for _, part, _, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(width, sum(heights) + 0.6),
                              gridspec_kw={"height_ratios": heights})
-    for ax, (chapter, paper) in zip(axes[:, 0], names.items()):
-        part = parts[chapter]
-        y = np.arange(len(part))[::-1]
-        for yi, (_, r) in zip(y, part.iterrows()):
-            colour = colours.get(verdicts.get(r["id"], "not resolved"), "tab:gray")
-            ax.plot([r["low"], r["high"]], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
-            ax.plot(r["delta"], yi, "o", color=colour, ms=4.5)
-            if pd.notna(r.get("published_delta")):
-                ax.plot(r["published_delta"], yi, "x", color="black", ms=5.5, mew=1.3)
-        ax.axvline(0, color="black", lw=0.7)
-        ax.set_yticks(y, [f"{_short_id(i)} · {mm}" for i, mm in zip(part["id"], part["metric"])], fontsize=fontsize)
-        ax.set_ylim(-0.7, max(len(part), 1) - 0.3)
-        ax.tick_params(axis="x", labelsize=fontsize)
-        ax.grid(axis="x", color="0.9", lw=0.6)
-        ax.set_axisbelow(True)
-        ax.set_title(f"{chapter[:2]} · {paper}", fontsize=fontsize + 2, loc="left", fontweight="bold")
-        ax.set_xlabel("Δ, points (better − worse)", fontsize=fontsize)
-    handles = [plt.Line2D([], [], color=c, lw=2.2, marker="o", ms=4.5, label=v) for v, c in colours.items()]
-    handles.append(plt.Line2D([], [], color="black", marker="x", lw=0, ms=5.5, mew=1.3, label="the paper's own Δ"))
-    fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=fontsize, frameon=False,
+    for ax, (title, part, across, xlabel) in zip(axes[:, 0], panels):
+        # a panel of another unit gathers papers: its labels name the chapter, and the metric only
+        # where one claim has two metrics of that unit
+        metric = not across or part.duplicated("id", keep=False).any()
+        _draw(ax, part, [_label(r, across, metric) for _, r in part.iterrows()], xlabel, fontsize)
+        ax.set_title(title, fontsize=fontsize + 2, loc="left", fontweight="bold")
+    handles = [plt.Line2D([], [], color=c, lw=2.2, marker="o", ms=4.5, label=f"{v} (that metric)")
+               for v, c in COLOURS.items()]
+    handles += [plt.Line2D([], [], color="black", marker="x", lw=0, ms=5.5, mew=1.3, label="the paper's own Δ"),
+                plt.Line2D([], [], color="tab:blue", marker="|", lw=0, ms=8, mew=1.2, label="a margin's boundary")]
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=fontsize, frameon=False,
                bbox_to_anchor=(0.5, 1.0), handlelength=1.6, columnspacing=1.2)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()), h_pad=1.2)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()), h_pad=1.2)
     return fig
