@@ -449,7 +449,7 @@ for d, (n, title) in TITLES.items():
 
 # %%
 evidence = shared.Evidence(results, data, seeds)
-section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue, profile=prof)
 equivalence = [c for c in claims.load(CHAPTER) if c.test == "equivalence"]
 glue("equivalence_margin", equivalence[0].margin if equivalence else float("nan"), display=False)
 glue("equivalence_margin_source", equivalence[0].margin_source if equivalence else "none stated", display=False)

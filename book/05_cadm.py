@@ -375,7 +375,7 @@ plt.show()
 
 # %%
 evidence = shared.Evidence(results, data, seeds)
-section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue, profile=prof)
 
 # %% [markdown]
 # Of these claims, {glue:text}`n_supported` are supported, {glue:text}`n_contradicted`

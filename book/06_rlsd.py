@@ -599,7 +599,7 @@ if "voc" in boxed:   # a VOC root without Annotations/ has no boxes
 # %%
 trained = {d: {row for (dd, row, _) in results if dd == d} for d in NAMES}   # RLSD+ft-RPN: data sets with boxes
 evidence = shared.Evidence(results, data, seeds, trained)
-section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue, profile=prof)
 glue("n_seeds", len(seeds), display=False)
 registry = claims.load(CHAPTER)
 glue("registered_dates", ", ".join(sorted({c.registered for c in registry})), display=False)
@@ -645,7 +645,7 @@ glue("run_says", rlsd_evidence.run_says(section.rows, NAMES), display=False)
 # and the loss of the two models.
 
 # %%
-controls = evaluate_claims(rlsd_evidence.control_claims(list(NAMES)), evidence, rlsd, seed)
+controls = evaluate_claims(rlsd_evidence.control_claims(list(NAMES)), evidence, rlsd, seed, prof)
 save_table(claims.table(controls).set_index("id"), CHAPTER, "controls",
            "Controls (the book's comparisons, mAP, mlbook.claims)")
 

@@ -616,7 +616,7 @@ for name, value in (("zs_splits", settings.zero_shot_splits), ("zs_n", len(zs_ta
 
 # %%
 evidence = shared.Evidence(results, {D: data}, seeds)
-section = claims_section(CHAPTER, evidence, seed=seed, glue=glue)
+section = claims_section(CHAPTER, evidence, seed=seed, glue=glue, profile=prof)
 by_id = section.by_id()
 for short, r in by_id.items():
     glue(f"verdict_{short}", r["verdict"], display=False)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import cache, claims, papers, report
 from .experiments.shared import Evidence
+from .profiles import claim_resamples
 
 #: glue names of the verdict counts: n_supported, n_contradicted, n_not_resolved, n_not_testable
 COUNT_NAMES = {word: f"n_{word.replace(' ', '_')}" for word in claims.VERDICTS}
@@ -40,8 +41,10 @@ class ClaimsSection:
         return {r["id"].split(".")[1] if r["id"].count(".") >= 2 else r["id"]: r for r in self.rows}
 
 
-def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0) -> list[dict]:
-    """``claims.evaluate`` of every claim through a paper's face, on the test images of its data set."""
+def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0, profile=None) -> list[dict]:
+    """``claims.evaluate`` of every claim through a paper's face, on the test images of its data set
+    (on ``profiles.claim_resamples(profile)`` image resamples where the profile names a number)."""
+    resamples = claim_resamples(profile) if profile is not None else None
     def original(c):     # an amended claim's original test, measured through the same face
         before = c.original()
         if before is None:
@@ -51,11 +54,11 @@ def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0) -> lis
                 "original_published": options.get("published"), "original_scale": options.get("scale")}
     return [claims.evaluate(c, functools.partial(module.claim_values, c, evidence),
                             n_images=len(evidence.data[c.dataset].test), seed=seed,
-                            **module.claim_options(c, evidence), **original(c))
+                            resamples=resamples, **module.claim_options(c, evidence), **original(c))
             for c in catalogue]
 
 
-def _cached_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int) -> list[dict]:
+def _cached_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int, profile=None) -> list[dict]:
     """``evaluate_claims``, cached (``runs/claims/``) by the stored entries of every result the
     evidence holds (``cache.entry_of``: a retrained run is another entry), the claims as registered,
     the seed and the code that measures them (the paper's experiments module and the claims and
@@ -65,24 +68,25 @@ def _cached_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int)
     entries = {f"{dataset}|{row}|{train_seed}": cache.entry_of(result)
                for (dataset, row, train_seed), result in evidence.results.items()}
     if None in entries.values():
-        return evaluate_claims(catalogue, evidence, module, seed)
+        return evaluate_claims(catalogue, evidence, module, seed, profile)
     config = {"chapter": chapter, "seed": seed, "claims": list(catalogue), "results": entries,
+              "resamples": claim_resamples(profile) if profile is not None else None,
               "seeds": list(evidence.seeds), "trained": {k: sorted(v) for k, v in evidence.trained.items()},
               "test_images": {k: len(v.test) for k, v in evidence.data.items()}}
     here = Path(__file__).parent
     files = sorted([*(here / "claims").glob("*.py"), *(here / "metrics").glob("*.py"),
                     *Path(module.__file__).parent.glob(Path(module.__file__).stem + "*.py")])
     code = [evaluate_claims, module.claim_values, module.claim_options, *files]
-    return cache.run("claims", config, lambda folder: {"rows": evaluate_claims(catalogue, evidence, module, seed)},
+    return cache.run("claims", config, lambda folder: {"rows": evaluate_claims(catalogue, evidence, module, seed, profile)},
                      code=code, verbose=False)["rows"]
 
 
-def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None) -> ClaimsSection:
+def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None, profile=None) -> ClaimsSection:
     """A paper chapter's claims, evaluated, saved and counted; ``glue`` (myst_nb's) receives the
     counts (``COUNT_NAMES``), ``n_claims``, ``multiplicity`` (its sentence) and ``rerun_changes``
-    (one decimal)."""
+    (one decimal). ``profile``: the chapter's, for the image resamples it names (``profiles.claim_resamples``)."""
     module = papers.get(chapter).experiments()
-    rows = _cached_rows(chapter, claims.load(chapter), evidence, module, seed)
+    rows = _cached_rows(chapter, claims.load(chapter), evidence, module, seed, profile)
     table = report.save_claims(rows, chapter)
     counts = {word: int((table["verdict"] == word).sum()) for word in claims.VERDICTS}
     tested = [r for r in rows if r["verdict"] != claims.NOT_TESTABLE]

@@ -154,6 +154,16 @@ def data_dir() -> Path:
     return Path(os.environ.get("MLBOOK_DATA", project_root() / "data"))
 
 
+#: image resamples of a claim's interval per profile (``claims.N_RESAMPLES`` where not named): the smoke
+#: profile's two training seeds give no verdict, so its intervals are only shown and 100 resamples do
+CLAIM_RESAMPLES = {"smoke": 100}
+
+
+def claim_resamples(profile: Profile) -> int | None:
+    """The image resamples a chapter's claims are measured on in this profile (None: the standard's)."""
+    return CLAIM_RESAMPLES.get(profile.name)
+
+
 #: the run log in a chapter's figures folder: the one results-folder file `mlbook verify` never compares
 TIMINGS_FILE = "timings.csv"
 

@@ -132,10 +132,10 @@ def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None
     """Before any work: every ImageNet trunk the chosen chapters need in this profile has a file
     (given with --weights NAME=FILE, or in the torch hub cache), checked, or one message lists
     every one that is missing (``WeightsError``, a ValueError: the CLI's error, exit 2)."""
-    from .weights import require_weights
-
     if get_profile(profile).backbone == "small_cnn":
         return
+    from .weights import require_weights      # imports torch: only where a trunk needs a file
+
     needed = sorted({paper.trunk for p in todo if (paper := papers.of_chapter(p.stem))})
     if needed:
         require_weights(needed, weights, download=download)

@@ -33,19 +33,20 @@ def coco2014(tmp_path_factory) -> Path:
 def test_chapters_on_real_coco_write_real_tables_beside_their_notebooks(coco2014, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "MLBOOK_PROFILE": "smoke"}
-    proc = subprocess.run([sys.executable, "-m", "mlbook", "reproduce", "--profile", "smoke", "--chapters", "04,05,06",
+    # 04 (frozen trunk features) and 06 (regions, proposals, boxes) through the CLI; CADM's fine-tuning on
+    # genuine photos runs in test_full_profile_path_at_tiny_sizes (cadm.run on this root)
+    proc = subprocess.run([sys.executable, "-m", "mlbook", "reproduce", "--profile", "smoke", "--chapters", "04,06",
                            "--coco-root", str(coco2014), "--output-dir", str(out), "--no-build"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     # chapter 07 is left out: it reads NUS-WIDE only, generated here as in its nbval run
-    assert {p.name for p in out.glob("*.ipynb")} == {"04_order_free_rnn.ipynb", "05_cadm.ipynb", "06_rlsd.ipynb"}
+    assert {p.name for p in out.glob("*.ipynb")} == {"04_order_free_rnn.ipynb", "06_rlsd.ipynb"}
     figs = out / "figures"                                    # the run's tables go where its notebooks go
     coco_table = (figs / "04_order_free_rnn" / "table_2.md").read_text()
     nus_table = (figs / "04_order_free_rnn" / "table_1.md").read_text()
     assert "on real data" in coco_table and "on generated data" in nus_table
-    assert "on real data" in (figs / "05_cadm" / "table_1.md").read_text()
     assert "on real data" in (figs / "06_rlsd" / "table_3.md").read_text()                  # RLSD's COCO table
-    tidy = pd.read_csv(figs / "05_cadm" / "table_1.csv")
+    tidy = pd.read_csv(figs / "04_order_free_rnn" / "table_2.csv")
     assert set(tidy["data set"]) == {"coco (real)"}
     committed = ROOT / "figures" / "04_order_free_rnn" / "table_2.md"
     assert not committed.exists() or "on real data" not in committed.read_text()

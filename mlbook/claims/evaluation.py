@@ -40,12 +40,13 @@ def _near_boundary(claim: Claim, results: dict, scale: float) -> bool:
     return False
 
 
-def _resampled_values(values: Callable, n_images: int, seed: int, chunks: int, done: list) -> dict:
-    """``values`` on ``chunks`` × N_RESAMPLES resamples, reusing the chunks in ``done``. Chunk j
-    draws with seed + j · 1,000,003 (chunk 0 is ``image_weights(n_images, N_RESAMPLES, seed)``);
+def _resampled_values(values: Callable, n_images: int, seed: int, chunks: int, done: list,
+                      size: int = N_RESAMPLES) -> dict:
+    """``values`` on ``chunks`` × ``size`` resamples, reusing the chunks in ``done``. Chunk j
+    draws with seed + j · 1,000,003 (chunk 0 is ``image_weights(n_images, size, seed)``);
     chunks are drawn one at a time so that 10,000 resamples of a large test set fit in memory."""
     while len(done) < chunks:
-        done.append(values(image_weights(n_images, N_RESAMPLES, seed + len(done) * 1_000_003)))
+        done.append(values(image_weights(n_images, size, seed + len(done) * 1_000_003)))
 
     def joined(metric, side):     # column 0 (the test set) once, then every chunk's resamples
         parts = [_as_rows(d[metric][side]) for d in done]
@@ -134,14 +135,15 @@ def _test_text(claim: Claim) -> str:
 def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float = 100.0, testable: bool = True,
              why_not: str = "", secondary: dict[str, float] | None = None,
              published: dict[str, float] | None = None, seed: int = 0, original_values=None,
-             original_published: dict[str, float] | None = None, original_scale: float | None = None) -> dict:
+             original_published: dict[str, float] | None = None, original_scale: float | None = None,
+             resamples: int | None = None) -> dict:
     """One row of a claims table: the display columns (``DISPLAY``; ``P_SAME`` is added by
     ``tables.table`` from the measurements) and ``"measurements"``.
 
     ``values``: {metric: (better [S, 1+R], worse [S, 1+R])} used as given, or a callable
     ``values(weights [1+R, N]) -> that dict`` with ``n_images`` given: it is evaluated on
-    N_RESAMPLES resamples (``image_weights(n_images, N_RESAMPLES, seed)``) and, if an end lies
-    near a decision boundary, on MAX_RESAMPLES. ``scale`` turns values into points. ``secondary``:
+    ``resamples`` resamples (default N_RESAMPLES: ``image_weights(n_images, N_RESAMPLES, seed)``) and, if
+    an end lies near a decision boundary, on ten times as many (MAX_RESAMPLES by default). ``scale`` turns values into points. ``secondary``:
     Δ (points) of other metrics, shown only; ``published``: the paper's own Δ per metric.
 
     An amended claim (``Claim.original``) is judged by its original test too, on
@@ -150,8 +152,9 @@ def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float 
     "original test (amended claims)", so that a reader sees both verdicts side by side. ``original_scale``:
     the original's own units (default ``scale``), where its metric has other units than the new one's.
     """
+    size = resamples or N_RESAMPLES
     row = _evaluate_one(claim, values, n_images=n_images, scale=scale, testable=testable, why_not=why_not,
-                        secondary=secondary, published=published, seed=seed)
+                        secondary=secondary, published=published, seed=seed, size=size)
     row = {"registered": claim.registered, **row, "original test (amended claims)": ""}
     original = claim.original()
     if original is not None:
@@ -160,7 +163,7 @@ def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float 
                                    n_images=n_images, scale=scale if original_scale is None else original_scale,
                                    testable=testable, why_not=why_not,
                                    published=published if original_published is None else original_published,
-                                   seed=seed)
+                                   seed=seed, size=size)
             said = f"{before['verdict']}: {before['evidence']}"
         except KeyError as missing:      # the evidence no longer measures the original's rows or metrics
             before, said = {"verdict": NOT_TESTABLE}, f"not recomputed here ({missing})"
@@ -173,7 +176,7 @@ def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float 
 
 
 def _evaluate_one(claim: Claim, values, *, n_images, scale, testable, why_not, secondary=None, published=None,
-                  seed=0) -> dict:
+                  seed=0, size=N_RESAMPLES) -> dict:
     """``evaluate`` of one test (the claim's own or its original)."""
     row = {"id": claim.id, "data set": claim.dataset,
            "claim": f"“{claim.text}”" if claim.quoted else f"{claim.text} (the book's reading)",
@@ -187,9 +190,10 @@ def _evaluate_one(claim: Claim, values, *, n_images, scale, testable, why_not, s
         if n_images is None:
             raise ValueError(f"{claim.id}: a callable of image weights needs n_images")
         done = []
-        results = _intervals(claim, _resampled_values(values, n_images, seed, 1, done))
+        results = _intervals(claim, _resampled_values(values, n_images, seed, 1, done, size))
         if _near_boundary(claim, results, scale):
-            results = _intervals(claim, _resampled_values(values, n_images, seed, MAX_RESAMPLES // N_RESAMPLES, done))
+            results = _intervals(claim, _resampled_values(values, n_images, seed, MAX_RESAMPLES // N_RESAMPLES, done,
+                                                          size))
     else:
         results = _intervals(claim, values)
     measured = [_measurement(claim, m, results[m], scale, published) for m in claim.metrics]

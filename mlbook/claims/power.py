@@ -48,7 +48,9 @@ def multiplicity(n_claims: int, n_intervals: int, level: float = LEVEL) -> dict:
                    f"real, each verdict would still read supported or contradicted with probability at most "
                    f"{alpha:.0%}, so about {out['expected_wrong']:.1f} wrong verdicts are expected and at least "
                    f"one with probability {out['p_at_least_one']:.0%} (independent claims); no correction for "
-                   f"multiplicity is applied, so read each verdict as one test among {n_claims}.")
+                   f"multiplicity is applied, so read each verdict as one test among {n_claims}. The training "
+                   f"seeds redraw each compared row on the one backbone and data set of this run (chapter 03's), "
+                   f"so every interval is conditional on them; another --seed redraws both.")
     return out
 
 
