@@ -13,6 +13,7 @@ import json
 import sys
 
 from . import cache, papers
+from .data import generated_ready
 from .experiments import shared
 from .profiles import get_profile
 
@@ -26,7 +27,10 @@ def warm_chapters(parameters: dict) -> list[str]:
     setting = shared.Setting(profile, roots, parameters.get("seed", 0), parameters.get("device", "auto"),
                              parameters.get("weights"), options)
     seeds = list(range(profile.train_seeds))
-    warm = []
+    generated = {d for paper in papers.PAPERS for d in paper.datasets if not roots.get(d)}
+    if profile.gen_train > 0 and not all(generated_ready(d, profile, setting.seed) for d in generated):
+        return []      # the preparing chapters are still writing the data: every chapter is cold, and the
+    warm = []          # probe must not generate the data beside them
     for paper in papers.PAPERS:
         grid = paper.experiments().grid(profile, list(paper.datasets), seeds)
         if not any(cache.would_compute(shared.call, run, setting) for run in grid):

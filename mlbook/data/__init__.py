@@ -33,13 +33,21 @@ NUM_CLASSES = {"coco": coco.NUM_CLASSES, "nuswide": nuswide.NUM_CLASSES, "voc": 
 COMPLETE_MARKER = ".complete"
 
 __all__ = ["DATASETS", "NUM_CLASSES", "SPLIT_SIZES", "Box", "DataFormatError", "ImageDataset", "MultiLabelData",
-           "image_tensor_cache", "load", "load_splits", "open_rgb", "prepare", "coco", "nuswide", "voc", "synthetic"]
+           "generated_ready", "image_tensor_cache", "load", "load_splits", "open_rgb", "prepare", "coco", "nuswide", "voc", "synthetic"]
 
 
 def load(dataset: str, root: str | Path, split: str, check_images: bool = True) -> MultiLabelData:
     if dataset not in LOADERS:
         raise ValueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
     return LOADERS[dataset](root, split, check_images=check_images)
+
+
+def generated_ready(dataset: str, profile: str | Profile, seed: int = 0) -> bool:
+    """Whether the profile's generated ``dataset`` is written, complete and current: ``prepare`` would
+    read it as it is, without generating anything."""
+    prof = get_profile(profile)
+    target = data_dir() / "generated" / f"{prof.name}-s{seed}" / dataset
+    return (target / COMPLETE_MARKER).exists() and _generated_args(target) == synthetic.generation_args(prof, seed)
 
 
 def prepare(dataset: str, profile: str | Profile, seed: int = 0, root: str | Path | None = None) -> Path:
