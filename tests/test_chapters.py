@@ -118,6 +118,21 @@ def test_warm_paper_chapters_run_side_by_side_after_the_cold_ones(monkeypatch):
     assert failed == [(["03", "01", "02"], 2), (["07", "06", "05", "04"], 1), (["00"], 1)]
 
 
+def test_the_warm_probe_finds_nothing_warm_before_the_data_exist(tmp_path):
+    """``python -m mlbook.warm`` as reproduce starts it: with no generated data yet (the preparing chapters
+    are writing them) every chapter is cold, and the probe writes no data of its own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLBOOK_DATA": str(tmp_path / "data"), "MLBOOK_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run([sys.executable, "-m", "mlbook.warm", json.dumps({"profile": "smoke"})], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [] and not (tmp_path / "data").exists()
+
+
 def test_experiments_files_and_chapter_code_cells_stay_small():
     """Issue 14's limits: no experiments file over 500 lines, no chapter code cell over 40 lines."""
     import jupytext
