@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import cache, claims, papers, report
-from .experiments.shared import Evidence
+from .experiments.shared import Evidence, workers
 from .profiles import claim_resamples
 
 #: glue names of the verdict counts: n_supported, n_contradicted, n_not_resolved, n_not_testable
@@ -43,19 +46,47 @@ class ClaimsSection:
 
 def evaluate_claims(catalogue, evidence: Evidence, module, seed: int = 0, profile=None) -> list[dict]:
     """``claims.evaluate`` of every claim through a paper's face, on the test images of its data set
-    (on ``profiles.claim_resamples(profile)`` image resamples where the profile names a number)."""
-    resamples = claim_resamples(profile) if profile is not None else None
-    def original(c):     # an amended claim's original test, measured through the same face
-        before = c.original()
-        if before is None:
-            return {}
-        options = module.claim_options(before, evidence)
-        return {"original_values": functools.partial(module.claim_values, before, evidence),
-                "original_published": options.get("published"), "original_scale": options.get("scale")}
-    return [claims.evaluate(c, functools.partial(module.claim_values, c, evidence),
-                            n_images=len(evidence.data[c.dataset].test), seed=seed,
-                            resamples=resamples, **module.claim_options(c, evidence), **original(c))
-            for c in catalogue]
+    (on ``profiles.claim_resamples(profile)`` image resamples where the profile names a number), in the
+    catalogue's order. The claims are independent: on a CPU with several cores ``shared.workers()``
+    forked processes share them, each claim on one thread (as in one process: its numbers depend on
+    neither the workers nor the cores)."""
+    global _job
+    jobs = list(catalogue)
+    n = min(workers(), len(jobs))
+    if n <= 1:
+        return [_evaluate_one(c, evidence, module, seed, profile) for c in jobs]
+    _job = (evidence, module, seed, profile)     # the forked workers inherit it: nothing large is pickled
+    try:
+        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_evaluate_in_worker, jobs))
+    finally:
+        _job = None
+
+
+_job = None       # run-time state: what the forked workers of ``evaluate_claims`` read
+
+
+def _evaluate_in_worker(claim) -> dict:
+    return _evaluate_one(claim, *_job)
+
+
+def _evaluate_one(c, evidence: Evidence, module, seed: int, profile) -> dict:
+    """One claim, on one thread (the number of threads changes no bit; one keeps the cores for the workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resamples = claim_resamples(profile) if profile is not None else None
+        before = c.original()          # an amended claim's original test, measured through the same face
+        original = {}
+        if before is not None:
+            options = module.claim_options(before, evidence)
+            original = {"original_values": functools.partial(module.claim_values, before, evidence),
+                        "original_published": options.get("published"), "original_scale": options.get("scale")}
+        return claims.evaluate(c, functools.partial(module.claim_values, c, evidence),
+                               n_images=len(evidence.data[c.dataset].test), seed=seed,
+                               resamples=resamples, **module.claim_options(c, evidence), **original)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _cached_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int, profile=None) -> list[dict]:
