@@ -180,17 +180,22 @@ def rerun_changes(figures: Path, ids: set | None = None) -> pd.Series:
 
 
 def rerun_text(figures: Path) -> str:
-    """The prose's words for ``rerun_changes``: "about 10.4 of 73 tested verdicts (Paper 1.2, ...)",
-    or why there is no number."""
-    changes = rerun_changes(figures)
-    if changes.empty:
+    """The prose's words for the scorecard's last column: "about 10.4 of the papers' 62 tested verdicts
+    (Paper 1.2, ...) and 2.3 of the book's own 10", or why there is no number. The papers' sentences
+    and the book's own questions are counted apart, as in the scorecard."""
+    if rerun_changes(figures).empty:
         return "not available (no paper chapter has run)"
-    if changes.isna().any():
+    table = score_words(figures)
+    own = table["quoted"].astype(bool)
+    changes = rerun_changes(figures, set(table["id"][own]))
+    book_changes = rerun_changes(figures, set(table["id"][~own]))
+    if changes.isna().any() or book_changes.isna().any():
         return "not available (a claims file lacks what the formula needs)"
     names = paper_chapters()
-    tested = len(read_measurements(figures).drop_duplicates(["chapter", "id"]))
+    tested = table["verdict"] != NOT_TESTABLE
     parts = ", ".join(f"{names[c]} {n:.1f}" for c, n in changes.items())
-    return f"about {changes.sum():.1f} of {tested} tested verdicts ({parts})"
+    return (f"about {changes.sum():.1f} of the papers' {int((tested & own).sum())} tested verdicts ({parts}) and "
+            f"{book_changes.sum():.1f} of the book's own {int((tested & ~own).sum())}")
 
 
 def _short_id(claim_id: str) -> str:
