@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 
 from ..metrics import image_weights
-from .replication import SEEDS_COLUMN, seeds_text
-from .standard import (CONTRADICTED, LEVEL, NOT_RESOLVED, SUPPORTED, _combine_sides, _t, _welch, _welch_interval,
-                       metric_sides, mde)
+from .replication import SEEDS_COLUMN, mde_at, seeds_text
+from .standard import (CONTRADICTED, LEVEL, NOT_RESOLVED, SUPPORTED, _combine_sides, _t, _welch_interval,
+                       metric_sides)
 
 
 # --- power and multiplicity ---------------------------------------------------------------
@@ -29,9 +29,7 @@ def power_table(rows: list[dict], seeds: Sequence[int] = (3, 5, 10)) -> pd.DataF
         for m in r.get("measurements", []):
             line = {"id": r["id"], "metric": m["metric"], "measured Δ": round(m["delta"], 1)}
             for S in seeds:
-                se, df = _welch([(torch.tensor(s2), S) for s2, _ in m["seed_parts"]],
-                                torch.tensor(m["image_var"]), m["n_resamples"])
-                line[f"{S} seeds"] = round(mde(float(se), float(df)), 1)
+                line[f"{S} seeds"] = round(mde_at(m, S), 1)
             line[SEEDS_COLUMN] = seeds_text(m)
             out.append(line)
     return pd.DataFrame(out, columns=["id", "metric", "measured Δ", *(f"{S} seeds" for S in seeds), SEEDS_COLUMN])

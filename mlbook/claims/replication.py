@@ -181,7 +181,7 @@ def power_labels(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(out, dtype=object, name="power")
 
 
-def _mde_at(m: Mapping, S: int | None = None, image_factor: float = 1.0, level: float = LEVEL,
+def mde_at(m: Mapping, S: int | None = None, image_factor: float = 1.0, level: float = LEVEL,
             power: float = POWER) -> float:
     """``mde`` of a measurement with its seed parts rescaled to S seeds per row (None: as
     measured) and its image variance divided by ``image_factor``."""
@@ -199,10 +199,10 @@ def seeds_for_power(m: Mapping, max_seeds: int = MAX_SEEDS, level: float = LEVEL
     if math.isnan(target) or "seed_parts" not in m or "image_var" not in m:
         return math.nan
     if not m["seed_parts"]:         # fixed rows only: no seeds to add
-        detects = _mde_at(m, level=level, power=power)
+        detects = mde_at(m, level=level, power=power)
         return MIN_SEEDS if detects == detects and detects <= target else math.inf
     for S in range(MIN_SEEDS, max_seeds + 1):
-        detects = _mde_at(m, S, level=level, power=power)
+        detects = mde_at(m, S, level=level, power=power)
         if detects == detects and detects <= target:
             return S
     return math.inf
@@ -215,7 +215,7 @@ def images_for_power(m: Mapping, max_factor: float = 1000.0, level: float = LEVE
     target = distance(m)
     if math.isnan(target) or "seed_parts" not in m or "image_var" not in m:
         return math.nan
-    ok = lambda k: (lambda d: d == d and d <= target)(_mde_at(m, None, k, level, power))  # noqa: E731
+    ok = lambda k: (lambda d: d == d and d <= target)(mde_at(m, None, k, level, power))  # noqa: E731
     if ok(1.0):
         return 1.0
     if not ok(max_factor):
