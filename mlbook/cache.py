@@ -339,8 +339,12 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
         fingerprint["numerics"] = numerics
     force = force or os.environ.get("MLBOOK_FORCE", "") == "1"
     rank, world = _rank_world()
-    if _PROBING.get():
-        raise Probe(not force and _current(folder, fingerprint) == [])
+    probing = _PROBING.get()
+    if probing:
+        current = not force and _current(folder, fingerprint) == []
+        if probing == "first" or not current:
+            raise Probe(current)
+        # probing "through": a stored result is loaded and the call goes on to what it asks next
     if (folder / RESULT).exists() and (folder / META).exists() and not force:
         changed = _current(folder, fingerprint)
         if changed == []:
@@ -404,9 +408,8 @@ _PROBING = contextvars.ContextVar("probing", default=False)
 
 def would_compute(fn: Callable, *args, **kwargs) -> bool:
     """Whether ``fn(*args, **kwargs)`` would compute (not load) the first cached result it asks
-    for; nothing is computed or loaded to find out. ``run_all`` sends only those calls to its
-    worker processes."""
-    token = _PROBING.set(True)
+    for; nothing is computed or loaded to find out (``mlbook.warm``'s quick look at a chapter)."""
+    token = _PROBING.set("first")
     try:
         fn(*args, **kwargs)
     except Probe as probe:
@@ -414,3 +417,17 @@ def would_compute(fn: Callable, *args, **kwargs) -> bool:
     finally:
         _PROBING.reset(token)
     return False
+
+
+def probe_through(fn: Callable, *args, **kwargs) -> tuple[bool, object]:
+    """(True, None) if ``fn(*args, **kwargs)`` would compute any cached result it asks for, else
+    (False, its value). Stored results are loaded on the way, so a call that first loads a stage
+    (a margin, a CNN+LSTM it starts from) and then computes its own row counts as one to compute:
+    ``run_all`` sends those to its worker processes instead of computing them here one by one."""
+    token = _PROBING.set("through")
+    try:
+        return False, fn(*args, **kwargs)
+    except Probe:
+        return True, None
+    finally:
+        _PROBING.reset(token)

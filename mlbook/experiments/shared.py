@@ -365,12 +365,17 @@ def _run_all(runs: list[Run], setting: Setting, n: int) -> dict:
     results: dict = {}
     for wave in sorted({r.wave for r in runs}):
         batch = [r for r in runs if r.wave == wave]
-        todo = [r for r in batch if cache.would_compute(call, r, setting)]
+        probed = {}
+        for r in batch:   # stored runs are loaded here; the rest go to the workers
+            computes, value = cache.probe_through(call, r, setting)
+            if not computes:
+                probed[r.key] = value
+        todo = [r for r in batch if r.key not in probed]
         if n > 1 and len(todo) > 1 and pick_device(setting.device) == "cpu":
             with ProcessPoolExecutor(max_workers=min(n, len(todo)),
                                      mp_context=multiprocessing.get_context("fork")) as pool:
                 for future in [pool.submit(_call_quietly, r, setting) for r in todo]:
                     future.result()   # re-raises a worker's error here
         for r in batch:
-            results.setdefault(r.key, call(r, setting))
+            results.setdefault(r.key, probed[r.key] if r.key in probed else call(r, setting))
     return results
