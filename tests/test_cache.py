@@ -240,6 +240,28 @@ def test_would_compute_probes_without_computing_or_loading(runs):
     assert experiments.would_compute(lambda: None) is False          # asks for nothing cached
 
 
+def test_probe_through_counts_a_row_behind_a_stored_stage(runs):
+    """A row that first loads a stored stage and then computes its own entry is one to compute
+    (``run_all`` sends it to a worker); ``would_compute`` stops at the stage and says it is stored."""
+    calls = []
+
+    def stage():
+        return experiments.run("probe", {"stage": 1}, lambda folder: calls.append("stage") or {"v": 2}, verbose=False)
+
+    def row(tag):
+        base = stage()["v"]
+        return experiments.run("probe", {"row": tag}, lambda folder: calls.append(tag) or {"v": base + 1}, verbose=False)
+
+    stage()
+    assert calls == ["stage"]
+    assert experiments.would_compute(row, "a") is False               # the first entry it asks for is stored
+    assert experiments.probe_through(row, "a") == (True, None)        # but its own is not
+    assert calls == ["stage"]                                         # nothing computed to find out
+    row("a")
+    computes, value = experiments.probe_through(row, "a")
+    assert not computes and value["v"] == 3 and calls == ["stage", "a"]
+
+
 def test_probing_state_never_enters_a_code_fingerprint(runs):
     """``would_compute`` probes with a run-time flag that ``cache.run`` reads; the flag must not be
     part of the fingerprint of what reads it, or a fingerprint first computed while probing (and kept
