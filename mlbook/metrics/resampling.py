@@ -40,8 +40,29 @@ def image_weights(n_images: int, n_resamples: int = 1000, seed: int = 0) -> torc
 
 def set_metric_values(preds: Sequence[torch.Tensor], targets: torch.Tensor, weights: torch.Tensor,
                       metric: str, ignore=None) -> torch.Tensor:
-    """[S, 1+R]: ``metric`` (CP..OF1) of each seed's fixed predictions [N, C] on each resample."""
-    return torch.stack([prf_resampled(p, targets, weights, ignore)[metric] for p in preds])
+    """[S, 1+R]: ``metric`` (CP..OF1) of each seed's fixed predictions [N, C] on each resample.
+    The six metrics of one prediction come from the same counts: computed once per (predictions,
+    targets, ignore, resample matrix), as ``resampled_ap`` does for AP."""
+    digest = _digest(weights)
+    return torch.stack([_prf_rows_of(p, targets, weights, ignore, digest)[metric] for p in preds])
+
+
+_prf_rows: dict = {}    # (predictions digest, ids of targets and ignore, weights digest) -> (inputs, {metric: [1+R]})
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.blake2b(t.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+
+
+def _prf_rows_of(pred, targets, weights, ignore, weights_digest: str) -> dict:
+    pred = torch.as_tensor(pred)
+    key = (_digest(pred.bool()), tuple(pred.shape), id(targets), id(ignore), weights_digest)
+    hit = _prf_rows.get(key)
+    if hit is None:
+        if len(_prf_rows) >= 1024:
+            _prf_rows.pop(next(iter(_prf_rows)))
+        hit = _prf_rows[key] = ((targets, ignore), prf_resampled(pred, targets, weights, ignore))
+    return hit[1]
 
 
 def map_values(scores: Sequence[torch.Tensor], targets: torch.Tensor, weights: torch.Tensor,

@@ -131,9 +131,13 @@ def prf_resampled(pred, targets, weights, ignore=None, cf1: str = "harmonic",
     pred, targets = torch.as_tensor(pred).bool(), torch.as_tensor(targets) > 0.5
     if valid is not None:
         pred, targets = pred & valid, targets & valid
-    w = weights.double()
-    counts = (w @ (pred & targets).double(), w @ pred.double(), w @ targets.double())
-    return _prf_from_counts(*counts, cf1, empty_precision)
+    c = pred.shape[1]
+    stacked = torch.cat([pred & targets, pred, targets], dim=1)      # [N, 3C]: one product, not three
+    w = torch.as_tensor(weights)
+    # image counts are whole numbers: in float32 their sums are exact below 2**24, the same bits as float64
+    exact32 = (w.shape[1] * float(w.abs().max()) < 2 ** 24 if w.numel() else True) and bool((w == w.round()).all())
+    counts = (w.float() @ stacked.float()).double() if exact32 else w.double() @ stacked.double()
+    return _prf_from_counts(counts[:, :c], counts[:, c:2 * c], counts[:, 2 * c:], cf1, empty_precision)
 
 
 def prf(scores, targets, ignore=None, *, k: int | None = None,
