@@ -235,6 +235,33 @@ def test_weak_cadm_claim_values_use_the_holdout_subgroup():
             assert values[i, 2].item() == pytest.approx(((w * peaks[mask]).sum() / w.sum()).item())
 
 
+def test_weak_cadm_ap_is_the_mean_ap_of_the_holdout_chosen_labels():
+    """05.weak_cadm reads "benefit the recognition" as the mean AP of the weak-CADM labels: per seed,
+    the labels its hold-out subgroup holds, on each resample; a model's logit scale does not enter."""
+    from mlbook.metrics import average_precision
+    results, y = fake_results()
+    seeds = [0, 1, 2]
+
+    class Test:
+        labels, ignore = y, None
+
+    evidence = Evidence(results, {"coco": type("Data", (), {"test": Test})}, seeds)
+    claim = claims.Claim(id="05.weak.coco", chapter="05_cadm", dataset="coco", text="weak CADMs", source="Sec. 3.4",
+                         better="Ours (lambda=0.5)", worse="Ours (lambda=0)", metrics=(cadm_exp.WEAK_AP,))
+    weights = metrics.image_weights(len(y), 4, seed=5)
+    better, worse = cadm_exp.claim_values(claim, evidence, weights)[cadm_exp.WEAK_AP]
+    masks = cadm_exp.weak_subgroups(results, "coco", y > 0.5, seeds)
+    for i, s in enumerate(seeds):
+        labels = masks[i].any(0)
+        assert labels.any() and not labels.all()
+        logits = results["coco", "lambda0", s]["test_outputs"]["logits"]
+        expected = average_precision(logits, y, None, weights=weights)[:, labels].nanmean(1)
+        assert torch.allclose(worse[i], expected)
+        # ten times the logits (another scale): the same APs
+        scaled = average_precision(10 * logits, y, None, weights=weights)[:, labels].nanmean(1)
+        assert torch.allclose(worse[i], scaled)
+
+
 def test_resampled_map_matches_metrics_on_explicit_resamples():
     from mlbook.metrics import average_precision, mean_average_precision
 

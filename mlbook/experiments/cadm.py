@@ -311,7 +311,8 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
     Metrics: "mAP"; "<all|top3>_<CF1|OF1|...>" (the two protocols of Sec. 3.1); "peak, all
     positive CADMs" and "peak, weak positive CADMs" (mean CADM peak, in logits, over the positive
     pairs or the weak-CADM subgroup, ``weak_subgroups``: chosen on hold-out images, never on test
-    ones); WEAK_RANK (``negatives_below``, a scale-free rank, over the weak-CADM subgroup);
+    ones); WEAK_RANK (``negatives_below``, a scale-free rank, over the weak-CADM subgroup); WEAK_AP
+    (the mean AP of the weak-CADM labels: how well they are recognised, on no model's own scale);
     "share of pairs won" (positive vs negative summed CADM; ``worse`` is the constant 0.5, a
     fixed row).
     """
@@ -336,6 +337,9 @@ def claim_values(claim: claims.Claim, evidence: shared.Evidence, weights: torch.
         if metric == "peak, weak positive CADMs":
             return torch.stack([metrics.pair_mean(r["test_outputs"]["scls"], weak[i], weights)
                                 for i, r in enumerate(runs)])
+        if metric == WEAK_AP:      # per seed: the mean AP of its weak-CADM labels (chosen on hold-out)
+            return torch.stack([metrics.resampled_ap(x, y, weights, ign)[:, weak[i].any(0)].nanmean(1)
+                                for i, x in enumerate(logits)])
         if metric == WEAK_RANK:
             ranks = [negatives_below(r["test_outputs"]["scls"], y, ign) for r in runs]
             return torch.stack([metrics.pair_mean(x.nan_to_num(0.0), weak[i] & ~x.isnan(), weights)
@@ -358,7 +362,8 @@ TABLES = {"coco": "cadm_table1_coco", "nuswide": "cadm_table2_nuswide"}   # Tabl
 TABLE_METRICS = ("mAP", "all_CF1", "all_OF1", "top3_CF1", "top3_OF1")    # "relatively more important" (Sec. 3.1)
 RAW_METRICS = ("peak, all positive CADMs", "peak, weak positive CADMs")   # CADM logits: printed unscaled
 WEAK_RANK = "negatives below the peak, weak-CADM labels"                   # a share: printed in points
-WEAK_METRICS = ("peak, weak positive CADMs", WEAK_RANK)
+WEAK_AP = "AP, weak-CADM labels"                                           # their recognition: points
+WEAK_METRICS = ("peak, weak positive CADMs", WEAK_RANK, WEAK_AP)
 
 
 def published_deltas(claim: claims.Claim) -> dict:
