@@ -146,6 +146,9 @@ def project_root() -> Path:
 
 
 def runs_dir() -> Path:
+    if os.environ.get("MLBOOK_BACKBONE_SEED", "").strip() and not os.environ.get("MLBOOK_RUNS"):
+        # runs above another backbone would be stored under the keys of the book's own
+        raise ValueError("MLBOOK_BACKBONE_SEED is set: set MLBOOK_RUNS to a runs folder of its own")
     return Path(os.environ.get("MLBOOK_RUNS", project_root() / "runs"))
 
 

@@ -250,3 +250,23 @@ def test_region_encoder_default_and_mismatch():
         RegionEncoder(13, 8, layers=layers)
     with pytest.raises(W.WeightsNotFound, match="--weights vgg16=FILE"):
         B.vgg16_fc67()
+
+
+def test_backbone_seed_override_needs_its_own_runs_folder(monkeypatch, tmp_path):
+    """``MLBOOK_BACKBONE_SEED`` (the measurement of how much the backbone adds to a claim's
+    variance) changes the backbone's seed and key; the rows above do not name the backbone in their
+    keys, so without a runs folder of its own it is refused rather than mixed into the book's."""
+    from mlbook.experiments import features
+    from mlbook.profiles import runs_dir
+    monkeypatch.delenv("MLBOOK_BACKBONE_SEED", raising=False)
+    assert features.backbone_seed(3) == 3
+    monkeypatch.setenv("MLBOOK_BACKBONE_SEED", "7")
+    assert features.backbone_seed(0) == 7
+    monkeypatch.delenv("MLBOOK_RUNS", raising=False)
+    with pytest.raises(ValueError, match="MLBOOK_RUNS"):
+        runs_dir()
+    monkeypatch.setenv("MLBOOK_RUNS", str(tmp_path))
+    assert runs_dir() == tmp_path
+    monkeypatch.setenv("MLBOOK_BACKBONE_SEED", "x")
+    with pytest.raises(ValueError, match="MLBOOK_BACKBONE_SEED"):
+        features.backbone_seed(0)

@@ -44,6 +44,22 @@ def trunk_of(profile: Profile, trunk: str | None) -> str:
     return trunk or profile.backbone
 
 
+BACKBONE_SEED_ENV = "MLBOOK_BACKBONE_SEED"
+
+
+def backbone_seed(seed: int) -> int:
+    """The seed the small CNN backbone trains with: the data seed, unless ``MLBOOK_BACKBONE_SEED``
+    names another (a measurement of how much the backbone adds to a claim's variance: the rows
+    above it do not name the backbone in their keys, so ``profiles.runs_dir`` then insists on a
+    runs folder of its own)."""
+    text = os.environ.get(BACKBONE_SEED_ENV, "").strip()
+    if not text:
+        return seed
+    if not text.isdigit():
+        raise ValueError(f"{BACKBONE_SEED_ENV} must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
 def bce_loss(model, batch, keep_labels: torch.Tensor | None = None) -> torch.Tensor:
     """BCE over the labels that are not ignored (VOC difficult) and, with ``keep_labels`` [C]
     bool, only over those labels (a backbone that must never see held-out labels)."""
@@ -75,14 +91,17 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
     ctx = shared.context(dataset, profile, root, seed)
     data = ctx.data
     exclude = tuple(sorted(int(c) for c in exclude_labels))
+    b_seed = backbone_seed(seed)
     config = {"stage": "shared_backbone", "version": 2, **ctx.key,
               "image_size": profile.image_size, "epochs": profile.backbone_epochs,
-              "batch_size": profile.batch_size, "train_seed": seed, "holdout": profile.holdout}
+              "batch_size": profile.batch_size, "train_seed": b_seed, "holdout": profile.holdout}
     if exclude:
         config["exclude_labels"] = list(exclude)
+    if b_seed != seed:
+        config["backbone_seed"] = b_seed
 
     def compute(folder: Path) -> dict:
-        torch.manual_seed(seed)
+        torch.manual_seed(b_seed)
         model = backbones.GlobalPoolClassifier(backbones.SmallCNN(), data.train.num_classes, pool="avg")
         keep = torch.ones(data.train.num_classes, dtype=torch.bool)
         keep[list(exclude)] = False
@@ -91,7 +110,7 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
         history = fit(
             model, Subset(shared.image_set(data.train, profile, train=True), fit_idx.tolist()),
             lambda m, b: bce_loss(m, b, keep if exclude else None),
-            epochs=epochs, batch_size=profile.batch_size, device=device, seed=seed,
+            epochs=epochs, batch_size=profile.batch_size, device=device, seed=b_seed,
             make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=2e-3, weight_decay=1e-4),
             make_scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1)),
             checkpoint=folder / "checkpoint.pt", desc=f"backbone {dataset}", progress=False,
@@ -138,6 +157,8 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
               "weights": weights_name(weights, name), "upto": upto, "holdout": profile.holdout}
     if exclude:
         config["exclude_labels"] = list(exclude)
+    if backbone_seed(seed) != seed:
+        config["backbone_seed"] = backbone_seed(seed)
 
     def compute(folder: Path) -> dict:
         backbone, _ = shared_backbone(dataset, profile, root, seed, device, weights, trunk=name,
