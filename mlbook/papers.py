@@ -65,17 +65,17 @@ class Paper:
 PAPERS: tuple[Paper, ...] = (
     Paper("order_free_rnn", "04_order_free_rnn", "Order-Free RNN (AAAI 2018)", ("nuswide", "coco"),
           "resnet152", "ResNet-152 conv5 maps, ImageNet weights, frozen (not fine-tuned)",
-          ("order_free_rnn_table1_nuswide", "order_free_rnn_table2_coco"), 90),
+          ("order_free_rnn_table1_nuswide", "order_free_rnn_table2_coco"), 96),
     Paper("cadm", "05_cadm", "CADM + LCE (ICME 2019)", ("coco", "nuswide"),
           "resnet101", "ResNet-101 conv5 maps at 448 px (14 x 14), ImageNet weights, fine-tuned",
-          ("cadm_table1_coco", "cadm_table2_nuswide"), 125),
+          ("cadm_table1_coco", "cadm_table2_nuswide"), 129),
     Paper("rlsd", "06_rlsd", "RLSD (TMM 2018)", ("voc", "coco", "nuswide"),
           "vgg16", "VGG16 conv5_3 maps (stride 16); VGG's own fc6/fc7 encode the 7 x 7 regions",
           ("rlsd_table1_voc2007_ap", "rlsd_table2_voc2007_top3", "rlsd_table3_coco_top3", "rlsd_table4_nuswide_top3"),
-          177, full_roots=("vg",)),
+          164, full_roots=("vg",)),
     Paper("transformation_ranking", "07_transformation_ranking", "Transformation ranking", ("nuswide",),
           "alexnet", "AlexNet, ImageNet weights, fine-tuned, fc8 replaced by the k x d transformation",
-          ("ranking_table3_nuswide_top3", "ranking_table4_nuswide_top5", "ranking_table5_nuswide_voting_top3"), 180),
+          ("ranking_table3_nuswide_top3", "ranking_table4_nuswide_top5", "ranking_table5_nuswide_voting_top3"), 150),
 )
 
 #: experiments modules that are not papers: stages several papers' grids share
