@@ -68,7 +68,7 @@ import torch
 from mlbook import metrics
 from mlbook.data import DATASETS, load_splits, open_rgb
 from mlbook.data.summary import split_summary
-from mlbook.experiments import features
+from mlbook.experiments import features, shared
 from mlbook.profiles import get_profile
 from mlbook.report import save_figure, save_table
 
@@ -79,6 +79,21 @@ DATA = {name: load_splits(name, P, ROOTS[name], seed) for name in DATASETS}
 for name, (train, test) in DATA.items():
     where = "generated (data/generated/…)" if ROOTS[name] is None else f"real, read from the root passed as {name}_root"
     print(f"{name:8s} {where}: {len(train)} train / {len(test)} test images")
+
+# %% [markdown]
+# **Region proposals.** Chapter [06](06_rlsd) compares its learnt regions with the
+# selective-search proposals of every image (its stand-in for the paper's MCG proposals). They
+# depend on the images alone, so on the generated data this chapter computes them, cached,
+# while chapter 03 trains the backbones beside it; chapter 06 then loads them. With a real data
+# root, chapter 06 computes them itself or reads the user's own proposals (`proposals_root`).
+
+# %%
+generated = [d for d in ("voc", "coco", "nuswide") if ROOTS[d] is None]
+proposal_runs = [shared.Run("rlsd", "selective search", d) for d in generated]
+found = shared.run_all(proposal_runs, shared.Setting(P, ROOTS, seed, device, weights,
+                                                     {"vg_root": None, "proposals_root": None}))
+pd.DataFrame([{"data set": r.dataset, "images": len(found[r.key]["found"]),
+               "proposals per image (median)": int(found[r.key]["found"].median())} for r in proposal_runs])
 
 # %% [markdown]
 # ## Split sizes and what the loaders dropped

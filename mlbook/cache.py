@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fcntl
 import dataclasses
 import functools
 import hashlib
@@ -345,6 +346,21 @@ def run(method: str, config: dict, compute: Callable[[Path], dict], *,
         if probing == "first" or not current:
             raise Probe(current)
         # probing "through": a stored result is loaded and the call goes on to what it asks next
+    if world > 1:
+        return _load_or_compute(method, config, compute, folder, fingerprint, force, verbose, rank)
+    # one process: a chapter running beside another (chapter 02 reads the COCO backbone that
+    # chapter 03 is training) waits for the entry instead of computing it a second time
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)      # released when the process ends, even by a crash
+        try:
+            return _load_or_compute(method, config, compute, folder, fingerprint, force, verbose, rank)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _load_or_compute(method: str, config: dict, compute: Callable[[Path], dict], folder: Path, fingerprint: dict,
+                     force: bool, verbose: bool, rank: int) -> dict:
     if (folder / RESULT).exists() and (folder / META).exists() and not force:
         changed = _current(folder, fingerprint)
         if changed == []:

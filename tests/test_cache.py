@@ -403,3 +403,26 @@ def test_module_level_memos_are_lower_case():
             if isinstance(node, ast.Global):
                 offenders += [f"{path.name}:{node.lineno} global {name}" for name in node.names if name.upper() == name]
     assert not offenders, offenders
+
+
+def _compute_slowly(runs_path: str, marks: str) -> float:
+    os.environ["MLBOOK_RUNS"] = runs_path
+
+    def compute(folder):
+        with open(marks, "a") as fh:
+            fh.write("computed\n")
+        import time
+        time.sleep(1.0)
+        return {"v": 2.0}
+    return experiments.run("shared_entry", {"a": 1}, compute, verbose=False)["v"]
+
+
+def test_two_processes_asking_for_one_entry_compute_it_once(runs, tmp_path):
+    """A chapter beside another (02 reads the COCO backbone that 03 trains) waits for the entry the
+    other is computing (a lock per entry) instead of computing it a second time."""
+    import multiprocessing
+    marks = tmp_path / "marks.txt"
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        values = pool.starmap(_compute_slowly, [(str(runs), str(marks))] * 2)
+    assert values == [2.0, 2.0]
+    assert marks.read_text().count("computed") == 1
