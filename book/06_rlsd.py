@@ -76,7 +76,7 @@ import pandas as pd
 from myst_nb import glue
 
 from mlbook import claims, papers
-from mlbook.chapter import claims_section, evaluate_claims
+from mlbook.chapter import cached_claim_rows, claims_section
 from mlbook.data.synthetic_scenes import MAX_SIDE
 from mlbook.data.visual_genome import region_object_counts
 from mlbook.experiments import features, rlsd, rlsd_evidence, rlsd_regions, rlsd_setup, shared
@@ -645,7 +645,7 @@ glue("run_says", rlsd_evidence.run_says(section.rows, NAMES), display=False)
 # and the loss of the two models.
 
 # %%
-controls = evaluate_claims(rlsd_evidence.control_claims(list(NAMES)), evidence, rlsd, seed, prof)
+controls = cached_claim_rows(CHAPTER, rlsd_evidence.control_claims(list(NAMES)), evidence, rlsd, seed, prof)
 save_table(claims.table(controls).set_index("id"), CHAPTER, "controls",
            "Controls (the book's comparisons, mAP, mlbook.claims)")
 

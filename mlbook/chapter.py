@@ -89,7 +89,7 @@ def _evaluate_one(c, evidence: Evidence, module, seed: int, profile) -> dict:
         torch.set_num_threads(threads)
 
 
-def _cached_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int, profile=None) -> list[dict]:
+def cached_claim_rows(chapter: str, catalogue, evidence: Evidence, module, seed: int, profile=None) -> list[dict]:
     """``evaluate_claims``, cached (``runs/claims/``) by the stored entries of every result the
     evidence holds (``cache.entry_of``: a retrained run is another entry), the claims as registered,
     the seed and the code that measures them (the paper's experiments module and the claims and
@@ -117,7 +117,7 @@ def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None
     counts (``COUNT_NAMES``), ``n_claims``, ``multiplicity`` (its sentence) and ``rerun_changes``
     (one decimal). ``profile``: the chapter's, for the image resamples it names (``profiles.claim_resamples``)."""
     module = papers.get(chapter).experiments()
-    rows = _cached_rows(chapter, claims.load(chapter), evidence, module, seed, profile)
+    rows = cached_claim_rows(chapter, claims.load(chapter), evidence, module, seed, profile)
     table = report.save_claims(rows, chapter)
     counts = {word: int((table["verdict"] == word).sum()) for word in claims.VERDICTS}
     tested = [r for r in rows if r["verdict"] != claims.NOT_TESTABLE]

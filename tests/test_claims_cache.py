@@ -1,4 +1,4 @@
-"""A chapter's claims are evaluated once per set of stored results (``chapter._cached_rows``): a warm
+"""A chapter's claims are evaluated once per set of stored results (``chapter.cached_claim_rows``): a warm
 rerun reads them back, a retrained run or a changed claim evaluates them afresh, and evidence built
 by hand (no stored entry) is never cached."""
 from __future__ import annotations
@@ -61,23 +61,23 @@ def stored(tmp_path, monkeypatch):
 
 def test_a_second_evaluation_reads_the_stored_rows(stored, tmp_path):
     module, catalogue = _module(tmp_path), [_claim()]
-    first = chapter._cached_rows("04_order_free_rnn", catalogue, _evidence(stored), module, 0)
+    first = chapter.cached_claim_rows("04_order_free_rnn", catalogue, _evidence(stored), module, 0)
     assert CALLS and all(cache.entry_of(r) for r in stored.values())
     CALLS.clear()
-    again = chapter._cached_rows("04_order_free_rnn", catalogue, _evidence(stored), module, 0)
+    again = chapter.cached_claim_rows("04_order_free_rnn", catalogue, _evidence(stored), module, 0)
     assert CALLS == [] and again == first and first[0]["verdict"] == claims.SUPPORTED
 
 
 def test_a_retrained_run_or_a_changed_claim_evaluates_afresh(stored, tmp_path):
     module = _module(tmp_path)
-    chapter._cached_rows("04_order_free_rnn", [_claim()], _evidence(stored), module, 0)
+    chapter.cached_claim_rows("04_order_free_rnn", [_claim()], _evidence(stored), module, 0)
     CALLS.clear()
-    chapter._cached_rows("04_order_free_rnn", [_claim(test="non-inferiority", margin=1.0, margin_source="why")],
+    chapter.cached_claim_rows("04_order_free_rnn", [_claim(test="non-inferiority", margin=1.0, margin_source="why")],
                          _evidence(stored), module, 0)
     assert CALLS
     CALLS.clear()
     stored[("coco", "A", 0)] = _stored("A", 0, 0.3, force=True)          # retrained: another entry
-    rows = chapter._cached_rows("04_order_free_rnn", [_claim()], _evidence(stored), module, 0)
+    rows = chapter.cached_claim_rows("04_order_free_rnn", [_claim()], _evidence(stored), module, 0)
     assert CALLS and rows[0]["measurements"][0]["delta"] < 10
 
 
@@ -85,5 +85,5 @@ def test_evidence_built_by_hand_is_never_cached(stored, tmp_path):
     by_hand = {k: {"score": v["score"]} for k, v in stored.items()}
     for _ in range(2):
         CALLS.clear()
-        chapter._cached_rows("04_order_free_rnn", [_claim()], _evidence(by_hand), _module(tmp_path), 0)
+        chapter.cached_claim_rows("04_order_free_rnn", [_claim()], _evidence(by_hand), _module(tmp_path), 0)
         assert CALLS
