@@ -145,8 +145,23 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+BACKBONE_SEED_ENV = "MLBOOK_BACKBONE_SEED"
+
+
+def backbone_seed(seed: int) -> int:
+    """The seed the demo's small CNN backbone trains with: the data seed, unless ``MLBOOK_BACKBONE_SEED``
+    names another (a measurement of how much the backbone adds to a claim's variance: the rows above
+    it do not name the backbone in their keys, so ``runs_dir`` then insists on a runs folder of its own)."""
+    text = os.environ.get(BACKBONE_SEED_ENV, "").strip()
+    if not text:
+        return seed
+    if not text.isdigit():
+        raise ValueError(f"{BACKBONE_SEED_ENV} must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
 def runs_dir() -> Path:
-    if os.environ.get("MLBOOK_BACKBONE_SEED", "").strip() and not os.environ.get("MLBOOK_RUNS"):
+    if os.environ.get(BACKBONE_SEED_ENV, "").strip() and not os.environ.get("MLBOOK_RUNS"):
         # runs above another backbone would be stored under the keys of the book's own
         raise ValueError("MLBOOK_BACKBONE_SEED is set: set MLBOOK_RUNS to a runs folder of its own")
     return Path(os.environ.get("MLBOOK_RUNS", project_root() / "runs"))

@@ -256,12 +256,11 @@ def test_backbone_seed_override_needs_its_own_runs_folder(monkeypatch, tmp_path)
     """``MLBOOK_BACKBONE_SEED`` (the measurement of how much the backbone adds to a claim's
     variance) changes the backbone's seed and key; the rows above do not name the backbone in their
     keys, so without a runs folder of its own it is refused rather than mixed into the book's."""
-    from mlbook.experiments import features
-    from mlbook.profiles import runs_dir
+    from mlbook.profiles import backbone_seed, runs_dir
     monkeypatch.delenv("MLBOOK_BACKBONE_SEED", raising=False)
-    assert features.backbone_seed(3) == 3
+    assert backbone_seed(3) == 3
     monkeypatch.setenv("MLBOOK_BACKBONE_SEED", "7")
-    assert features.backbone_seed(0) == 7
+    assert backbone_seed(0) == 7
     monkeypatch.delenv("MLBOOK_RUNS", raising=False)
     with pytest.raises(ValueError, match="MLBOOK_RUNS"):
         runs_dir()
@@ -269,4 +268,4 @@ def test_backbone_seed_override_needs_its_own_runs_folder(monkeypatch, tmp_path)
     assert runs_dir() == tmp_path
     monkeypatch.setenv("MLBOOK_BACKBONE_SEED", "x")
     with pytest.raises(ValueError, match="MLBOOK_BACKBONE_SEED"):
-        features.backbone_seed(0)
+        backbone_seed(0)

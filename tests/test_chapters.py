@@ -79,7 +79,7 @@ def test_stages_run_the_preparing_chapters_first_and_the_introduction_last():
     from mlbook.reproduce import stages
 
     names = [[p.stem[:2] for p in stage] for stage in stages(CHAPTERS)]
-    assert names == [["03", "01", "02"], ["07", "06", "05", "04"], ["00"]]
+    assert names == [["03", "01", "02"], ["06", "07", "05", "04"], ["00"]]   # papers: longest first (demo_seconds)
     assert [[p.stem[:2] for p in s] for s in stages(select(CHAPTERS, "00,04"))] == [["04"], ["00"]]
 
 
@@ -115,7 +115,7 @@ def test_warm_paper_chapters_run_side_by_side_after_the_cold_ones(monkeypatch):
     rest = [([p.stem[:2] for p in s], lanes) for s, lanes in plan]          # the probe is read at the papers
     assert probe.read and rest == [(["07", "05"], 1), (["06", "04"], 2), (["00"], 1)]
     failed = [([p.stem[:2] for p in s], n) for s, n in lane_plan(stages(CHAPTERS), "demo", None, _Probe("", 1))]
-    assert failed == [(["03", "01", "02"], 2), (["07", "06", "05", "04"], 1), (["00"], 1)]
+    assert failed == [(["03", "01", "02"], 2), (["06", "07", "05", "04"], 1), (["00"], 1)]
 
 
 def test_the_warm_probe_finds_nothing_warm_before_the_data_exist(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from .. import cache
+from .. import cache, profiles
 from ..cache import atomic_write_text
 from ..costs import RunCost, image_bytes, loader_bytes, maps_of, trunk_net
 from ..data import SPLIT_SIZES
@@ -42,22 +42,6 @@ def trunk_of(profile: Profile, trunk: str | None) -> str:
     if profile.backbone == "small_cnn":
         return "small_cnn"
     return trunk or profile.backbone
-
-
-BACKBONE_SEED_ENV = "MLBOOK_BACKBONE_SEED"
-
-
-def backbone_seed(seed: int) -> int:
-    """The seed the small CNN backbone trains with: the data seed, unless ``MLBOOK_BACKBONE_SEED``
-    names another (a measurement of how much the backbone adds to a claim's variance: the rows
-    above it do not name the backbone in their keys, so ``profiles.runs_dir`` then insists on a
-    runs folder of its own)."""
-    text = os.environ.get(BACKBONE_SEED_ENV, "").strip()
-    if not text:
-        return seed
-    if not text.isdigit():
-        raise ValueError(f"{BACKBONE_SEED_ENV} must be a non-negative integer, not {text!r}")
-    return int(text)
 
 
 def bce_loss(model, batch, keep_labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,15 +74,12 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
 
     ctx = shared.context(dataset, profile, root, seed)
     data = ctx.data
-    exclude = tuple(sorted(int(c) for c in exclude_labels))
-    b_seed = backbone_seed(seed)
+    exclude, b_seed = tuple(sorted(int(c) for c in exclude_labels)), profiles.backbone_seed(seed)
     config = {"stage": "shared_backbone", "version": 2, **ctx.key,
-              "image_size": profile.image_size, "epochs": profile.backbone_epochs,
-              "batch_size": profile.batch_size, "train_seed": b_seed, "holdout": profile.holdout}
+              "image_size": profile.image_size, "epochs": profile.backbone_epochs, "batch_size": profile.batch_size,
+              "train_seed": b_seed, "holdout": profile.holdout, **({"backbone_seed": b_seed} if b_seed != seed else {})}
     if exclude:
         config["exclude_labels"] = list(exclude)
-    if b_seed != seed:
-        config["backbone_seed"] = b_seed
 
     def compute(folder: Path) -> dict:
         torch.manual_seed(b_seed)
@@ -157,8 +138,6 @@ def backbone_features(dataset: str, profile: Profile | str, root: str | None = N
               "weights": weights_name(weights, name), "upto": upto, "holdout": profile.holdout}
     if exclude:
         config["exclude_labels"] = list(exclude)
-    if backbone_seed(seed) != seed:
-        config["backbone_seed"] = backbone_seed(seed)
 
     def compute(folder: Path) -> dict:
         backbone, _ = shared_backbone(dataset, profile, root, seed, device, weights, trunk=name,
