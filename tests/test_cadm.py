@@ -210,7 +210,8 @@ def test_weak_subgroup_of_each_seed_comes_from_the_other_seeds_holdout_outputs()
         cadm_exp.weak_subgroups(results, "coco", positives, [0])   # no other seed to choose it
 
 
-def test_weak_cadm_claim_values_use_the_holdout_subgroup():
+def _weak_claim_setup(metric: str):
+    """Fake λ results on COCO with three seeds, their evidence and a weak-CADM claim on ``metric``."""
     results, y = fake_results()
     seeds = [0, 1, 2]
 
@@ -219,7 +220,12 @@ def test_weak_cadm_claim_values_use_the_holdout_subgroup():
 
     evidence = Evidence(results, {"coco": type("Data", (), {"test": Test})}, seeds)
     claim = claims.Claim(id="05.weak.coco", chapter="05_cadm", dataset="coco", text="weak CADMs", source="Sec. 3.4",
-                         better="Ours (lambda=0.5)", worse="Ours (lambda=0)", metrics=("peak, weak positive CADMs",))
+                         better="Ours (lambda=0.5)", worse="Ours (lambda=0)", metrics=(metric,))
+    return results, y, seeds, evidence, claim
+
+
+def test_weak_cadm_claim_values_use_the_holdout_subgroup():
+    results, y, seeds, evidence, claim = _weak_claim_setup("peak, weak positive CADMs")
     weights = metrics.image_weights(len(y), 5, seed=3)
     better, worse = cadm_exp.claim_values(claim, evidence, weights)["peak, weak positive CADMs"]
     assert better.shape == worse.shape == (3, 6)
@@ -239,15 +245,7 @@ def test_weak_cadm_ap_is_the_mean_ap_of_the_holdout_chosen_labels():
     """05.weak_cadm reads "benefit the recognition" as the mean AP of the weak-CADM labels: per seed,
     the labels its hold-out subgroup holds, on each resample; a model's logit scale does not enter."""
     from mlbook.metrics import average_precision
-    results, y = fake_results()
-    seeds = [0, 1, 2]
-
-    class Test:
-        labels, ignore = y, None
-
-    evidence = Evidence(results, {"coco": type("Data", (), {"test": Test})}, seeds)
-    claim = claims.Claim(id="05.weak.coco", chapter="05_cadm", dataset="coco", text="weak CADMs", source="Sec. 3.4",
-                         better="Ours (lambda=0.5)", worse="Ours (lambda=0)", metrics=(cadm_exp.WEAK_AP,))
+    results, y, seeds, evidence, claim = _weak_claim_setup(cadm_exp.WEAK_AP)
     weights = metrics.image_weights(len(y), 4, seed=5)
     better, worse = cadm_exp.claim_values(claim, evidence, weights)[cadm_exp.WEAK_AP]
     masks = cadm_exp.weak_subgroups(results, "coco", y > 0.5, seeds)

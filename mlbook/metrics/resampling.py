@@ -79,8 +79,7 @@ def resampled_ap(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Ten
     (scores, targets, ignore, resample matrix): a row that several claims compare (RLSD in six of
     chapter 06's) reuses it, and the AP under 1,000-10,000 resamples is most of a chapter's claims
     time. The inputs are kept with the entry, so their ids cannot be reused while it lives."""
-    digest = hashlib.blake2b(weights.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
-    key = (id(scores), id(targets), id(ignore), digest)
+    key = (id(scores), id(targets), id(ignore), _digest(weights))
     hit = _ap_rows.get(key)
     if hit is None:
         if len(_ap_rows) >= 1024:      # at most ~200 MB of [1,001 x 24] float64 entries in the demo
