@@ -43,7 +43,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-## the full profile as a GPU user runs it: `reproduce --profile full --chapters 04,05,06,07 --limit-images 4
+## the full profile as a GPU user runs it: `reproduce --profile full --chapters 04,05,06,07,08 --limit-images 4
 ## --max-steps 1` through the CLI on genuine photos, random weights for every trunk at the papers' sizes, its peak
 ## RSS checked against `plan` (tests/test_full_profile.py; too slow for `make test`, which skips it)
 test-full: $(STAMP)

@@ -27,6 +27,10 @@
 # | [RLSD](06_rlsd) | Zhang et al., *Multilabel image classification with regional latent semantic dependencies*, IEEE TMM 2018 | a localization layer proposes multi-object regions; an LSTM reads each region's labels, max-pooled over regions |
 # | [Transformation ranking](07_transformation_ranking) | *Multi-label image classification by an image-dependent ranking of label word vectors* | the image maps every label's word vector through a k × d matrix; the shortest transformed vectors are its labels |
 #
+# Chapter [08](08_head_to_head) then trains every method of the four papers, their shared
+# baselines and two of today's yardsticks (the asymmetric loss, a Query2Label decoder) under one
+# protocol, so that their differences are measured on equal terms.
+#
 # No public code exists for any of them; every model, loss and metric here is
 # written from the paper text, with the paper's equation numbers in the code.
 # Where a paper is ambiguous, or needs something this book cannot have offline
@@ -54,7 +58,9 @@
 # have seen it (each chapter's power table gives the seeds per row that would); *no published
 # Δ* when the paper's tables give no number to size it by. A paper's row counts only its
 # own sentences; the book's own questions (its readings of a table, its controls and options)
-# are counted apart, on the last row, so that no paper is scored on words it did not write. The counts are read from the
+# are counted apart, on a row of their own, so that no paper is scored on words it did not write,
+# and so are the questions of chapter [08](08_head_to_head), which trains every method under one
+# protocol (does each row beat a plain BCE network, is it within 1 point of ASL). The counts are read from the
 # chapters' claims files of this run (`figures/<chapter>/table_claims.csv` and
 # `claims_measurements.csv`), never typed.
 # Real-data columns appear when a run on real data exists (`real_figures`, the figures folder
@@ -94,11 +100,14 @@ save_table(card, CHAPTER, "scorecard", "Reproduction scorecard: claims per paper
            "whether the run could have seen the paper's effect), and the verdicts an independent rerun is expected "
            f"to change ({profile} run)")
 names = ("supported", "contradicted", "with_power", "without_power", "no_reference", "not_testable")
-for who, counts in (("total", card.iloc[:-1, :words].sum()), ("own", card.iloc[-1, :words])):
-    for name, n in zip(names, counts):     # the papers' sentences (total_*) and the book's own questions (own_*)
+n_papers = len(book.paper_chapters())
+lines = {"total": card.iloc[:n_papers, :words].sum(), "own": card.iloc[n_papers, :words],
+         "h2h": card.iloc[n_papers + 1, :words]}
+for who, counts in lines.items():   # the papers' sentences (total_*), the book's own questions (own_*, h2h_*)
+    for name, n in zip(names, counts):
         glue(f"{who}_{name}", int(n), display=False)
     glue(f"{who}_claims", int(counts.sum()), display=False)
-glue("own_not_resolved", int(card.iloc[-1, 2:5].sum()), display=False)
+    glue(f"{who}_not_resolved", int(counts.iloc[2:5].sum()), display=False)
 glue("rerun_changes", book.rerun_text(figures_dir()), display=False)
 n_tested, n_wrong = book.expected_wrong(figures_dir())
 glue("n_tested", n_tested, display=False)
@@ -120,7 +129,9 @@ plt.show()
 # and {glue:text}`total_no_reference` have no published Δ to size the run by. The book's own questions, counted apart:
 # {glue:text}`own_claims`, of which {glue:text}`own_supported` supported,
 # {glue:text}`own_contradicted` contradicted, {glue:text}`own_not_resolved` not resolved and
-# {glue:text}`own_not_testable` not testable.
+# {glue:text}`own_not_testable` not testable; those of the head-to-head chapter:
+# {glue:text}`h2h_claims`, of which {glue:text}`h2h_supported` supported, {glue:text}`h2h_contradicted`
+# contradicted and {glue:text}`h2h_not_resolved` not resolved.
 #
 # In the figure every dot is one primary metric's measured difference between the two rows a
 # claim compares (better − worse), the bar its interval, the colour **that metric's own
@@ -137,9 +148,9 @@ reading = book.replication_card(figures_dir(), label=profile)
 save_table(reading, CHAPTER, "replication", "The paper's own Δ against this run's interval, per paper: intervals "
            "(claim × primary metric) that hold it, lie below it (effect smaller than published) or above it "
            f"(larger), or have no published Δ ({profile} run)")
-for name, n in zip(("consistent", "smaller", "larger", "no_published"), reading.iloc[:-1, :4].sum()):
+for name, n in zip(("consistent", "smaller", "larger", "no_published"), reading.iloc[:n_papers, :4].sum()):
     glue(f"rep_{name}", int(n), display=False)
-glue("rep_intervals", int(reading["intervals"].iloc[:-1].sum()), display=False)
+glue("rep_intervals", int(reading["intervals"].iloc[:n_papers].sum()), display=False)
 
 # %% [markdown]
 # **Is the paper's number inside the interval?** Where the paper's own table gives both rows a

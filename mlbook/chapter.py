@@ -116,7 +116,7 @@ def claims_section(chapter: str, evidence: Evidence, *, seed: int = 0, glue=None
     """A paper chapter's claims, evaluated, saved and counted; ``glue`` (myst_nb's) receives the
     counts (``COUNT_NAMES``), ``n_claims``, ``multiplicity`` (its sentence) and ``rerun_changes``
     (one decimal). ``profile``: the chapter's, for the image resamples it names (``profiles.claim_resamples``)."""
-    module = papers.get(chapter).experiments()
+    module = papers.chapter_module(chapter)
     rows = cached_claim_rows(chapter, claims.load(chapter), evidence, module, seed, profile)
     table = report.save_claims(rows, chapter)
     counts = {word: int((table["verdict"] == word).sum()) for word in claims.VERDICTS}

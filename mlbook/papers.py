@@ -34,6 +34,9 @@ class Paper:
     tables: tuple[str, ...]    # its published tables (mlbook/reference/<name>.csv)
     demo_seconds: int          # its chapter's cold demo run, measured (reproduce starts the longest first)
     full_roots: tuple[str, ...] = ()   # further data roots its full profile reads (reproduce's --<name>-root)
+    method_label: str = ""     # its own method, as chapter 08's leaderboard names the row (``protocol_run`` trains it)
+    protocol_own_trunk: bool = False   # its protocol_run reads its own trunk in the full profile, not COMPARISON_TRUNK
+    published_row: str = ""    # its method's row in its own published tables
 
     @property
     def number(self) -> str:
@@ -65,21 +68,31 @@ class Paper:
 PAPERS: tuple[Paper, ...] = (
     Paper("order_free_rnn", "04_order_free_rnn", "Order-Free RNN (AAAI 2018)", ("nuswide", "coco"),
           "resnet152", "ResNet-152 conv5 maps, ImageNet weights, frozen (not fine-tuned)",
-          ("order_free_rnn_table1_nuswide", "order_free_rnn_table2_coco"), 96),
+          ("order_free_rnn_table1_nuswide", "order_free_rnn_table2_coco"), 96,
+          method_label="Order-Free RNN + attention", published_row="Ours"),
     Paper("cadm", "05_cadm", "CADM + LCE (ICME 2019)", ("coco", "nuswide"),
           "resnet101", "ResNet-101 conv5 maps at 448 px (14 x 14), ImageNet weights, fine-tuned",
-          ("cadm_table1_coco", "cadm_table2_nuswide"), 129),
+          ("cadm_table1_coco", "cadm_table2_nuswide"), 129, method_label="CADM + LCE",
+          published_row="Ours (lambda=0.5)"),
     Paper("rlsd", "06_rlsd", "RLSD (TMM 2018)", ("voc", "coco", "nuswide"),
           "vgg16", "VGG16 conv5_3 maps (stride 16); VGG's own fc6/fc7 encode the 7 x 7 regions",
           ("rlsd_table1_voc2007_ap", "rlsd_table2_voc2007_top3", "rlsd_table3_coco_top3", "rlsd_table4_nuswide_top3"),
-          164, full_roots=("vg",)),
+          164, full_roots=("vg",), method_label="RLSD", protocol_own_trunk=True,
+          published_row="RLSD"),
     Paper("transformation_ranking", "07_transformation_ranking", "Transformation ranking", ("nuswide",),
           "alexnet", "AlexNet, ImageNet weights, fine-tuned, fc8 replaced by the k x d transformation",
-          ("ranking_table3_nuswide_top3", "ranking_table4_nuswide_top5", "ranking_table5_nuswide_voting_top3"), 150),
+          ("ranking_table3_nuswide_top3", "ranking_table4_nuswide_top5", "ranking_table5_nuswide_voting_top3"), 150,
+          method_label="Transformation ranking", published_row="Ours"),
 )
 
 #: experiments modules that are not papers: stages several papers' grids share
 SHARED_EXPERIMENTS = ("features", "baselines")
+#: the chapter that sets every paper's method beside the others under one protocol, and its experiments
+#: module (the face's functions; its rows: the papers' ``method_label`` rows, trained by each paper's
+#: ``protocol_run``, beside its own); it runs after the paper chapters and before the introduction
+COMPARISON_CHAPTER, COMPARISON = "08_head_to_head", "head_to_head"
+COMPARISON_TRUNK = "resnet101"   # the full profile's trunk of every row there (448 px, as most published work today)
+COMPARISON_DATASETS = ("coco", "nuswide")
 #: the book's other chapters: the introduction reads the paper chapters' verdicts (runs after them);
 #: 01-03 prepare (the published numbers, the data and metrics, the shared backbones)
 SUMMARY_CHAPTERS = ("00_introduction",)
@@ -92,9 +105,12 @@ BACKBONE_CHAPTER = "03_shared_backbone"
 #: tables, by the name the table prints), ``stages(profile)`` (the shared steps several rows read,
 #: runs too), ``grid(profile, datasets, seeds)``, ``run(row, dataset, profile, *, root, seed,
 #: train_seed, device, weights, force, ...)``, ``claim_values(claim, evidence, weights)``,
-#: ``claim_options(claim, evidence)`` and ``cost(run, ctx)`` (its full-profile price, ``mlbook plan``).
+#: ``claim_options(claim, evidence)``, ``cost(run, ctx)`` (its full-profile price, ``mlbook plan``), and
+#: for chapter 08 ``METHOD_ROW`` (its method's row of ``rows``), ``protocol_knobs(profile)`` (its own
+#: knob grid) and ``protocol_run(dataset, profile, protocol, *, lr, knob, ...)`` (its method under the
+#: one protocol, ``experiments.protocol``).
 FACE = ("TRUNK", "OPTIONS", "Settings", "settings_for", "rows", "stages", "grid", "run", "claim_values",
-        "claim_options", "cost")
+        "claim_options", "cost", "METHOD_ROW", "protocol_knobs", "protocol_run")
 
 
 def get(name: str) -> Paper:
@@ -110,8 +126,37 @@ def of_chapter(chapter: str) -> Paper | None:
     return next((p for p in PAPERS if p.chapter == chapter), None)
 
 
+def chapter_module(chapter: str) -> ModuleType:
+    """The experiments module whose claims a chapter evaluates: its paper's, or the comparison's."""
+    if chapter == COMPARISON_CHAPTER:
+        return experiment_module(COMPARISON)
+    return get(chapter).experiments()
+
+
+def chapter_trunks(chapter: str) -> tuple[str, ...]:
+    """The ImageNet trunks a chapter reads in the full profile: its paper's, or for the comparison
+    chapter ``COMPARISON_TRUNK`` and the trunks of the papers whose protocol run keeps their own."""
+    paper = of_chapter(chapter)
+    if paper:
+        return (paper.trunk,)
+    if chapter == COMPARISON_CHAPTER:
+        return tuple(dict.fromkeys([COMPARISON_TRUNK, *(p.trunk for p in PAPERS if p.protocol_own_trunk)]))
+    return ()
+
+
+def chapter_roots(chapter: str) -> tuple[str, ...]:
+    """The data roots a chapter reads in the full profile (its data sets and further roots, e.g. "vg")."""
+    paper = of_chapter(chapter)
+    if paper:
+        return (*paper.datasets, *paper.full_roots)
+    if chapter == COMPARISON_CHAPTER:
+        return tuple(dict.fromkeys([*COMPARISON_DATASETS, *(r for p in PAPERS for r in p.full_roots)]))
+    return ()
+
+
 def experiment_module(name: str) -> ModuleType:
-    """The experiments module of a paper (by key) or of a shared stage (``SHARED_EXPERIMENTS``)."""
-    if name in SHARED_EXPERIMENTS:
+    """The experiments module of a paper (by key), of a shared stage (``SHARED_EXPERIMENTS``) or of
+    the comparison chapter (``COMPARISON``)."""
+    if name in SHARED_EXPERIMENTS or name == COMPARISON:
         return importlib.import_module(f"mlbook.experiments.{name}")
     return get(name).experiments()

@@ -49,9 +49,13 @@ def checked_line(gpu: str, machine: str) -> str:
 # --- the whole book -------------------------------------------------------------------------------------
 
 def grid_runs(profile, seeds: int = 3) -> list[tuple[str, object]]:
-    """(chapter, run) of every run of every paper chapter's grid, in the chapters' order."""
+    """(chapter, run) of every run of every paper chapter's grid, in the chapters' order, then the
+    comparison chapter's (08)."""
+    comparison = papers.experiment_module(papers.COMPARISON).grid(profile, list(papers.COMPARISON_DATASETS),
+                                                                   list(range(seeds)))
     return [(paper.chapter, r) for paper in papers.PAPERS
-            for r in paper.experiments().grid(profile, list(paper.datasets), list(range(seeds)))]
+            for r in paper.experiments().grid(profile, list(paper.datasets), list(range(seeds)))] + \
+        [(papers.COMPARISON_CHAPTER, r) for r in comparison]
 
 
 def run_cost(chapter: str, run, ctx: Context) -> RunCost:
@@ -95,12 +99,17 @@ def full_book_runs(seeds: int = 3, profile=None, device: str = "cuda") -> list[R
         for (number, _, _), g in groups.items():
             g.host_bytes += loaded[number][1]
     processes = []
-    for paper in papers.PAPERS:
-        n, read = loaded[paper.number]
-        processes.append(RunCost(paper.number, f"the chapter's process: {n} results loaded (memory-mapped, scores "
-                                 "read), tables, figures, claims", ", ".join(paper.datasets), 0.0, 0, 0, 1,
+    for number, datasets in chapter_datasets().items():
+        n, read = loaded[number]
+        processes.append(RunCost(number, f"the chapter's process: {n} results loaded (memory-mapped, scores "
+                                 "read), tables, figures, claims", ", ".join(datasets), 0.0, 0, 0, 1,
                                  host_bytes=ctx.base_host() + read))
     return list(groups.values()) + processes
+
+
+def chapter_datasets() -> dict[str, tuple[str, ...]]:
+    """{chapter number: its data sets} of every chapter with a grid: the papers', then the comparison's."""
+    return {**{p.number: p.datasets for p in papers.PAPERS}, papers.COMPARISON_CHAPTER[:2]: papers.COMPARISON_DATASETS}
 
 
 #: [N_test, C] float32 arrays of one loaded result that a chapter reads (its scores, and the top-k
@@ -114,7 +123,7 @@ def results_loaded(ctx: Context, grid: list) -> dict[str, tuple[int, float]]:
     nothing until read; what is read is the test scores and what the tables, figures and claims
     derive from them). On a GPU the runs train in that same process, one after the other, so each
     run group's host peak carries them too (at most all of the chapter's)."""
-    loaded = {paper.number: (0, 0.0) for paper in papers.PAPERS}
+    loaded = {number: (0, 0.0) for number in chapter_datasets()}
     for chapter, r in grid:
         if r.paper != "features":
             n, read = loaded[chapter[:2]]

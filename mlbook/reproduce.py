@@ -136,7 +136,7 @@ def require_chapter_weights(todo: list[Path], profile: str, weights: dict | None
         return
     from .weights import require_weights      # imports torch: only where a trunk needs a file
 
-    needed = sorted({paper.trunk for p in todo if (paper := papers.of_chapter(p.stem))})
+    needed = sorted({trunk for p in todo for trunk in papers.chapter_trunks(p.stem)})
     if needed:
         require_weights(needed, weights, download=download)
 
@@ -148,9 +148,7 @@ def require_chapter_data(todo: list[Path], profile: str, args) -> None:
         return
     missing = []
     for py in todo:
-        paper = papers.of_chapter(py.stem)
-        needed = (*paper.datasets, *paper.full_roots) if paper else ()
-        missing += [f"--{d}-root" for d in needed if not getattr(args, f"{d}_root", None)]
+        missing += [f"--{d}-root" for d in papers.chapter_roots(py.stem) if not getattr(args, f"{d}_root", None)]
     if missing:
         flags = ", ".join(dict.fromkeys(missing))
         raise ValueError(f"the {profile} profile reads real data only; the chosen chapters need {flags} "

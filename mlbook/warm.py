@@ -1,4 +1,5 @@
-"""Which paper chapters would train nothing: every run of their grid stored and current.
+"""Which paper chapters (and the comparison chapter, 08) would train nothing: every run of their grid
+stored and current.
 
 ``python -m mlbook.warm PARAMETERS_JSON`` prints the warm chapters as one JSON list; ``reproduce``
 starts it beside its first stage (its parent process never imports torch) and runs the paper
@@ -23,7 +24,7 @@ def warm_chapters(parameters: dict) -> list[str]:
     these reproduce parameters) would compute no run: ``cache.would_compute`` loads nothing."""
     profile = get_profile(parameters.get("profile", "demo"))
     roots = {d: parameters.get(f"{d}_root") for d in ("coco", "nuswide", "voc")}
-    options = {k: parameters[k] for k in ("vg_root", "proposals_root") if parameters.get(k)}
+    options = {k: parameters[k] for k in ("vg_root", "proposals_root", "word_vectors") if parameters.get(k)}
     setting = shared.Setting(profile, roots, parameters.get("seed", 0), parameters.get("device", "auto"),
                              parameters.get("weights"), options)
     seeds = list(range(profile.train_seeds))
@@ -31,10 +32,12 @@ def warm_chapters(parameters: dict) -> list[str]:
     if profile.gen_train > 0 and not all(generated_ready(d, profile, setting.seed) for d in generated):
         return []      # the preparing chapters are still writing the data: every chapter is cold, and the
     warm = []          # probe must not generate the data beside them
-    for paper in papers.PAPERS:
-        grid = paper.experiments().grid(profile, list(paper.datasets), seeds)
+    grids = {p.chapter: p.experiments().grid(profile, list(p.datasets), seeds) for p in papers.PAPERS}
+    comparison = papers.experiment_module(papers.COMPARISON)
+    grids[papers.COMPARISON_CHAPTER] = comparison.grid(profile, list(papers.COMPARISON_DATASETS), seeds)
+    for chapter, grid in grids.items():
         if not any(cache.would_compute(shared.call, run, setting) for run in grid):
-            warm.append(paper.chapter)
+            warm.append(chapter)
     return warm
 
 

@@ -79,7 +79,8 @@ def test_stages_run_the_preparing_chapters_first_and_the_introduction_last():
     from mlbook.reproduce import stages
 
     names = [[p.stem[:2] for p in stage] for stage in stages(CHAPTERS)]
-    assert names == [["03", "01", "02"], ["06", "07", "05", "04"], ["00"]]   # papers: longest first (demo_seconds)
+    # papers: longest first (demo_seconds), then the comparison chapter, which reads their stages
+    assert names == [["03", "01", "02"], ["06", "07", "05", "04", "08"], ["00"]]
     assert [[p.stem[:2] for p in s] for s in stages(select(CHAPTERS, "00,04"))] == [["04"], ["00"]]
 
 
@@ -113,9 +114,9 @@ def test_warm_paper_chapters_run_side_by_side_after_the_cold_ones(monkeypatch):
     plan = lane_plan(stages(CHAPTERS), "demo", None, probe)
     assert [[p.stem[:2] for p in s] for s in next(plan)[0:1]] == [["03", "01", "02"]] and not probe.read
     rest = [([p.stem[:2] for p in s], lanes) for s, lanes in plan]          # the probe is read at the papers
-    assert probe.read and rest == [(["07", "05"], 1), (["06", "04"], 2), (["00"], 1)]
+    assert probe.read and rest == [(["07", "05", "08"], 1), (["06", "04"], 2), (["00"], 1)]
     failed = [([p.stem[:2] for p in s], n) for s, n in lane_plan(stages(CHAPTERS), "demo", None, _Probe("", 1))]
-    assert failed == [(["03", "01", "02"], 2), (["06", "07", "05", "04"], 1), (["00"], 1)]
+    assert failed == [(["03", "01", "02"], 2), (["06", "07", "05", "04", "08"], 1), (["00"], 1)]
 
 
 def test_the_warm_probe_finds_nothing_warm_before_the_data_exist(tmp_path):

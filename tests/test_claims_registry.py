@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mlbook import claims
+from mlbook import claims, papers
 from mlbook.figures import book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,9 @@ def test_the_scorecard_counts_only_the_papers_sentences_per_paper():
     for chapter, name in names.items():
         expected = int((is_quoted & (table["chapter"] == chapter)).sum())
         assert card.loc[f"[{name}]({chapter})", "claims"] == expected
-    assert card.loc[book.BOOK_OWN, "claims"] == int((~is_quoted).sum()) > 0
+    head = table["chapter"] == papers.COMPARISON_CHAPTER
+    assert card.loc[book.BOOK_OWN, "claims"] == int((~is_quoted & ~head).sum()) > 0
+    assert card.loc[book.HEAD_TO_HEAD, "claims"] == int(head.sum()) > 0       # chapter 08's questions, apart
     assert card["claims"].sum() == len(table)
 
 

@@ -1,6 +1,6 @@
 """The full profile as a GPU user runs it (issue 17): frozen maps that never sit in memory whole,
 dry-run limits carried by the profile, the weights error through the CLI, and one command run as
-typed — ``python -m mlbook reproduce --profile full --chapters 04,05,06,07 --limit-images 4
+typed — ``python -m mlbook reproduce --profile full --chapters 04,05,06,07,08 --limit-images 4
 --max-steps 1 ...`` — on genuine photos, with random weights for every trunk at the papers' sizes.
 
 The last one takes far longer than a unit test on a CPU (the papers' networks at 448 px): it runs
@@ -28,7 +28,7 @@ from mlbook.profiles import LIMIT_ENV, STEPS_ENV, get_profile
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 VOC2007 = SHARED_DATA / "voc2007"
-CHAPTERS = tuple(p.chapter for p in papers.PAPERS)
+CHAPTERS = (*(p.chapter for p in papers.PAPERS), papers.COMPARISON_CHAPTER)   # the chapters that train
 TRUNKS = tuple(p.trunk for p in papers.PAPERS)   # the registry's full-profile trunks
 
 
@@ -286,7 +286,7 @@ DRY_IMAGES, DRY_STEPS = 4, 1   # the README's dry run; at 16 images and 2 steps 
 def dry_run_args(coco: Path, nuswide: Path, voc: Path, vg: Path, weights: dict, out: Path, images: int = DRY_IMAGES,
                  steps: int = DRY_STEPS) -> list[str]:
     """The command of the README's dry run, as a user types it."""
-    return ["reproduce", "--profile", "full", "--chapters", "04,05,06,07", "--limit-images", str(images),
+    return ["reproduce", "--profile", "full", "--chapters", ",".join(c[:2] for c in CHAPTERS), "--limit-images", str(images),
             "--max-steps", str(steps), "--no-build", "--output-dir", str(out), "--coco-root", str(coco),
             "--nuswide-root", str(nuswide), "--voc-root", str(voc), "--vg-root", str(vg), "--device", "cpu",
             *[a for name, f in weights.items() for a in ("--weights", f"{name}={f}")]]

@@ -26,12 +26,12 @@ def test_registry_records_are_complete_and_match_the_files():
         assert (PACKAGE / "reference" / p.claims_file).is_file(), p.claims_file
         assert all((PACKAGE / "reference" / f"{t}.csv").is_file() for t in p.tables), p.tables
         assert p.datasets and set(p.datasets) <= {"coco", "nuswide", "voc"}
-        assert p.title and p.trunk_use and p.demo_seconds > 0
+        assert p.title and p.trunk_use and p.demo_seconds > 0 and p.method_label and p.published_row
         assert papers.get(p.key) is p and papers.get(p.chapter) is p and papers.get(p.number) is p
     with pytest.raises(KeyError, match="no paper"):
         papers.get("nonsense")
     # every chapter of the book is a paper's or one of the book's own
-    own = {*papers.SUMMARY_CHAPTERS, *papers.PREPARING_CHAPTERS}
+    own = {*papers.SUMMARY_CHAPTERS, *papers.PREPARING_CHAPTERS, papers.COMPARISON_CHAPTER}
     for py in (ROOT / "book").glob("[0-9][0-9]_*.py"):
         assert py.stem in own or papers.of_chapter(py.stem), py.stem
 
@@ -57,6 +57,8 @@ def test_every_paper_module_has_the_face(paper):
         "rows": ["profile"],
         "stages": ["profile"],
         "settings_for": ["profile"],
+        "protocol_knobs": ["profile"],
+        "protocol_run": ["dataset", "profile", "protocol"],
     }
     for name, params in signatures.items():
         got = list(inspect.signature(getattr(module, name)).parameters)[:len(params)]
@@ -64,6 +66,10 @@ def test_every_paper_module_has_the_face(paper):
     run_params = inspect.signature(module.run).parameters
     assert list(run_params)[:3] == ["row", "dataset", "profile"]
     assert {"root", "seed", "train_seed", "device", "weights", "force"} <= set(run_params)
+    protocol_params = set(inspect.signature(module.protocol_run).parameters)
+    assert {"lr", "knob", "root", "seed", "train_seed", "device", "weights", "force"} <= protocol_params
+    assert protocol_params - {"dataset", "profile", "protocol", "lr", "knob", "root", "seed", "train_seed", "device",
+                              "weights", "force"} <= set(module.OPTIONS)   # its further arguments are its run options
     for profile in PROFILES:
         rows, stages = module.rows(profile), module.stages(profile)
         assert isinstance(rows, tuple) and rows and all(isinstance(r, str) for r in rows)

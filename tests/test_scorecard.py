@@ -19,7 +19,7 @@ def test_an_empty_folder_says_what_to_run_first_in_one_line(tmp_path):
     assert "\n" not in line and "chapter(s) 04,05,06,07" in line
     assert "python -m mlbook reproduce --profile smoke --chapters 04,05,06,07" in line
     card = book.scorecard(tmp_path, label="smoke")
-    assert card["claims"].sum() == 0 and len(card) == 5 and card.index[-1] == book.BOOK_OWN
+    assert card["claims"].sum() == 0 and len(card) == 6 and list(card.index[-2:]) == [book.BOOK_OWN, book.HEAD_TO_HEAD]
     assert book.replication_card(tmp_path)["intervals"].sum() == 0
     book.scorecard_figure(tmp_path)
 
@@ -120,3 +120,22 @@ def test_the_figure_colours_each_metric_by_its_own_verdict_one_unit_per_axis(by_
                                                            ax.xaxis.label, ax.title]]
     sizes += [t.get_fontsize() for legend in fig.legends for t in legend.get_texts()]
     assert min(sizes) >= 8 and fig.get_figwidth() <= 8.5
+
+
+def test_the_head_to_head_questions_have_their_own_line(by_hand):
+    """Chapter 08's claims (the book's own questions under one protocol) count on their own line of the
+    scorecard and of the replication reading, neither a paper's nor the other own questions'."""
+    from mlbook.claims import replication as rp
+    from mlbook.papers import COMPARISON_CHAPTER
+    rows = [{"id": "08.asl_beats_bce.coco", "claim": "ASL has a higher mAP", "verdict": "supported"},
+            {"id": "08.knn_near_asl.coco", "claim": "KNN within 1 point", "verdict": "not resolved"}]
+    write_chapter(by_hand / COMPARISON_CHAPTER, rows,
+                  [measurement("08.asl_beats_bce.coco", "supported", "mAP", 0.5, 2.0, None, 1.0, "supported"),
+                   measurement("08.knn_near_asl.coco", "not resolved", "mAP", -3.0, 1.0, None, 2.0, "not resolved")])
+    card = book.scorecard(by_hand, label="demo")
+    line = card.loc[book.HEAD_TO_HEAD]
+    assert line["supported (demo)"] == 1 and line["claims"] == 2
+    assert card.loc[book.BOOK_OWN, "claims"] == 1 and card["claims"].sum() == 8
+    reading = book.replication_card(by_hand, label="demo")
+    assert reading.loc[book.HEAD_TO_HEAD, f"{rp.NO_PUBLISHED} (demo)"] == 2
+    assert reading.loc[book.BOOK_OWN, "intervals"] == 1

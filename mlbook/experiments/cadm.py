@@ -28,6 +28,7 @@ from ..models.backbones import random_backbone
 from ..profiles import get_profile, pick_device
 from ..train import fit, predict
 from . import features, shared
+from .protocol import Protocol, forward_flops, record, trainable_parameters
 
 STEM_BLOCKS = 3          # demo/smoke: blocks of the SmallCNN kept frozen (cached)
 TRUNK = "resnet101"      # Sec. 3.2: ImageNet ResNet-101, fine-tuned at 448 x 448
@@ -392,6 +393,68 @@ def claim_options(claim: claims.Claim, evidence: shared.Evidence) -> dict:
     scale = 1.0 if set(claim.metrics) <= set(RAW_METRICS) else 100.0
     secondary = secondary_deltas(claim, evidence.results, evidence.seeds)
     return {"published": published_deltas(claim), "secondary": secondary or None, "scale": scale}
+
+
+# --- chapter 08's protocol -------------------------------------------------------------------------
+
+class ComputedMaps(nn.Module):
+    """The trunk of a CADM on maps already computed (frozen, cached): its input is the maps, as float32."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.out_channels = out_channels
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.float()
+
+
+METHOD_ROW = "lambda0.5"   # the paper's method: CADM + LCE (lambda = 0.5, "in all the experiments")
+
+
+def protocol_knobs(profile) -> tuple[dict, ...]:
+    """No knob of its own under chapter 08's protocol: lambda is the paper's 0.5."""
+    return ({},)
+
+
+def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: dict, root: str | None = None,
+                 seed: int = 0, train_seed: int = 0, device: str = "auto", weights=None, force: bool = False) -> dict:
+    """The paper's method, CADM + LCE (``METHOD_ROW``: Eqs. 2-12, L = L_cls + 0.5 L_lce), under
+    chapter 08's protocol (``experiments.protocol``), cached: on the protocol trunk's frozen maps
+    (not fine-tuned, no flips, as every row there), Adam at ``lr``, early stopping on its own loss
+    (Eq. 5) on the hold-out part. Scores: sigmoid of the logits y (Eq. 3)."""
+    profile = get_profile(profile)
+    name = features.trunk_of(profile, protocol.trunk)
+    options = cadm_model.CADMOptions(lam=cadm_model.VARIANTS[METHOD_ROW]["lam"])
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
+    config = {"chapter": "08_head_to_head", "method": "cadm", "variant": METHOD_ROW, "version": 1,
+              **ctx.key, **protocol.key(lr, knob), "backbone": name, "image_size": profile.size_for(name),
+              "weights": features.weights_name(weights, name), "options": dataclasses.asdict(options),
+              "train_seed": train_seed}
+
+    def compute(folder: Path) -> dict:
+        feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        y, ign = data.train.labels, shared.ignore_mask(data.train)
+        chw = tuple(feats["train"].shape[1:])
+        torch.manual_seed(train_seed)
+        trunk = ComputedMaps(chw[0])
+        model = cadm_model.make_model(METHOD_ROW, trunk, data.train.num_classes, chw[1:], options)
+        part = lambda idx: features.map_rows(features.take(feats["train"], idx), y[idx], ign[idx])  # noqa: E731
+        fit_idx, val_idx = ctx.holdout
+        history = fit(model, part(fit_idx), cadm_model.make_loss(options.lam, options), epochs=protocol.epochs,
+                      batch_size=protocol.batch_size, device=device, seed=train_seed, val_dataset=part(val_idx),
+                      patience=protocol.patience, checkpoint=folder / "checkpoint.pt", desc=f"cadm {dataset}",
+                      make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr, weight_decay=protocol.weight_decay),
+                      progress=False)
+        dev = pick_device(device)
+        model.to(dev).eval()
+        score = lambda x: torch.sigmoid(model(x))  # noqa: E731
+        one = features.map_apply(lambda x: x.float(), features.take(feats["test"], torch.arange(1)), device=dev)
+        return record(features.map_apply(score, feats["test"], device=dev),
+                      features.map_apply(score, features.take(feats["train"], val_idx), device=dev), history,
+                      params=trainable_parameters(model), flops=forward_flops(score, one.to(dev)))
+
+    return ctx.cached("cadm", config, compute, code=(protocol_run,), force=force)
 
 
 # --- the full profile's cost (mlbook plan) ---

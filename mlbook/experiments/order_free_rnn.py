@@ -20,11 +20,12 @@ import torch
 from .. import claims, metrics, report
 from ..costs import RunCost, map_input, maps_label, measured, outputs_bytes, row_disk, training_memory
 from ..data import NUM_CLASSES
-from ..decoding import sequences_to_sets
+from ..decoding import path_label_scores, sequences_to_sets
 from ..models import order_free_rnn as order_free_rnn_model
 from ..profiles import get_profile
 from ..train import fit
 from . import baselines, features, shared
+from .protocol import Protocol, forward_flops, record, trainable_parameters
 
 TRUNK = "resnet152"          # Sect. "Implementation": frozen ImageNet ResNet-152
 OPTIONS = ()
@@ -361,6 +362,54 @@ def recall_by_size(results: dict, data: shared.Splits, dataset: str, rows, seeds
     return pd.DataFrame({"relative size": [f"< {edges[0]:.2f}", f"{edges[0]:.2f}-{edges[1]:.2f}", f">= {edges[1]:.2f}"],
                          "objects": [int((bucket == k).sum()) for k in range(3)], **table},
                         index=pd.Index(["small", "medium", "large"], name="third"))
+
+
+# --- chapter 08's protocol -------------------------------------------------------------------------
+
+METHOD_ROW = "Ours"   # the paper's method: visual attention, the learned order
+
+def protocol_knobs(profile) -> tuple[dict, ...]:
+    """No knob of its own under chapter 08's protocol: its sizes and beam are chapter 04's."""
+    return ({},)
+
+
+def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: dict, root: str | None = None,
+                 seed: int = 0, train_seed: int = 0, device: str = "auto", weights=None, force: bool = False) -> dict:
+    """The paper's method, "Ours" (visual attention, the learned order of Eqs. 8-10), under chapter
+    08's protocol (``experiments.protocol``: the protocol's trunk and training sizes, Adam at ``lr``),
+    cached. A score per label for the test and the hold-out images, read along the beam search's path
+    of exactly k labels (``decoding.SEQUENCE_SCORE_RULE``: the path's labels first, then each label's
+    best step probability on it)."""
+    profile = get_profile(profile)
+    # one stopping threshold: the protocol reads its top-k path, not the paper's variable-length rule
+    s = dataclasses.replace(settings_for(profile), **protocol.fit_settings(lr), thresholds=(0.5,))
+    name = features.trunk_of(profile, protocol.trunk)
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
+    config = {"chapter": "08_head_to_head", "method": METHOD_ROW, "version": 1, **ctx.key, **protocol.key(lr, knob),
+              "backbone": name, "image_size": profile.size_for(name), "weights": features.weights_name(weights, name),
+              "settings": dataclasses.asdict(s), "train_seed": train_seed, **ROW_OPTIONS[METHOD_ROW]}
+
+    def compute(folder: Path) -> dict:
+        feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        C = data.train.num_classes
+        cfg = order_free_rnn_model.OrderFreeConfig(num_classes=C, feat_dim=feats["train"].shape[1], hidden=s.hidden,
+                                                   att_dim=s.att_dim, pred_hidden=s.pred_hidden,
+                                                   keep_prob=s.keep_prob, **ROW_OPTIONS[METHOD_ROW])
+        model, _, _, history, _ = fit_order_free(feats["train"], data.train.labels, cfg, s, seed=seed,
+                                                 train_seed=train_seed, device=device,
+                                                 checkpoint=folder / "checkpoint.pt", desc=f"{METHOD_ROW} {dataset}")
+
+        def score(x):
+            context, state = model.decode_inputs(x)
+            return path_label_scores(model.step_fn, context, state, topk_sequences(model, x, protocol.top_k, s.beam), C)
+
+        one = features.map_apply(lambda x: x.float(), features.take(feats["test"], torch.arange(1)), device=device)
+        return record(features.map_apply(score, feats["test"], device=device),
+                      features.map_apply(score, features.take(feats["train"], ctx.holdout[1]), device=device),
+                      history, params=trainable_parameters(model), flops=forward_flops(score, one))
+
+    return ctx.cached("order_free_rnn", config, compute, code=(protocol_run,), force=force)
 
 
 # --- the full profile's cost (mlbook plan) ---

@@ -38,7 +38,8 @@ from ..profiles import get_profile, pick_device
 from ..train import fit
 from . import baselines, features, shared
 from .rlsd_evidence import claim_options, claim_values
-from .rlsd_regions import folder_key, pretrain_localization, proposals
+from .protocol import Protocol, forward_flops, record, trainable_parameters
+from .rlsd_regions import folder_key, layer_regions, pretrain_localization, proposals
 from .rlsd_setup import (BASELINE_ROWS, ROW_SPECS, STAGE_KEYS, TRUNK, Row, Settings, base_config, frozen_features,
                          image_side, model_config, region_encoder, settings_for)
 
@@ -133,6 +134,50 @@ def _fit_control(row: str, spec: Row, feats: dict, data, s: Settings, profile, s
             "head_settings": dataclasses.asdict(hs)}
 
 
+def fit_lstm_row(row: str, spec: Row, dataset: str, feats: dict, data, s: Settings, profile, *, folder: Path, root=None,
+                 seed: int = 0, train_seed: int = 0, device: str = "auto", weights=None, vg_root=None,
+                 proposals_root=None, settings: dict | None = None):
+    """Train one LSTM row (CNN+LSTM, or RLSD and its region variants: Eqs. 5-14) on the fit part,
+    early stopping on the hold-out part. A row that starts from CNN+LSTM reads CNN+LSTM's run with
+    the same ``settings``; a row with regions reads its stage (the frozen layer, or the proposals).
+    Returns (model, {"config", "init", "history"}, the regions stage or None)."""
+    side = image_side(profile)
+    mode = "global" if spec.regions is None else "rlsd"
+    torch.manual_seed(train_seed)
+    model = rlsd_model.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion),
+                            encoder=region_encoder(s, weights))   # the init rows then copy CNN+LSTM's
+    out: dict = {"config": dataclasses.asdict(model.cfg), "init": []}
+    y = data.train.labels
+    tensors = [feats["train"], y, shared.ignore_mask(data.train)]
+    regions = None
+    if spec.init:
+        base = run("CNN+LSTM", dataset, profile, root=root, seed=seed, train_seed=train_seed, device=device,
+                   weights=weights, vg_root=vg_root, settings=settings)
+        out["init"] = model.init_from_global(base["state_dict"])            # Sec. III-D-b
+    if spec.regions is not None:
+        regions = run({v: k for k, v in STAGE_KEYS.items()}[spec.regions], dataset, profile, root=root,
+                      seed=seed, device=device, weights=weights, vg_root=vg_root, proposals_root=proposals_root)
+        if spec.regions in ("vg", "ft"):
+            model.loc.load_state_dict(regions["state_dict"])
+        model.loc.requires_grad_(False)                                     # frozen (Sec. III-D)
+        tensors += [regions["regions_train"][:, :s.train_regions],
+                    regions["counts_train"].clamp(max=s.train_regions)]
+
+    def loss_fn(m, batch):
+        x, yy, ii = batch[:3]
+        b = _boxes_list(*batch[3:]) if len(batch) > 3 else None
+        return rlsd_model.rlsd_loss(m(x.float(), side, boxes=b), yy, ii)     # Eqs. 13-14
+
+    fit_idx, val_idx = shared.holdout_split(len(y), s.holdout, seed)
+    part = lambda idx: torch.utils.data.TensorDataset(*(t[idx] for t in tensors))  # noqa: E731
+    params = [p for p in model.parameters() if p.requires_grad]
+    out["history"] = fit(model, part(fit_idx), loss_fn, epochs=s.epochs, batch_size=s.batch_size, device=device,
+                         seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
+                         make_optimizer=lambda m: torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay),
+                         checkpoint=folder / "checkpoint.pt", desc=f"{row} {dataset}", progress=False)
+    return model, out, regions
+
+
 def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int = 0, train_seed: int = 0,
         device: str = "auto", weights=None, vg_root: str | None = None, proposals_root: str | None = None,
         settings: dict | None = None, force: bool = False) -> dict:
@@ -161,45 +206,60 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
         if spec.head != "lstm":                                                 # a Multi-CNN control
             return _fit_control(row, spec, feats, data, s, profile, side, seed=seed, train_seed=train_seed,
                                 device=device, weights=weights, folder=folder)
-        mode = "global" if spec.regions is None else "rlsd"
-        torch.manual_seed(train_seed)
-        model = rlsd_model.RLSD(model_config(s, feats["train"].shape[1], data.train.num_classes, mode, spec.fusion),
-                                encoder=region_encoder(s, weights))   # the init rows then copy CNN+LSTM's
-        out: dict = {"config": dataclasses.asdict(model.cfg), "init": []}
-        y = data.train.labels
-        tensors = [feats["train"], y, shared.ignore_mask(data.train)]
-        regions = None
-        if spec.init:
-            base = run("CNN+LSTM", dataset, profile, root=root, seed=seed, train_seed=train_seed, device=device,
-                       weights=weights, vg_root=vg_root, settings=settings)
-            out["init"] = model.init_from_global(base["state_dict"])            # Sec. III-D-b
-        if spec.regions is not None:
-            regions = run({v: k for k, v in STAGE_KEYS.items()}[spec.regions], dataset, profile, root=root, seed=seed,
-                          device=device, weights=weights, vg_root=vg_root, proposals_root=proposals_root)
-            if spec.regions in ("vg", "ft"):
-                model.loc.load_state_dict(regions["state_dict"])
-            model.loc.requires_grad_(False)                                     # frozen (Sec. III-D)
-            tensors += [regions["regions_train"][:, :s.train_regions],
-                        regions["counts_train"].clamp(max=s.train_regions)]
-
-        def loss_fn(m, batch):
-            x, yy, ii = batch[:3]
-            b = _boxes_list(*batch[3:]) if len(batch) > 3 else None
-            return rlsd_model.rlsd_loss(m(x.float(), side, boxes=b), yy, ii)     # Eqs. 13-14
-
-        fit_idx, val_idx = shared.holdout_split(len(y), s.holdout, seed)
-        part = lambda idx: torch.utils.data.TensorDataset(*(t[idx] for t in tensors))  # noqa: E731
-        params = [p for p in model.parameters() if p.requires_grad]
-        out["history"] = fit(model, part(fit_idx), loss_fn, epochs=s.epochs, batch_size=s.batch_size, device=device,
-                             seed=train_seed, val_dataset=part(val_idx), patience=s.patience,
-                             make_optimizer=lambda m: torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay),
-                             checkpoint=folder / "checkpoint.pt", desc=f"{row} {dataset}", progress=False)
+        model, out, regions = fit_lstm_row(row, spec, dataset, feats, data, s, profile, folder=folder, root=root, seed=seed,
+                                           train_seed=train_seed, device=device, weights=weights, vg_root=vg_root,
+                                           proposals_root=proposals_root, settings=settings)
         test_boxes = () if regions is None else (regions["regions_test"], regions["counts_test"])
         out["scores"] = predict_scores(model, feats["test"], side, *test_boxes, device=dev)
         out["state_dict"] = {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("loc.")}
         return out
 
     return ctx.cached("rlsd", config, compute, code=(run,), force=force)
+
+
+# --- chapter 08's protocol -------------------------------------------------------------------------
+
+METHOD_ROW = "RLSD"   # the paper's method: regions of the layer trained on the region set, the LSTM from CNN+LSTM
+
+def protocol_knobs(profile) -> tuple[dict, ...]:
+    """No knob of its own under chapter 08's protocol: M, T and its sizes are chapter 06's."""
+    return ({},)
+
+
+def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: dict, root: str | None = None,
+                 seed: int = 0, train_seed: int = 0, device: str = "auto", weights=None, force: bool = False,
+                 vg_root: str | None = None, proposals_root: str | None = None) -> dict:
+    """The paper's method, "RLSD" (the regions of the localization layer trained on the region set; the
+    LSTM starts from CNN+LSTM trained under the same protocol), under chapter 08's protocol
+    (``experiments.protocol``), cached. It reads its own trunk's maps (``TRUNK``): the shared small CNN
+    in demo and smoke, as every row; VGG16 in the full profile, where the other rows read ResNet-101
+    (its region pipeline is built on VGG16's stride-16 maps). Scores: p of Eq. 13 on the test
+    images and on the hold-out images, each with the test rule's regions of the frozen layer."""
+    profile = get_profile(profile)
+    settings = protocol.fit_settings(lr)
+    s = dataclasses.replace(settings_for(profile), **settings)
+    side = image_side(profile)
+    dev = pick_device(device)
+    ctx = shared.context(dataset, profile, root, seed)
+    config = {**base_config("head_to_head", dataset, profile, root, seed, weights, s), **protocol.key(lr, knob),
+              "method": METHOD_ROW, "train_seed": train_seed, "vg": "real" if vg_root else "generated"}
+
+    def compute(folder: Path) -> dict:
+        feats = frozen_features(dataset, profile, root, seed, device, weights)
+        model, out, regions = fit_lstm_row(METHOD_ROW, ROW_SPECS[METHOD_ROW], dataset, feats, ctx.data, s, profile,
+                                           folder=folder, root=root, seed=seed, train_seed=train_seed, device=device,
+                                           weights=weights, vg_root=vg_root, proposals_root=proposals_root,
+                                           settings=settings)
+        held_maps = features.take(feats["train"], ctx.holdout[1])
+        held_boxes = layer_regions(model.loc, held_maps, s, side, train=False, device=dev)
+        test_boxes = (regions["regions_test"], regions["counts_test"])
+        flops = forward_flops(lambda x, b: model(x, side, boxes=[b]), feats["test"][:1].float().to(dev),
+                              test_boxes[0][0, :int(test_boxes[1][0])].to(dev))
+        return record(predict_scores(model, feats["test"], side, *test_boxes, device=dev),
+                      predict_scores(model, held_maps, side, *held_boxes, device=dev), out["history"],
+                      params=trainable_parameters(model), flops=flops)
+
+    return ctx.cached("rlsd", config, compute, code=(protocol_run,), force=force)
 
 
 # --- the full profile's cost (mlbook plan) ---

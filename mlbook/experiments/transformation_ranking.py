@@ -33,20 +33,20 @@ from pathlib import Path
 import torch
 
 from .. import metrics
-from .. import word_vectors as wv
 from ..costs import (RunCost, map_input, maps_label, measured, outputs_bytes, row_disk, training_memory,
                      weights_file_bytes)
 from ..data import NUM_CLASSES
 from ..models import transformation_ranking as transformation_ranking_model
-from ..profiles import get_profile, runs_dir
+from ..profiles import get_profile
 from ..train import fit
 from . import baselines, features, shared
+from .protocol import Protocol, forward_flops, record
 from .transformation_ranking_evidence import claim_options, claim_values  # the face's claims: the lower layer
-from .transformation_ranking_rows import JACCARD_TOP, margin_stage, zero_shot_stage
+from .transformation_ranking_rows import (JACCARD_TOP, RANDOM_DRAW, known_mask, margin_stage, row_vectors,  # noqa: F401
+                                          word_matrix, zero_shot_labels, zero_shot_stage)
 
 TRUNK = "alexnet"        # Sec. 3.6 / Table 1: ImageNet AlexNet, fc8 replaced by the k x d transformation
 FrozenMapsRanker = transformation_ranking_model.FrozenMapsRanker   # the head lives in the model file (plan, bench)
-RANDOM_DRAW = 1000       # the random control of (data seed s, training seed t) is drawn with seed 1000 s + t
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,36 +88,6 @@ def settings_for(profile) -> Settings:
     # (k x d), Adam at the paper's 1e-6; conv1-conv5 stay frozen (the book caches their maps: a deviation)
     return Settings(epochs=profile.head_epochs, batch_size=profile.batch_size, patience=profile.patience,
                     holdout=profile.holdout, lr=1e-6, fc_init="alexnet")
-
-
-# --- word vectors and the zero-shot split -------------------------------------------------------
-
-def word_matrix(names: list[str], source: str = "minilm", seed: int = 0, d: int | None = None) -> torch.Tensor:
-    """W [L, d] for the label names (``mlbook.word_vectors``; MiniLM cached under runs/word_vectors)."""
-    return wv.label_vectors(names, source, cache_dir=runs_dir() / "word_vectors", seed=seed, d=d)
-
-
-def row_vectors(names: list[str], source: str, words: str, seed: int, train_seed: int) -> torch.Tensor:
-    """W of a row: the book's vectors (``words``), or for ``source == "random"`` the control with
-    the dimension of ``words``, drawn per (data seed, training seed)."""
-    if source == "random":
-        return word_matrix(names, "random", RANDOM_DRAW * seed + train_seed, d=wv.source_dim(words))
-    return word_matrix(names, source)
-
-
-def zero_shot_labels(num_classes: int, seed: int = 0, fraction: float = 0.2, split: int = 0) -> torch.Tensor:
-    """The label indices held out of training in zero-shot split ``split`` (sorted), fixed by the
-    data seed and the split number."""
-    g = torch.Generator().manual_seed(seed + 424242 + 1009 * split)
-    n = max(1, int(round(num_classes * fraction)))
-    return torch.randperm(num_classes, generator=g)[:n].sort().values
-
-
-def known_mask(num_classes: int, unseen: torch.Tensor | None) -> torch.Tensor | None:
-    """[L] bool, False for the held-out labels (None when nothing is held out)."""
-    if unseen is None or len(unseen) == 0:
-        return None
-    return torch.ones(num_classes, dtype=torch.bool).index_fill_(0, unseen, False)
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -401,6 +371,52 @@ def with_metrics(result: dict, labels: torch.Tensor, top_k: int = 3) -> dict:
     out["pred_voting"] = {n: metrics.predict_labels(v, k=top_k) for n, v in result["committee_scores"].items()}
     out["metrics_voting"] = {n: metrics.prf_of_predictions(p, labels) for n, p in out["pred_voting"].items()}
     return out
+
+
+# --- chapter 08's protocol -------------------------------------------------------------------------
+
+METHOD_ROW = "Ours"   # the paper's method: the k x d transformation on the book's label vectors
+#: chapter 08's margins: the two largest of its chapter's grid. The grid was pruned from (0.1, 1, 10) after
+#: a look at the hold-out choices of a first demo run (10 on both data sets), to fit the demo's minutes
+PROTOCOL_MARGINS = (1.0, 10.0)
+
+
+def protocol_knobs(profile) -> tuple[dict, ...]:
+    """Its own knob under chapter 08's protocol: the margin m of Eq. 3 (``PROTOCOL_MARGINS``)."""
+    return tuple({"margin": m} for m in PROTOCOL_MARGINS)
+
+
+def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: dict, root: str | None = None,
+                 seed: int = 0, train_seed: int = 0, device: str = "auto", weights=None, force: bool = False,
+                 word_vectors: str | None = None) -> dict:
+    """The paper's method, "Ours" (the k x d transformation of Eqs. 1-3 on the book's label vectors),
+    under chapter 08's protocol (``experiments.protocol``), cached: on the protocol trunk's frozen maps,
+    no mirroring, Adam at ``lr``, margin ``knob["margin"]``. On a ResNet-101's 2048 x 14 x 14 maps
+    the head reads the pooled maps (a flattened fc6 would need 1.6 G weights), on the small CNN's
+    the flattened maps as in chapter 07. Scores: -||A w_l|| (Sec. 3.5) of the test and hold-out images."""
+    profile = get_profile(profile)
+    name = features.trunk_of(profile, protocol.trunk)
+    s = dataclasses.replace(settings_for(profile), **protocol.fit_settings(lr), flip=False,
+                            pool=name != "small_cnn", fc_init="random")
+    ctx = shared.context(dataset, profile, root, seed)
+    data = ctx.data
+    W = word_matrix(data.train.classes, word_vectors or "minilm")
+    config = {"chapter": "08_head_to_head", "method": METHOD_ROW, "version": 1, **ctx.key, **protocol.key(lr, knob),
+              "backbone": name, "image_size": profile.size_for(name), "weights": features.weights_name(weights, name),
+              "settings": dataclasses.asdict(s), "words": _word_key(word_vectors or "minilm", W), "train_seed": train_seed}
+
+    def compute(folder: Path) -> dict:
+        feats = features.backbone_features(dataset, profile, root, seed, device, weights, trunk=name)
+        model, _, _, history = fit_ranker(feats["train"], data.train.labels, W, s, seed=seed, train_seed=train_seed,
+                                          device=device, margins=(knob["margin"],), desc=f"ranking {dataset}")
+        score = lambda maps: transformation_ranking_model.scores_from_norms(test_norms(model, maps, W, device))  # noqa: E731
+        one = features.map_apply(lambda x: x.float(), features.take(feats["test"], torch.arange(1)))
+        model.eval()
+        flops = forward_flops(lambda x: transformation_ranking_model.label_norms(model(x), W), one)   # A, then Eq. 2
+        return record(score(feats["test"]), score(features.take(feats["train"], ctx.holdout[1])), history,
+                      params=sum(p.numel() for p in model.parameters()), flops=flops)
+
+    return ctx.cached("transformation_ranking", config, compute, code=(protocol_run,), force=force)
 
 
 # --- the full profile's cost (mlbook plan) ---

@@ -23,7 +23,7 @@ import pandas as pd
 from ..claims import (CONTRADICTED, LEVEL, NOT_RESOLVED, NOT_TESTABLE, SUPPORTED, boundaries,
                       expected_changes, load)
 from ..claims import replication
-from ..papers import PAPERS
+from ..papers import COMPARISON_CHAPTER, PAPERS
 from ..profiles import project_root
 
 
@@ -32,11 +32,16 @@ def paper_chapters() -> dict[str, str]:
     return {p.chapter: p.title for p in PAPERS}
 
 
+def claim_chapters() -> list[str]:
+    """The chapters with claims: the papers', then the comparison chapter's (the book's own questions)."""
+    return [*paper_chapters(), COMPARISON_CHAPTER]
+
+
 def read_claims(figures: Path) -> pd.DataFrame:
-    """Every paper chapter's claims table under ``figures`` (one row per claim), with its chapter;
-    a chapter that has not been run yet is missing, not an error."""
+    """Every claims table under ``figures`` (one row per claim: the paper chapters' and the comparison
+    chapter's), with its chapter; a chapter that has not been run yet is missing, not an error."""
     frames = []
-    for chapter in paper_chapters():
+    for chapter in claim_chapters():
         path = Path(figures) / chapter / "table_claims.csv"
         if path.is_file():
             frames.append(pd.read_csv(path).assign(chapter=chapter))
@@ -45,7 +50,7 @@ def read_claims(figures: Path) -> pd.DataFrame:
 
 def read_measurements(figures: Path) -> pd.DataFrame:
     frames = []
-    for chapter in paper_chapters():
+    for chapter in claim_chapters():
         path = Path(figures) / chapter / "claims_measurements.csv"
         if path.is_file():
             frames.append(pd.read_csv(path).assign(chapter=chapter))
@@ -70,6 +75,8 @@ def what_to_run_first(figures: Path, profile: str = "demo") -> str | None:
 
 
 BOOK_OWN = "the book's own questions (all papers)"   # the scorecard's row of claims that quote no paper
+#: the scorecard's row of the comparison chapter's questions (the book's own too, counted on their own line)
+HEAD_TO_HEAD = f"the book's own questions: [every method under one protocol]({COMPARISON_CHAPTER})"
 
 
 def quoted(table: pd.DataFrame) -> pd.Series:
@@ -112,17 +119,21 @@ def scorecard(figures: Path, label: str = "demo") -> pd.DataFrame:
     table = score_words(figures)
     names = paper_chapters()
     own = table["quoted"].astype(bool)
+    head = table["chapter"] == COMPARISON_CHAPTER
     papers = table[own]
     counts = pd.crosstab(papers["chapter"], papers["score"]).reindex(index=list(names), columns=list(SCORE_WORDS),
                                                                     fill_value=0)
-    book_own = table[~own]["score"].value_counts().reindex(list(SCORE_WORDS), fill_value=0)
-    counts = pd.concat([counts, book_own.to_frame(BOOK_OWN).T]).fillna(0).astype(int)
+    lines = {BOOK_OWN: ~own & ~head, HEAD_TO_HEAD: head}
+    for line, part in lines.items():
+        counts = pd.concat([counts, table[part]["score"].value_counts().reindex(list(SCORE_WORDS), fill_value=0)
+                            .to_frame(line).T])
+    counts = counts.fillna(0).astype(int)
     counts["claims"] = counts.sum(axis=1)
     changes = rerun_changes(figures, set(table["id"][own])).reindex(list(names))
-    book_changes = rerun_changes(figures, set(table["id"][~own]))
+    apart = [rerun_changes(figures, set(table["id"][part])) for part in lines.values()]
     counts[f"changed by a rerun, expected ({label})"] = [*changes.round(1).values,
-                                                         round(book_changes.sum(), 1) if len(book_changes) else float("nan")]
-    counts.index = [f"[{names[c]}]({c})" for c in names] + [BOOK_OWN]
+                                                         *(round(c.sum(), 1) if len(c) else float("nan") for c in apart)]
+    counts.index = [f"[{names[c]}]({c})" for c in names] + list(lines)
     counts.index.name = "paper"
     counts.columns = [f"{c} ({label})" if c in SCORE_WORDS else c for c in counts.columns]
     return counts
@@ -138,7 +149,7 @@ def replication_card(figures: Path, label: str = "demo") -> pd.DataFrame:
     names = paper_chapters()
     columns = list(replication.READINGS)
     if m.empty:
-        counts = pd.DataFrame(0, index=[*names, BOOK_OWN], columns=columns)
+        counts = pd.DataFrame(0, index=[*names, BOOK_OWN, HEAD_TO_HEAD], columns=columns)
     else:
         registry = {c.id: c.quoted for c in load()}
         claims_table = read_claims(figures)
@@ -147,11 +158,13 @@ def replication_card(figures: Path, label: str = "demo") -> pd.DataFrame:
         words = replication.readings(m)
         if (words == replication.NO_READING).any():
             columns.append(replication.NO_READING)
+        head = m["chapter"] == COMPARISON_CHAPTER
         papers = pd.crosstab(m["chapter"][own], words[own]).reindex(index=list(names), columns=columns, fill_value=0)
-        book_own = words[~own].value_counts().reindex(columns, fill_value=0)
-        counts = pd.concat([papers, book_own.to_frame(BOOK_OWN).T]).fillna(0).astype(int)
+        apart = [words[~own & ~head].value_counts().reindex(columns, fill_value=0).to_frame(BOOK_OWN).T,
+                 words[head].value_counts().reindex(columns, fill_value=0).to_frame(HEAD_TO_HEAD).T]
+        counts = pd.concat([papers, *apart]).fillna(0).astype(int)
     counts["intervals"] = counts.sum(axis=1)
-    counts.index = [f"[{names[c]}]({c})" for c in names] + [BOOK_OWN]
+    counts.index = [f"[{names[c]}]({c})" for c in names] + [BOOK_OWN, HEAD_TO_HEAD]
     counts.index.name = "paper"
     counts.columns = [f"{c} ({label})" if c != "intervals" else c for c in counts.columns]
     return counts
