@@ -15,6 +15,7 @@ import torch
 
 from mlbook import papers
 from mlbook.cli import build_parser
+from mlbook.reproduce import chapters, select
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,12 +106,13 @@ def test_readme_dry_run_reads_only_what_the_two_commands_before_it_write(tmp_pat
     generate, weights = _readme_command("data", "generate"), _readme_command("weights", "random")
     dry = build_parser().parse_args(next(w for w in readme_commands() if "--limit-images" in w))
     out = Path(generate[generate.index("--out") + 1])
-    chosen = [papers.get(c) for c in dry.chapters.split(",")]
-    for paper in chosen:
-        for name in (*paper.datasets, *paper.full_roots):
+    chosen = [c.stem for c in select(chapters(ROOT), dry.chapters)]
+    for chapter in chosen:
+        for name in papers.chapter_roots(chapter):
             assert getattr(dry, f"{name}_root") == str(out / name), name
     folder = Path(weights[weights.index("--out") + 1])
-    assert sorted(dry.weights) == sorted(f"{p.trunk}={folder}/{p.trunk}-random-init.pth" for p in chosen)
+    trunks = {t for c in chosen for t in papers.chapter_trunks(c)}
+    assert sorted(dry.weights) == sorted(f"{t}={folder}/{t}-random-init.pth" for t in trunks)
     assert (dry.profile, dry.limit_images, dry.max_steps) == ("full", 4, 1)
 
 

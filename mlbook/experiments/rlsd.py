@@ -253,11 +253,11 @@ def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: 
         held_maps = features.take(feats["train"], ctx.holdout[1])
         held_boxes = layer_regions(model.loc, held_maps, s, side, train=False, device=dev)
         test_boxes = (regions["regions_test"], regions["counts_test"])
+        scores = predict_scores(model, feats["test"], side, *test_boxes, device=dev)       # in eval mode from here
+        held = predict_scores(model, held_maps, side, *held_boxes, device=dev)
         flops = forward_flops(lambda x, b: model(x, side, boxes=[b]), feats["test"][:1].float().to(dev),
                               test_boxes[0][0, :int(test_boxes[1][0])].to(dev))
-        return record(predict_scores(model, feats["test"], side, *test_boxes, device=dev),
-                      predict_scores(model, held_maps, side, *held_boxes, device=dev), out["history"],
-                      params=trainable_parameters(model), flops=flops)
+        return record(scores, held, out["history"], params=trainable_parameters(model), flops=flops)
 
     return ctx.cached("rlsd", config, compute, code=(protocol_run,), force=force)
 
