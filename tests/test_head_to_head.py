@@ -52,8 +52,9 @@ def test_the_grid_has_every_point_then_every_seed():
     seeds = [0, 1, 2]
     grid = head_to_head.grid("demo", seeds=seeds)
     rows = head_to_head.rows("demo")
-    points = [r for r in grid if r.paper == "head_to_head" and r.wave == 0]
-    finals = [r for r in grid if r.paper == "head_to_head" and r.wave == 1]
+    points = [r for r in grid if r.paper == "head_to_head" and "[" in r.row]
+    finals = [r for r in grid if r.paper == "head_to_head" and "[" not in r.row]
+    assert grid.index(finals[0]) > max(grid.index(p) for p in points)   # a row's seeds read its points: after them
     assert len(points) == 2 * sum(len(head_to_head.points(r, "demo")) for r in rows)
     assert all(r.train_seed == 0 for r in points)
     assert sorted(r.key for r in finals) == sorted((d, r, s) for d in head_to_head.DATASETS for r in rows for s in seeds)

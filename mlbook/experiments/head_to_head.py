@@ -10,8 +10,8 @@ cross-attending the maps, trained with ASL as in its paper).
 
 Each row's learning rate (and its method's knob: KNN's k, the ranking model's margin) comes
 from one grid, chosen by one rule on the hold-out part with the first training seed: the grid
-points are runs of wave 0 (rows named "<row> [lr=..]"), the row's runs with every training seed
-(wave 1) read that choice. Results hold test and hold-out scores per label; metrics, the
+points are runs (rows named "<row> [lr=..]"), and the row's runs with every training seed, after
+them in the grid, read that choice. Results hold test and hold-out scores per label; metrics, the
 threshold of the thresholded metrics and the claims' values are computed from them after loading.
 Not a paper: the chapter's module (``papers.COMPARISON``), with the face's functions.
 """
@@ -51,7 +51,7 @@ def rows(profile) -> tuple[str, ...]:
 
 
 def stages(profile) -> tuple[str, ...]:
-    """None by name: the grid points of each row are runs of wave 0 (``grid``)."""
+    """None by name: the grid points of each row are runs of the grid (``grid``)."""
     return ()
 
 
@@ -70,15 +70,16 @@ def point_row(row: str, lr: float, knob: dict) -> str:
 
 
 def grid(profile, datasets=DATASETS, seeds=(0, 1, 2)) -> list[shared.Run]:
-    """Every run of chapter 08: the frozen maps; every row's grid points with the first training seed
-    (wave 0); every row with every training seed at the point chosen on the hold-out part (wave 1).
-    Within a wave the longest runs come first (``heavy_first``), so that the workers finish together."""
+    """Every run of chapter 08: the frozen maps; every row's grid points with the first training seed;
+    every row with every training seed at the point chosen on the hold-out part (it reads the points'
+    results, so it follows them in the queue). One wave, the longest rows first (``heavy_first``): a
+    row's seeds start as soon as its points are done, and the workers finish together."""
     protocol = protocol_for(profile)
     order = sorted(rows(profile), key=lambda r: heavy_first(r, profile))
     runs = shared.feature_runs(datasets, trunk=protocol.trunk)
     runs += [shared.Run("head_to_head", point_row(r, lr, knob), d, seeds[0]) for r in order
              for lr, knob in points(r, profile) for d in datasets]
-    runs += [shared.Run("head_to_head", r, d, s, wave=1) for r in order for s in seeds for d in datasets]
+    runs += [shared.Run("head_to_head", r, d, s) for r in order for s in seeds for d in datasets]
     return runs
 
 
