@@ -38,9 +38,10 @@
 # before the chapter's first run, and the first page counts them apart from the papers'
 # scorecard.
 #
-# Code: the protocol in `mlbook/experiments/protocol.py`; the chapter's own rows, the grid
-# and the claims' values in `mlbook/experiments/head_to_head.py`; each paper's row in its
-# experiments module (`protocol_run`); ASL in `mlbook/losses.py`, the decoder in
+# Code: the protocol in `mlbook/experiments/protocol.py`; the chapter's own rows in
+# `mlbook/experiments/head_to_head_rows.py`; the grid, the choice, the claims' values and the
+# tables in `mlbook/experiments/head_to_head.py`; each paper's row in its experiments module
+# (`protocol_run`); ASL in `mlbook/losses.py`, the decoder in
 # `mlbook/models/query2label.py`; the figures in `mlbook/figures/head_to_head.py`.
 
 # %% tags=["parameters"]
@@ -136,7 +137,7 @@ show_source(protocol.threshold)
 def source_of(row: str) -> str:
     if row in head_to_head.paper_rows():
         paper = head_to_head.paper_rows()[row]
-        return f"[{paper.title}]({paper.chapter})"
+        return f"chapter {paper.number}: {paper.title}"
     return {"BCE network": "the baseline of every comparison", "ASL": "yardstick: Ben-Baruch, Ridnik et al., ICCV 2021",
             "Query2Label": "yardstick: Liu et al. 2021", "CNN-RNN": "Wang et al. 2016",
             "KNN": "the papers' shared baseline", "Softmax": "Gong et al. 2013", "WARP": "Gong et al. 2013"}[row]
