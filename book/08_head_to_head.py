@@ -194,8 +194,8 @@ choices = head_to_head.choices(results, prof, list(NAMES), setting)
 choices
 
 # %% [markdown]
-# The hold-out mAP of every grid point with the first training seed; the chosen point
-# (bold in the last column) is the one every seed of the row then trains at. Where the
+# The hold-out mAP of every grid point with the first training seed; the chosen point (the
+# last column) is the one every seed of the row then trains at. Where the
 # two learning rates are within a fraction of a point, either choice is noise: the choice is
 # the protocol's, not tuned on the test images.
 

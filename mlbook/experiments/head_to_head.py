@@ -232,7 +232,7 @@ def choices(results: dict, profile, datasets, setting: shared.Setting) -> pd.Dat
             values = {point_label(*p): 100 * holdout_value(results[d, point_row(r, *p), 0], y, ign)
                       for p in points(r, profile)}
             best = max(values, key=lambda k: values[k])   # the first on a tie, as ``choose``
-            table[(d, r)] = {"hold-out mAP per grid point": ", ".join(f"{k}: {v:.1f}" for k, v in values.items()),
+            table[(d, r)] = {"hold-out mAP per grid point": " | ".join(f"{k}: {v:.1f}" for k, v in values.items()),
                              "chosen": best}
     return pd.DataFrame(table).T.rename_axis(["data set", "row"])
 
