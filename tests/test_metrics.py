@@ -789,3 +789,18 @@ def test_metrics_never_import_claims():
                 assert node.level <= 1 and not (node.module or "").startswith("mlbook"), path.name
                 if node.level == 1 and path.stem in ("ranking", "sets", "_inputs"):
                     assert node.module == "_inputs", (path.name, node.module)
+
+
+def test_prf_of_thresholds_is_prf_of_predictions_at_every_threshold():
+    """The threshold sweep (chapter 08's one threshold rule reads it) gives, for each t, exactly the set
+    metrics of the predictions "score >= t", an ignore mask and ties included."""
+    g = torch.Generator().manual_seed(5)
+    scores = (torch.rand(40, 6, generator=g) * 8).round() / 8          # ties on purpose
+    targets = (torch.rand(40, 6, generator=g) < 0.3).float()
+    ignore = torch.rand(40, 6, generator=g) < 0.1
+    thresholds = torch.unique(scores)
+    swept = M.prf_of_thresholds(scores, targets, thresholds, ignore)
+    for i, t in enumerate(thresholds.tolist()):
+        one = M.prf_of_predictions(scores >= t, targets, ignore)
+        for k, v in one.items():
+            assert math.isclose(float(swept[k][i]), v, rel_tol=0, abs_tol=1e-15) or (math.isnan(v) and math.isnan(float(swept[k][i]))), (k, t)

@@ -28,7 +28,7 @@ from ..models.backbones import random_backbone
 from ..profiles import get_profile, pick_device
 from ..train import fit, predict
 from . import features, shared
-from .protocol import Protocol, forward_flops, record, trainable_parameters
+from .protocol import Protocol, first_test_image, forward_flops, record, trainable_parameters
 
 STEM_BLOCKS = 3          # demo/smoke: blocks of the SmallCNN kept frozen (cached)
 TRUNK = "resnet101"      # Sec. 3.2: ImageNet ResNet-101, fine-tuned at 448 x 448
@@ -449,10 +449,9 @@ def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: 
         dev = pick_device(device)
         model.to(dev).eval()
         score = lambda x: torch.sigmoid(model(x))  # noqa: E731
-        one = features.map_apply(lambda x: x.float(), features.take(feats["test"], torch.arange(1)), device=dev)
         return record(features.map_apply(score, feats["test"], device=dev),
                       features.map_apply(score, features.take(feats["train"], val_idx), device=dev), history,
-                      params=trainable_parameters(model), flops=forward_flops(score, one.to(dev)))
+                      params=trainable_parameters(model), flops=forward_flops(score, first_test_image(feats["test"], dev)))
 
     return ctx.cached("cadm", config, compute, code=(protocol_run,), force=force)
 

@@ -25,14 +25,11 @@ import torch
 from .. import claims, metrics, papers
 from ..costs import RunCost, map_input, maps_label, measured, outputs_bytes, row_disk, training_memory, trunk_net
 from ..data import NUM_CLASSES
-from ..models import baselines as baseline_models
-from ..models.query2label import Query2LabelConfig, Query2LabelHead
 from ..profiles import get_profile
 from . import features, shared
-from .head_to_head_rows import CNN_RNN, KNN_KS, OWN_ROWS, QUERY2LABEL, YARDSTICKS, own_run
+from .head_to_head_rows import KNN_KS, OWN_ROWS, YARDSTICKS, own_network, own_run
 from .protocol import Protocol, holdout_value, point_label, protocol_for, threshold
 
-TRUNK = papers.COMPARISON_TRUNK     # the full profile's trunk of every row (``protocol.FULL_TRUNK``)
 DATASETS = papers.COMPARISON_DATASETS
 BASELINE = "BCE network"
 YARDSTICK = "ASL"
@@ -122,17 +119,21 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
 
 
 def choose(row: str, dataset: str, profile, **kw) -> tuple[float, dict]:
-    """The grid point of ``row`` with the best hold-out criterion (``protocol.SELECT_BY``) under
-    training seed 0; the first in grid order on a tie."""
+    """The grid point of ``row`` with the best hold-out criterion under training seed 0 (``grid_values``)."""
     ctx = shared.context(dataset, profile, kw.get("root"), kw.get("seed", 0))
-    y = ctx.data.train.labels[ctx.holdout[1]]
-    ign = shared.ignore_mask(ctx.data.train)[ctx.holdout[1]]
-    best = None
-    for point in points(row, profile):
-        value = holdout_value(_point_run(row, point, dataset, profile, train_seed=0, **kw), y, ign)
-        if best is None or value > best[0]:
-            best = (value, point)
-    return best[1]
+    return grid_values(row, profile, ctx, lambda p: _point_run(row, p, dataset, profile, train_seed=0, **kw))[0]
+
+
+def grid_values(row: str, profile, ctx: shared.RunContext, result_of) -> tuple[tuple[float, dict], dict]:
+    """(the chosen point, {point label: hold-out criterion}) of ``row``: each grid point's result
+    (``result_of(point)``) read on the hold-out images (``protocol.SELECT_BY``); the first point in
+    grid order wins a tie."""
+    val = ctx.holdout[1]
+    y, ign = ctx.data.train.labels[val], shared.ignore_mask(ctx.data.train)[val]
+    grid = points(row, profile)
+    values = [holdout_value(result_of(p), y, ign) for p in grid]
+    best = max(range(len(grid)), key=values.__getitem__)          # max keeps the first of equal values
+    return grid[best], {point_label(*p): v for p, v in zip(grid, values)}
 
 
 def _point_run(row, point, dataset, profile, *, train_seed: int, force: bool = False, root=None, seed: int = 0,
@@ -226,14 +227,10 @@ def choices(results: dict, profile, datasets, setting: shared.Setting) -> pd.Dat
     table = {}
     for d in datasets:
         ctx = shared.context(d, setting.profile, setting.roots.get(d), setting.seed)
-        val = ctx.holdout[1]
-        y, ign = ctx.data.train.labels[val], shared.ignore_mask(ctx.data.train)[val]
         for r in rows(profile):
-            values = {point_label(*p): 100 * holdout_value(results[d, point_row(r, *p), 0], y, ign)
-                      for p in points(r, profile)}
-            best = max(values, key=lambda k: values[k])   # the first on a tie, as ``choose``
-            table[(d, r)] = {"hold-out mAP per grid point": " | ".join(f"{k}: {v:.1f}" for k, v in values.items()),
-                             "chosen": best}
+            best, values = grid_values(r, profile, ctx, lambda p: results[d, point_row(r, *p), 0])
+            table[(d, r)] = {"hold-out mAP per grid point": " | ".join(f"{k}: {100 * v:.1f}" for k, v in values.items()),
+                             "chosen": point_label(*best)}
     return pd.DataFrame(table).T.rename_axis(["data set", "row"])
 
 
@@ -398,10 +395,8 @@ def cost(run, ctx):
         return RunCost(ctx.chapter, f"KNN on pooled {label}", run.dataset, 2.0 * chw[0] * n_train, n_test, 1, 1,
                        host_bytes=ctx.peaks(host=(n_train + n_test) * chw[0] * 4 + reads["host"], gpu=0.0)[0],
                        gpu_bytes=0.0, disk_bytes=n_test * C * 4, kept_bytes=n_test * C * 4, maps=reads["storage"])
-    build = {"linear": lambda: baseline_models.LinearHead(chw[0], C),
-             "cnn_rnn": lambda: baseline_models.CNNRNN(chw[0], C, CNN_RNN["embed"], 512),
-             "query2label": lambda: Query2LabelHead(Query2LabelConfig(C, chw[0], **QUERY2LABEL[protocol.trunk]))}[kind]
-    net = measured(("head_to_head", kind, chw, C), lambda: _Counted(build(), kind), ((1, *chw),), train=True)
+    net = measured(("head_to_head", kind, chw, C), lambda: _Counted(own_network(kind, chw[0], C, protocol), kind),
+                   ((1, *chw),), train=True)
     n_fit, epochs = ctx.train_images(run.dataset, protocol.epochs, protocol.batch_size)
     host, gpu = training_memory(net, batch, "adam")
     host, gpu = ctx.peaks(host=host + reads["host"] + outputs_bytes(n_train + n_test, C), gpu=gpu + reads["gpu"])

@@ -15,7 +15,7 @@ from ..models.query2label import Query2LabelConfig, Query2LabelHead
 from ..profiles import get_profile, pick_device
 from ..train import fit, predict
 from . import features, shared
-from .protocol import Protocol, forward_flops, record, trainable_parameters
+from .protocol import Protocol, first_test_image, forward_flops, record, trainable_parameters
 
 #: the chapter's own rows: name -> (network, loss)
 OWN_ROWS = {
@@ -72,8 +72,7 @@ def own_run(row: str, dataset: str, profile, protocol: Protocol, *, lr: float, k
                       make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr, weight_decay=protocol.weight_decay),
                       checkpoint=folder / "checkpoint.pt", desc=f"{row} {dataset}", progress=False)
         model.to(dev).eval()
-        one = features.map_apply(lambda x: x.float(), take(x_test, torch.arange(1)), device=dev).to(dev)
-        flops = forward_flops(lambda x: score(model, x), one)
+        flops = forward_flops(lambda x: score(model, x), first_test_image(x_test, device))
         test = predict(lambda b: score(model, b[0].float()), features.map_rows(x_test), device=dev)
         held = predict(lambda b: score(model, b[0].float()), features.map_rows(take(x_train, val_idx)), device=dev)
         return record(test, held, history, params=trainable_parameters(model), flops=flops)
@@ -91,14 +90,24 @@ class _Loss:
         return self.fn(model, batch)
 
 
+def own_network(kind: str, D: int, C: int, protocol: Protocol) -> torch.nn.Module:
+    """The network of one of the chapter's own rows (``OWN_ROWS``' kind) on D-channel maps, C labels:
+    what ``own_run`` trains and ``mlbook plan`` counts."""
+    if kind == "linear":
+        return baseline_models.LinearHead(D, C)
+    if kind == "query2label":
+        return Query2LabelHead(Query2LabelConfig(C, D, **QUERY2LABEL[protocol.trunk]))
+    hidden = 128 if protocol.trunk == "small_cnn" else 512    # CNN-RNN's LSTM: the book's demo size, or Wang et al.'s
+    return baseline_models.CNNRNN(D, C, CNN_RNN["embed"], hidden)
+
+
 def _own_model(kind: str, loss_name: str | None, x_train, y: torch.Tensor, fit_idx: torch.Tensor,
                protocol: Protocol):
     """(model, loss, score(model, x) -> [B, C]) of one of the chapter's own rows."""
     C = y.shape[1]
-    D = x_train.shape[1]
+    model = own_network(kind, x_train.shape[1], C, protocol)
     labels = _Loss(None, lambda idx: (y[idx],))
     if kind == "linear":
-        model = baseline_models.LinearHead(D, C)
         if loss_name == "asl":      # Ben-Baruch et al.: gamma- = 4, gamma+ = 0, clip m = 0.05 (the published defaults)
             asl = AsymmetricLoss()
             labels.fn = lambda m, b: asl(m(b[0].float()), b[1])
@@ -108,14 +117,11 @@ def _own_model(kind: str, loss_name: str | None, x_train, y: torch.Tensor, fit_i
         prob = {"bce": torch.sigmoid, "asl": torch.sigmoid, "softmax": lambda z: z.softmax(1)}.get(loss_name)
         return model, labels, (lambda m, x: prob(m(x)) if prob else m(x))
     if kind == "query2label":
-        model = Query2LabelHead(Query2LabelConfig(C, D, **QUERY2LABEL[protocol.trunk]))
         asl = AsymmetricLoss()
         labels.fn = lambda m, b: asl(m(b[0].float()), b[1])
         return model, labels, (lambda m, x: torch.sigmoid(m(x)))
     # CNN-RNN (Wang et al. 2016): labels in frequency order (of the fit part), END after them; scores
     # per label along its top-k path (``decoding.SEQUENCE_SCORE_RULE``)
-    hidden = 128 if protocol.trunk == "small_cnn" else 512
-    model = baseline_models.CNNRNN(D, C, CNN_RNN["embed"], hidden)
     seq = baseline_models.fixed_order_sequences(y, baseline_models.label_rank(y[fit_idx], "frequency"))
     loss = _Loss(lambda m, b: m.loss(b[0].float(), b[1]), lambda idx: (seq[idx],))
     k, beam = protocol.top_k, CNN_RNN["beam"]

@@ -25,7 +25,7 @@ from ..models import order_free_rnn as order_free_rnn_model
 from ..profiles import get_profile
 from ..train import fit
 from . import baselines, features, shared
-from .protocol import Protocol, forward_flops, record, trainable_parameters
+from .protocol import Protocol, first_test_image, forward_flops, record, trainable_parameters
 
 TRUNK = "resnet152"          # Sect. "Implementation": frozen ImageNet ResNet-152
 OPTIONS = ()
@@ -404,10 +404,10 @@ def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: 
             context, state = model.decode_inputs(x)
             return path_label_scores(model.step_fn, context, state, topk_sequences(model, x, protocol.top_k, s.beam), C)
 
-        one = features.map_apply(lambda x: x.float(), features.take(feats["test"], torch.arange(1)), device=device)
         return record(features.map_apply(score, feats["test"], device=device),
                       features.map_apply(score, features.take(feats["train"], ctx.holdout[1]), device=device),
-                      history, params=trainable_parameters(model), flops=forward_flops(score, one))
+                      history, params=trainable_parameters(model),
+                      flops=forward_flops(score, first_test_image(feats["test"], device)))
 
     return ctx.cached("order_free_rnn", config, compute, code=(protocol_run,), force=force)
 

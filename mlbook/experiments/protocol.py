@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .. import metrics
 from ..papers import COMPARISON_TRUNK
-from ..profiles import Profile, get_profile
+from ..profiles import Profile, get_profile, pick_device
+from . import features
 
 SELECT_BY = "mAP"        # the hold-out criterion of every row's learning rate and knob
 #: Adam's learning rates, by trunk: the demo's budget is half the paper chapters' epochs, and its heads on
@@ -80,6 +81,13 @@ def forward_flops(fn, *inputs) -> int:
     return int(counter.get_total_flops())
 
 
+def first_test_image(maps, device: str = "cpu") -> torch.Tensor:
+    """The first image's maps [1, D, h, w] as float32 on ``device`` (of maps in memory, on disk or
+    streamed): the input on which a row's forward FLOPs are counted."""
+    dev = pick_device(device)
+    return features.map_apply(lambda x: x.float(), features.take(maps, torch.arange(1)), device=dev).to(dev)
+
+
 def trainable_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -109,11 +117,10 @@ def threshold(holdout_scores: torch.Tensor, labels: torch.Tensor, ignore: torch.
     valid = torch.ones_like(flat, dtype=torch.bool) if ignore is None else ~ignore.flatten()
     candidates = torch.unique(flat[valid])
     if len(candidates) > 512:                        # quantiles beyond 512 distinct values: the same rule, cheaper
-        candidates = torch.unique(torch.quantile(candidates.double(), torch.linspace(0, 1, 512, dtype=torch.double)).float())
-    best, best_t = None, float(candidates[0]) if len(candidates) else 0.0
-    for t in candidates.tolist():
-        m = metrics.prf_of_predictions(holdout_scores >= t, labels, ignore)
-        value = m["CF1"] + m["OF1"]
-        if best is None or value > best:
-            best, best_t = value, t
-    return best_t
+        grid = torch.linspace(0, 1, 512, dtype=torch.double)
+        candidates = torch.unique(torch.quantile(candidates.double(), grid).float())
+    if not len(candidates):
+        return 0.0
+    m = metrics.prf_of_thresholds(holdout_scores, labels, candidates, ignore)   # every candidate at once
+    value = (m["CF1"] + m["OF1"]).nan_to_num(float("-inf"))
+    return float(candidates[int(torch.argmax(value))])              # the first (smallest) maximum

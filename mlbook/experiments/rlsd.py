@@ -38,7 +38,7 @@ from ..profiles import get_profile, pick_device
 from ..train import fit
 from . import baselines, features, shared
 from .rlsd_evidence import claim_options, claim_values
-from .protocol import Protocol, forward_flops, record, trainable_parameters
+from .protocol import Protocol, first_test_image, forward_flops, record, trainable_parameters
 from .rlsd_regions import folder_key, layer_regions, pretrain_localization, proposals
 from .rlsd_setup import (BASELINE_ROWS, ROW_SPECS, STAGE_KEYS, TRUNK, Row, Settings, base_config, frozen_features,
                          image_side, model_config, region_encoder, settings_for)
@@ -255,7 +255,7 @@ def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: 
         test_boxes = (regions["regions_test"], regions["counts_test"])
         scores = predict_scores(model, feats["test"], side, *test_boxes, device=dev)       # in eval mode from here
         held = predict_scores(model, held_maps, side, *held_boxes, device=dev)
-        flops = forward_flops(lambda x, b: model(x, side, boxes=[b]), feats["test"][:1].float().to(dev),
+        flops = forward_flops(lambda x, b: model(x, side, boxes=[b]), first_test_image(feats["test"], dev),
                               test_boxes[0][0, :int(test_boxes[1][0])].to(dev))
         return record(scores, held, out["history"], params=trainable_parameters(model), flops=flops)
 

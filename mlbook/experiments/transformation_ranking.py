@@ -40,7 +40,7 @@ from ..models import transformation_ranking as transformation_ranking_model
 from ..profiles import get_profile
 from ..train import fit
 from . import baselines, features, shared
-from .protocol import Protocol, forward_flops, record
+from .protocol import Protocol, first_test_image, forward_flops, record
 from .transformation_ranking_evidence import claim_options, claim_values  # the face's claims: the lower layer
 from .transformation_ranking_rows import (JACCARD_TOP, RANDOM_DRAW, known_mask, margin_stage, row_vectors,  # noqa: F401
                                           word_matrix, zero_shot_labels, zero_shot_stage)
@@ -410,9 +410,9 @@ def protocol_run(dataset: str, profile, protocol: Protocol, *, lr: float, knob: 
         model, _, _, history = fit_ranker(feats["train"], data.train.labels, W, s, seed=seed, train_seed=train_seed,
                                           device=device, margins=(knob["margin"],), desc=f"ranking {dataset}")
         score = lambda maps: transformation_ranking_model.scores_from_norms(test_norms(model, maps, W, device))  # noqa: E731
-        one = features.map_apply(lambda x: x.float(), features.take(feats["test"], torch.arange(1)))
         model.eval()
-        flops = forward_flops(lambda x: transformation_ranking_model.label_norms(model(x), W), one)   # A, then Eq. 2
+        flops = forward_flops(lambda x: transformation_ranking_model.label_norms(model(x), W),   # A, then Eq. 2
+                              first_test_image(feats["test"]))
         return record(score(feats["test"]), score(features.take(feats["train"], ctx.holdout[1])), history,
                       params=sum(p.numel() for p in model.parameters()), flops=flops)
 

@@ -65,7 +65,7 @@ Layout (every public name is importable from ``mlbook.metrics`` itself)
   ranking metrics: ``average_precision``, ``mean_average_precision``, ``random_ranking_ap``,
   ``map_at_k``, ``pr_curve``.
 * :mod:`.sets`: set metrics: ``predict_labels``, ``confusion_counts``, ``prf``,
-  ``prf_of_predictions``, ``prf_resampled``, ``PRF_KEYS``, ``CF1_OPTIONS``,
+  ``prf_of_predictions``, ``prf_of_thresholds``, ``prf_resampled``, ``PRF_KEYS``, ``CF1_OPTIONS``,
   ``EMPTY_PRECISION_OPTIONS``.
 * :mod:`.conventions`: the papers' conventions and protocols: ``PAPER_CONVENTIONS``,
   ``PROTOCOLS``, ``variant_key``, ``evaluate_all``, ``summary``.
@@ -87,7 +87,7 @@ from .resampling import (bootstrap_weights, bucket_recall, image_weights, map_va
                          resampled_ap, set_metric_values, size_buckets, unseen_recall_at,
                          weighted_mean)
 from .sets import (CF1_OPTIONS, EMPTY_PRECISION_OPTIONS, PRF_KEYS, confusion_counts,
-                   predict_labels, prf, prf_of_predictions, prf_resampled)
+                   predict_labels, prf, prf_of_predictions, prf_of_thresholds, prf_resampled)
 
 __all__ = [
     "average_precision",
@@ -106,6 +106,7 @@ __all__ = [
     "bootstrap_weights",
     "prf_resampled",
     "prf_of_predictions",
+    "prf_of_thresholds",
     "variant_key",
     "random_ranking_ap",
     "relative_sizes",

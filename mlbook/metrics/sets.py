@@ -140,6 +140,22 @@ def prf_resampled(pred, targets, weights, ignore=None, cf1: str = "harmonic",
     return _prf_from_counts(counts[:, :c], counts[:, c:2 * c], counts[:, 2 * c:], cf1, empty_precision)
 
 
+def prf_of_thresholds(scores, targets, thresholds, ignore=None, cf1: str = "harmonic",
+                      empty_precision: str = "zero") -> dict:
+    """CP..OF1 of the predictions "score >= t" for every t of ``thresholds`` [T] at once: {metric:
+    Tensor[T]}, each entry the same as ``prf_of_predictions(scores >= t, ...)`` (the same integer counts
+    through ``_prf_from_counts``)."""
+    scores, targets = torch.as_tensor(scores), torch.as_tensor(targets) > 0.5
+    valid = torch.ones_like(targets) if ignore is None else ~torch.as_tensor(ignore, dtype=torch.bool)
+    t = torch.as_tensor(thresholds, dtype=scores.dtype)
+    pred = (scores[None] >= t[:, None, None]) & valid                # [T, N, C]
+    targets = targets & valid
+    nc = (pred & targets).sum(1).double()
+    np_ = pred.sum(1).double()
+    ng = targets.sum(0).double().expand_as(nc)
+    return _prf_from_counts(nc, np_, ng, cf1, empty_precision)
+
+
 def prf(scores, targets, ignore=None, *, k: int | None = None,
         threshold: float | None = None, cf1: str = "harmonic",
         floor: float | None = None, empty_precision: str = "zero",
