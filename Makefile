@@ -11,9 +11,11 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first, pinned: an unpinned install would pull several GB
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	# torch pinned (an unpinned install would pull several GB); uv (from PyPI) installs the same
+	# versions as pip about five times faster (23 s against 130 s measured), pip where uv fails
+	$(PY) -m pip install --quiet uv && $(VENV)/bin/uv pip install --quiet --python $(PY) \
+		torch==2.14.1 torchvision==0.29.1 -e '.[test]' \
+		|| $(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[test]'
 	# the kernel the chapters run on is this environment's python
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlbook)"
 	touch $(STAMP)

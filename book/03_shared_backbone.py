@@ -59,7 +59,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from mlbook import papers
-from mlbook.experiments import features, shared, transformation_ranking
+from mlbook.experiments import features, head_to_head, shared, transformation_ranking
 from mlbook.metrics import average_precision
 from mlbook.models.backbones import SmallCNN
 from mlbook.profiles import get_profile
@@ -100,13 +100,16 @@ pd.DataFrame([{"chapter": p.chapter, "trunk": p.trunk, "how the paper uses it": 
 # the frozen conv maps of every image for the heads that keep the backbone frozen. The three
 # data sets' backbones train side by side, one process per core (`shared.run_all`), each on
 # one thread: the numbers do not depend on how many run at once. Beside them train the three
-# NUS-WIDE backbones of chapter 07's zero-shot test (below).
+# NUS-WIDE backbones of chapter 07's zero-shot test (below) and, for chapter 08's comparison, in
+# which every training seed varies the whole network, the MS-COCO and NUS-WIDE backbones of its
+# later training seeds: the same recipe with another seed (chapter 08 shows them).
 
 # %%
 TRAINED = ROOTS if P.backbone == "small_cnn" else {}   # the full profile loads ImageNet trunks: nothing to train
 ZERO_SHOT = transformation_ranking.zero_shot_runs(P) if "nuswide" in TRAINED else []
+SEED_BACKBONES = head_to_head.seed_backbone_runs(P, [d for d in head_to_head.DATASETS if d in TRAINED], range(P.train_seeds))
 setting = shared.Setting(P, TRAINED, seed, device, weights)
-shared.run_all(shared.feature_runs(TRAINED) + ZERO_SHOT, setting)
+shared.run_all(shared.feature_runs(TRAINED) + ZERO_SHOT + SEED_BACKBONES, setting)
 results, rows, timings = {}, [], []
 for dataset, root in TRAINED.items():
     data = shared.splits(dataset, P, root, seed)

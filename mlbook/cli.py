@@ -218,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
     q.add_argument("--channels-last", action="store_true")
+    q = bsub.add_parser("head-to-head", help="train and inference img/s of chapter 08's own rows on random maps "
+                        "of the protocol's shape, relative to the BCE network")
+    q.add_argument("--profile", choices=PROFILES, default="demo")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--steps", type=_at_least_one, default=20, help="timed steps per row and phase (default 20)")
+    q.add_argument("--threads", type=_at_least_one, default=1, help="torch's CPU threads (default 1)")
+    q.add_argument("--rows", default=None, metavar="ROW[,ROW...]",
+                   help="the rows to time (default all with a network; the BCE network is always timed)")
+    q.add_argument("--out", default=None, metavar="PATH", help="also write the table to this CSV file")
     return parser
 
 
@@ -356,7 +365,7 @@ def _random_weights(args) -> int:
 
 def _bench(args) -> int:
     """``python -m mlbook bench``: the metrics here; decoding and training from the papers' bench modules."""
-    if args.bench_command in ("decode", "train"):
+    if args.bench_command in ("decode", "train", "head-to-head"):
         import torch  # noqa: F401  (loaded now, the device check asks it in this process, not in a child)
 
         from .reproduce import require_device
@@ -366,6 +375,12 @@ def _bench(args) -> int:
         from .bench.metrics import bench_metrics
 
         bench_metrics(n=args.n, c=args.c)
+        return 0
+    if args.bench_command == "head-to-head":
+        from .bench.head_to_head import bench_head_to_head, parse_rows
+
+        bench_head_to_head(parse_rows(args.rows), profile=args.profile, device=args.device, steps=args.steps,
+                           threads=args.threads, out=args.out)
         return 0
     if args.bench_command == "decode":
         for paper in papers.PAPERS:

@@ -271,6 +271,19 @@ def test_false_verdicts_per_quantifier(n_seeds, correlation, n_metrics, quantifi
     assert r["n_metrics"] == n_metrics
 
 
+@pytest.mark.parametrize("n_seeds", [3, 5])
+def test_paired_interval_false_verdict_rate(n_seeds):
+    """Seed-paired rows (a shared per-seed effect, SD 0.3, on top of each row's own seed noise 0.1
+    and image noise), no true effect: the paired interval's wrong supported and contradicted each
+    at most 2.5% and 3 MC SEs, the total near 5% (measured 5.3% and 4.8%); the unpaired interval
+    on the same data counts the shared effect twice and errs less (measured 0.6% and 0.3%)."""
+    r = claims.power.paired_false_verdict_rate(n_seeds, n_sim=N_SIM, n_images=200)
+    assert r["supported"] <= ONE_SIDE and r["contradicted"] <= ONE_SIDE, r
+    assert r["rate"] >= 0.05 - 4 * math.sqrt(0.05 * 0.95 / N_SIM), r           # not conservative
+    unpaired = claims.power.paired_false_verdict_rate(n_seeds, n_sim=N_SIM, n_images=200, paired=False)
+    assert unpaired["rate"] < r["rate"] and unpaired["rate"] <= 0.05, unpaired
+
+
 #: measured shares supported at a true effect of 3 SDs of Δ (3 seeds, seed and image noise, independent
 #: metrics), and the bound a few Monte Carlo SEs (0.007 at most) below: a rule that decides less fails
 POWER_AT_3 = {("primary", 1): (0.790, 0.765), ("all", 2): (0.626, 0.60), ("all", 6): (0.246, 0.225),
@@ -362,6 +375,51 @@ GOOD = {"id": "06.a.voc", "chapter": "06_rlsd", "dataset": "voc", "text": "t", "
 ])
 def test_load_names_file_line_and_field(tmp_path, change, field):
     path = write(tmp_path, "claims.csv", [GOOD, {**GOOD, "id": "06.b.voc", **change}])
+    with pytest.raises(ValueError, match=rf"claims\.csv, line 3, field '{field}'"):
+        claims.load(paths=[path])
+
+
+AMENDED = {**GOOD, "amended": "2026-11-29", "amendment_reason": "the rows are two readings of one model",
+           "paired": "true"}
+
+
+def test_original_paired_is_kept_and_optional(tmp_path):
+    # files without the column (all written before it) load as before
+    assert claims.load(paths=[write(tmp_path, "claims.csv", [GOOD])])[0].original_paired == ""
+    path = tmp_path / "claims.csv"
+    pd.DataFrame([{**AMENDED, "original_paired": "False"}, {**AMENDED, "id": "06.b.voc", "original_paired": ""},
+                  {**AMENDED, "id": "06.c.voc", "original_paired": "true", "paired": "false"}]).to_csv(path, index=False)
+    to_paired, unchanged, to_unpaired = claims.load(paths=[path])
+    assert to_paired.paired and to_paired.original_paired == "false" and not to_paired.original().paired
+    assert to_paired.original().original_paired == "" and to_paired.original() != to_paired
+    assert unchanged.original().paired and to_unpaired.original().paired and not to_unpaired.paired
+    assert "original_paired" in claims.AMENDMENT
+    row = claims.evaluate(to_paired, {"mAP": (seed_rows([.53, .54, .55]), seed_rows([.50, .51, .52]))})
+    assert row["original verdict"] in claims.VERDICTS and ", unpaired" in row["original test (amended claims)"]
+
+
+def test_original_fixed_rows_are_kept(tmp_path):
+    # registered with a fixed row (no training seed), amended when that row came to vary by seed
+    path = tmp_path / "claims.csv"
+    pd.DataFrame([{**AMENDED, "original_paired": "false", "original_fixed": "CNN+LSTM"}]).to_csv(path, index=False)
+    claim, = claims.load(paths=[path])
+    assert claim.paired and not claim.fixed
+    assert claim.original().fixed == ("CNN+LSTM",) and not claim.original().paired
+    row = claims.evaluate(claim, {"mAP": (seed_rows([.53, .54, .55]), seed_rows([.50, .51, .52]))})
+    assert ", unpaired, CNN+LSTM fixed" in row["original test (amended claims)"]
+    assert claims.load(paths=[write(tmp_path, "old.csv", [GOOD])])[0].original_fixed == ()   # the column may be absent
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"original_fixed": "VGG"}, "original_fixed"),                                    # a row the original does not compare
+    ({"original_fixed": "CNN+LSTM", "original_paired": "true", "paired": "false"}, "original_paired"),
+    ({"original_paired": "yes"}, "original_paired"),
+    ({"original_paired": "true", "amended": "", "amendment_reason": ""}, "amended"),   # needs the date
+    ({"original_paired": "true", "paired": "false", "fixed": "CNN+LSTM"}, "original_paired"),
+])
+def test_original_paired_is_validated(tmp_path, change, field):
+    path = tmp_path / "claims.csv"
+    pd.DataFrame([GOOD, {**AMENDED, "id": "06.b.voc", **change}]).to_csv(path, index=False)
     with pytest.raises(ValueError, match=rf"claims\.csv, line 3, field '{field}'"):
         claims.load(paths=[path])
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlbook import claims, papers
-from mlbook.experiments import head_to_head, protocol
+from mlbook.experiments import head_to_head, protocol, shared
 from mlbook.report import reference
 
 
@@ -53,13 +53,17 @@ def test_the_grid_has_every_point_then_every_seed():
     grid = head_to_head.grid("demo", seeds=seeds)
     rows = head_to_head.rows("demo")
     points = [r for r in grid if r.paper == "head_to_head" and "[" in r.row]
-    finals = [r for r in grid if r.paper == "head_to_head" and "[" not in r.row]
+    finals = [r for r in grid if r.paper == "head_to_head" and "[" not in r.row and r.wave == 0]
     assert grid.index(finals[0]) > max(grid.index(p) for p in points)   # a row's seeds read its points: after them
     assert len(points) == 2 * sum(len(head_to_head.points(r, "demo")) for r in rows)
     assert all(r.train_seed == 0 for r in points)
     assert sorted(r.key for r in finals) == sorted((d, r, s) for d in head_to_head.DATASETS for r in rows for s in seeds)
     assert len({r.key for r in grid}) == len(grid)          # no two runs share a key
-    assert {r.paper for r in grid if r.wave < 0} == {"features"}
+    # before any row: the shared backbone's maps, and a backbone of its own for every later seed
+    assert {r.paper for r in grid if r.wave < 0} == {"features", "head_to_head"}
+    assert sorted(r.key for r in grid if r.paper == "head_to_head" and r.wave < 0) == sorted(
+        (d, head_to_head.BACKBONE, s) for d in head_to_head.DATASETS for s in seeds[1:])
+    assert all(r.wave == 0 for r in points + finals)
     for r in points:   # every point's name parses back to its row and point
         name, point = head_to_head.parse_row(r.row, "demo")
         assert point in head_to_head.points(name, "demo")
@@ -81,7 +85,10 @@ def test_both_questions_are_registered_for_every_row_and_data_set():
     for c in catalogue:
         assert not c.quoted and c.registered == "2026-12-07" and c.metrics == ("mAP",)
         assert (c.test, c.margin) == (("superiority", 0.0) if c.worse == head_to_head.BASELINE else ("equivalence", 1.0))
-        assert c.fixed == (("KNN",) if "KNN" in (c.better, c.worse) else ())
+        # registered unpaired, with KNN fixed (no training seed); amended when every seed got its own
+        # backbone: seed-paired, KNN varying with its seed's backbone; the original is kept beside
+        assert c.paired and not c.fixed and c.amended == "2026-12-07" and c.amendment_reason
+        assert not c.original().paired and c.original().fixed == (("KNN",) if "KNN" in (c.better, c.worse) else ())
 
 
 def test_the_published_table_is_read_from_the_papers_and_the_yardsticks_files():
@@ -93,3 +100,17 @@ def test_the_published_table_is_read_from_the_papers_and_the_yardsticks_files():
     assert (cadm["mAP"], cadm["CF1@3"], cadm["OF1@3"]) == (82.3, 73.5, 76.0)   # the paper's Table 1 row
     assert {"nuswide", "coco"} == set(table.index.get_level_values(0))
     assert table["source"].notna().all()
+
+
+def test_a_training_seed_reads_a_backbone_of_its_own_in_the_demo_and_the_trunk_s_weights_in_full():
+    demo, full = protocol.protocol_for("demo"), protocol.protocol_for("full")
+    assert [demo.backbone_seed(s) for s in (0, 1, 2)] == [0, 1, 2]
+    assert demo.backbone_seed(1, seed=5) == 6                   # the first seed reads the data seed's shared backbone
+    assert full.backbone_seed(2) is None and not head_to_head.stages("full")
+    plain = shared.context("coco", "smoke")
+    with shared.backbone_seed(0):                               # the data seed's: the shared backbone, the same keys
+        assert shared.context("coco", "smoke") is plain
+    with shared.backbone_seed(1):                               # another backbone: every key under it names it
+        other = shared.context("coco", "smoke")
+        assert other.key == {**plain.key, "backbone_seed": 1} and other.holdout[1].equal(plain.holdout[1])
+    assert shared.context("coco", "smoke") is plain

@@ -15,7 +15,9 @@ metrics are shown in the evidence, never voted.
 
 **Amendments stay visible.** A test changed after its result was seen keeps the original beside
 it (``amended``, ``original_test``, ``original_margin``, ``original_better``/``original_worse``,
-``original_metrics``, ``original_direction``, ``amendment_reason``; ``Claim.original``).
+``original_metrics``, ``original_direction``, ``original_paired`` ("" unchanged, "true" or "false";
+the column may be absent), ``original_fixed`` (the original's fixed rows where the amendment changed
+them; may be absent), ``amendment_reason``; ``Claim.original``).
 ``evaluate`` judges both, and the claims table shows the original's verdict and the reason next to
 the amended one: a reader can see what was changed after the data spoke.
 
@@ -72,6 +74,10 @@ test: each side ≤ 2.5% + 3 MC SEs): all, wrong supported 0–1.0%, wrong contr
 (all of 2 / 6), 89% / 98% (any of 2 / 6); one metric with seed noise only 52% (df near 3), image
 noise only 85%; the 95% interval holds the true Δ in 94.7–95.7% of the experiments. The
 percentile bootstrap over seeds used before gave 16.8% wrong verdicts (3 seeds, seed noise).
+Paired rows (``power.paired_false_verdict_rate``: a shared per-seed effect, SD 0.3, added to both rows,
+on top of each row's own seed noise 0.1 and both image noises; one metric, no true effect): wrong
+verdicts of the paired interval with 3 / 5 seeds 5.3 / 4.8%; the unpaired interval on the same data,
+which counts the shared effect twice, 0.6 / 0.3%.
 ``multiplicity`` says what 5% means for a chapter.
 
 **Stability** (``stability.p_same``, the table's last column): the chance that an independent rerun

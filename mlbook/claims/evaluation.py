@@ -148,8 +148,9 @@ def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float 
 
     An amended claim (``Claim.original``) is judged by its original test too, on
     ``original_values`` (the same forms; default ``values``, right where the original compares
-    the same rows): its verdict, evidence and the reason for the change fill the column
-    "original test (amended claims)", so that a reader sees both verdicts side by side. ``original_scale``:
+    the same rows; judged with its own pairing, ``original_paired``): its verdict, evidence and the reason
+    for the change fill the column "original test (amended claims)", so that a reader sees both verdicts
+    side by side. ``original_scale``:
     the original's own units (default ``scale``), where its metric has other units than the new one's.
     """
     size = resamples or N_RESAMPLES
@@ -171,6 +172,8 @@ def evaluate(claim: Claim, values, *, n_images: int | None = None, scale: float 
         row["original test (amended claims)"] = (
             f"registered {claim.registered}, amended {claim.amended}. Original: {original.better} vs "
             f"{original.worse}, {_test_text(original)}{'' if original.direction == 'higher' else ', lower is better'}"
+            f"{'' if original.paired == claim.paired else ', seed-paired' if original.paired else ', unpaired'}"
+            f"{', ' + ', '.join(original.fixed) + ' fixed' if claim.original_fixed else ''}"
             f" on {', '.join(original.metrics)} → {said}. Why changed: {claim.amendment_reason}")
     return row
 

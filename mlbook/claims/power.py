@@ -1,7 +1,8 @@
 """What the claims standard can see and how often it errs: the smallest detectable effect (``mde``,
 ``power_table``), what its error rate means for a chapter (``multiplicity``), and that error rate
 measured by simulation (``false_verdict_rate``, and power and coverage with ``verdict_rates``, on the
-experiments of ``simulated_values``, judged by each quantifier)."""
+experiments of ``simulated_values``, judged by each quantifier; seed-paired rows with
+``paired_false_verdict_rate``)."""
 from __future__ import annotations
 
 import functools
@@ -161,6 +162,42 @@ def verdict_rates(n_seeds: int, noise: str, *, n_sim: int, n_images: int, effect
     return {**shares, "rate": rate, "mc_se": math.sqrt(max(rate * (1 - rate), 1e-12) / n_sim), "coverage": coverage,
             "n_sim": n_sim, "n_seeds": n_seeds, "noise": noise, "n_metrics": k, "quantifier": quantifier,
             "effect": effect}
+
+
+def simulated_paired_values(n_sim: int, n_seeds: int, n_images: int, generator: torch.Generator,
+                            weights: torch.Tensor, *, shared_sd: float = 0.3, seed_sd: float = 0.1,
+                            image_sd: float = 1.0) -> torch.Tensor:
+    """Seed-paired experiments, no true effect: [n_sim, 2 rows, n_seeds, 1 + R] metric values.
+    Each training seed s draws an effect u_s ~ N(0, ``shared_sd``²) that both rows share (two
+    readings of the same trained model), and each row adds its own per-seed offset (``seed_sd``),
+    its own per-image values (``image_sd``, the same for every seed) and seed-specific image noise
+    (``image_sd`` / 2), as ``simulated_values``' "both"; resampled by ``weights`` ([1 + R, n_images])."""
+    w = (weights / weights.sum(1, keepdim=True)).T.to(torch.float64)      # [n_images, 1 + R]: means
+
+    def normal(*size):
+        return torch.randn(*size, generator=generator, dtype=torch.float64)
+    x = shared_sd * normal(n_sim, 1, n_seeds, 1) + seed_sd * normal(n_sim, 2, n_seeds, 1)
+    x = x + image_sd * normal(n_sim, 2, 1, n_images) + 0.5 * image_sd * normal(n_sim, 2, n_seeds, n_images)
+    return x @ w
+
+
+def paired_false_verdict_rate(n_seeds: int, *, n_sim: int, n_images: int, paired: bool = True, seed: int = 0,
+                              n_resamples: int = 200, shared_sd: float = 0.3, seed_sd: float = 0.1,
+                              image_sd: float = 1.0) -> dict:
+    """Share of wrong supported/contradicted verdicts (superiority, one metric) on
+    ``simulated_paired_values``' experiments, judged by the paired interval (``paired``) or, on the
+    same data, by the unpaired one (which counts the shared effect twice: conservative). Returns
+    rate, its Monte Carlo SE, the shares supported and contradicted, and the intervals' coverage of
+    the true Δ = 0. The same ``seed`` gives the same data whatever ``paired``."""
+    g = torch.Generator().manual_seed(1000 * seed + 100 + n_seeds)
+    values = simulated_paired_values(n_sim, n_seeds, n_images, g, image_weights(n_images, n_resamples, seed),
+                                     shared_sd=shared_sd, seed_sd=seed_sd, image_sd=image_sd)
+    e = _welch_interval(values[:, 0], values[:, 1], paired=paired)
+    supported, contradicted = e["low"] > 0, e["high"] < 0
+    shares = {SUPPORTED: float(supported.double().mean()), CONTRADICTED: float(contradicted.double().mean())}
+    rate = shares[SUPPORTED] + shares[CONTRADICTED]
+    return {**shares, "rate": rate, "mc_se": math.sqrt(max(rate * (1 - rate), 1e-12) / n_sim),
+            "coverage": 1 - rate, "n_sim": n_sim, "n_seeds": n_seeds, "paired": paired}
 
 
 def false_verdict_rate(n_seeds: int, noise: str, *, n_sim: int, n_images: int, seed: int = 0,

@@ -33,7 +33,7 @@ COLUMNS = ("id", "chapter", "dataset", "text", "quoted", "source", "better", "wo
            "margin", "margin_source", "direction", "fixed", "paired", "note", "quantifier")
 #: when a row was registered and, for a test changed after its result was seen, the original test
 AMENDMENT = ("registered", "amended", "original_test", "original_margin", "original_better", "original_worse",
-             "original_metrics", "original_direction", "amendment_reason")
+             "original_metrics", "original_direction", "original_paired", "original_fixed", "amendment_reason")
 P_SAME = "P(same verdict on rerun)"     # claims.stability.p_same: how often an independent rerun agrees
 DISPLAY = ("id", "registered", "data set", "claim", "source", "compared", "test", "primary", "quantifier", "evidence",
            "verdict",
@@ -69,25 +69,29 @@ class Claim:
     original_worse: str = ""
     original_metrics: tuple[str, ...] = ()
     original_direction: str = ""
+    original_paired: str = ""       # "" (unchanged), "true" or "false": the original's seed pairing
+    original_fixed: tuple[str, ...] = ()   # the original's fixed rows, where the amendment changed them (() = unchanged)
     amendment_reason: str = ""
 
     def original(self) -> Claim | None:
         """The claim as registered before its amendment (None if never amended): the original
-        test, margin, rows, metrics and direction where they differ; a replaced fixed row's
-        replacement is fixed too."""
+        test, margin, rows, metrics, direction, pairing and fixed rows where they differ; a replaced
+        fixed row's replacement is fixed too."""
         if not self.amended:
             return None
         better, worse = self.original_better or self.better, self.original_worse or self.worse
-        fixed = tuple(new for old, new in ((self.better, better), (self.worse, worse)) if old in self.fixed)
+        fixed = self.original_fixed or tuple(new for old, new in ((self.better, better), (self.worse, worse))
+                                             if old in self.fixed)
         test = self.original_test or self.test
         margin = self.original_margin if self.original_margin is not None else (
             self.margin if test == self.test else 0.0)
         return dataclasses.replace(
             self, test=test, margin=margin, better=better, worse=worse, fixed=fixed,
             metrics=self.original_metrics or self.metrics, direction=self.original_direction or self.direction,
+            paired=self.original_paired == "true" if self.original_paired else self.paired,
             margin_source=(self.margin_source or "the original test's margin: amendment_reason") if margin else "", amended="", original_test="",
             original_margin=None, original_better="", original_worse="", original_metrics=(),
-            original_direction="", amendment_reason="")
+            original_direction="", original_paired="", original_fixed=(), amendment_reason="")
 
     def __post_init__(self):
         problem = _problem(dataclasses.asdict(self))
@@ -121,11 +125,17 @@ def _problem(c: dict) -> tuple[str, str] | None:
          "must be an ISO date, not before 'registered'"),
         ("amendment_reason", bool(c["amended"]) == bool(c["amendment_reason"].strip()),
          "an amended claim says why, and only an amended one"),
-        ("amended", c["amended"] or not any(c[k] for k in AMENDMENT[2:8] if k != "original_margin")
+        ("amended", c["amended"] or not any(c[k] for k in AMENDMENT[2:-1] if k != "original_margin")
          and c["original_margin"] is None, "an original test needs the date it was amended"),
         ("original_test", not c["original_test"] or c["original_test"] in TESTS, f"must be one of {TESTS}"),
         ("original_direction", not c["original_direction"] or c["original_direction"] in DIRECTIONS,
          f"must be one of {DIRECTIONS}"),
+        ("original_paired", c["original_paired"] in ("", "true", "false"), "must be empty, true or false"),
+        ("original_fixed", set(c["original_fixed"]) <= {c["original_better"] or c["better"],
+                                                         c["original_worse"] or c["worse"]},
+         "names a row the original does not compare"),
+        ("original_paired", not (c["original_paired"] == "true" and (c["original_fixed"] or c["fixed"])),
+         "a fixed row cannot be seed-paired in the original either"),
     ]
     return next(((field, message) for field, ok, message in checks if not ok), None)
 
@@ -149,6 +159,7 @@ def _parse(raw: dict, where: str) -> Claim:
         if word not in ("true", "false"):
             fail(field, f"must be true or false, not {fields[field]!r}")
         fields[field] = word == "true"
+    fields["original_paired"] = fields["original_paired"].lower()      # may be absent or empty: unchanged
     for field in ("margin", "original_margin"):
         try:
             fields[field] = float(fields[field]) if fields[field] else 0.0 if field == "margin" else None
@@ -156,7 +167,7 @@ def _parse(raw: dict, where: str) -> Claim:
             fail(field, f"must be a number of points, not {fields[field]!r}")
     if not fields["registered"]:
         fail("registered", "every registered claim carries the date it was registered")
-    for field in ("metrics", "fixed", "original_metrics"):
+    for field in ("metrics", "fixed", "original_metrics", "original_fixed"):
         fields[field] = tuple(x.strip() for x in fields[field].split(";") if x.strip())
     fields["test"], fields["direction"] = fields["test"] or "superiority", fields["direction"] or "higher"
     if not fields["quantifier"]:

@@ -73,8 +73,8 @@ def shared_backbone(dataset: str, profile: Profile | str, root: str | None = Non
         return backbones.build_backbone(name, weights=weights).eval(), {"history": [], "test_mAP": None}
 
     ctx = shared.context(dataset, profile, root, seed)
-    data = ctx.data
-    exclude, b_seed = tuple(sorted(int(c) for c in exclude_labels)), profiles.backbone_seed(seed)
+    data, exclude = ctx.data, tuple(sorted(int(c) for c in exclude_labels))
+    b_seed = profiles.backbone_seed(seed) if ctx.backbone_seed is None else ctx.backbone_seed   # shared.backbone_seed
     config = {"stage": "shared_backbone", "version": 2, **ctx.key,
               "image_size": profile.image_size, "epochs": profile.backbone_epochs, "batch_size": profile.batch_size,
               "train_seed": b_seed, "holdout": profile.holdout, **({"backbone_seed": b_seed} if b_seed != seed else {})}

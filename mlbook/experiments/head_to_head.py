@@ -47,9 +47,13 @@ def rows(profile) -> tuple[str, ...]:
     return (*own, *paper_rows(), *YARDSTICKS)
 
 
+BACKBONE = "seed backbone"
+
+
 def stages(profile) -> tuple[str, ...]:
-    """None by name: the grid points of each row are runs of the grid (``grid``)."""
-    return ()
+    """The backbone of a training seed (demo, smoke: ``Protocol.seeded_backbone``) and its frozen maps,
+    computed before the rows read them; the grid points of each row are runs of the grid (``grid``)."""
+    return (BACKBONE,) if protocol_for(profile).seeded_backbone else ()
 
 
 def points(row: str, profile) -> list[tuple[float, dict]]:
@@ -73,11 +77,19 @@ def grid(profile, datasets=DATASETS, seeds=(0, 1, 2)) -> list[shared.Run]:
     row's seeds start as soon as its points are done, and the workers finish together."""
     protocol = protocol_for(profile)
     order = sorted(rows(profile), key=lambda r: heavy_first(r, profile))
-    runs = shared.feature_runs(datasets, trunk=protocol.trunk)
+    runs = shared.feature_runs(datasets, trunk=protocol.trunk) + seed_backbone_runs(profile, datasets, seeds)
     runs += [shared.Run("head_to_head", point_row(r, lr, knob), d, seeds[0]) for r in order
              for lr, knob in points(r, profile) for d in datasets]
     runs += [shared.Run("head_to_head", r, d, s) for r in order for s in seeds for d in datasets]
     return runs
+
+
+def seed_backbone_runs(profile, datasets=DATASETS, seeds=(0, 1, 2)) -> list[shared.Run]:
+    """The backbone (and frozen maps) of every training seed after the first, where the protocol trains
+    one per seed (demo, smoke). Chapter 03 trains them beside the shared backbones (every backbone the
+    demo trains from scratch, side by side on all cores); this chapter then loads them."""
+    return [shared.Run("head_to_head", BACKBONE, d, s, wave=-1) for s in list(seeds)[1:] for d in datasets
+            if BACKBONE in stages(profile)]
 
 
 def heavy_first(row: str, profile) -> tuple:
@@ -109,6 +121,10 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     Returns the protocol's record (``protocol.record``: test and hold-out scores, history, params,
     FLOPs) with "point" and, after loading, "threshold" and "metrics"."""
     profile = get_profile(profile)
+    if row in stages(profile):
+        protocol = protocol_for(profile)
+        with shared.backbone_seed(protocol.backbone_seed(train_seed, seed)):
+            return features.backbone_features(dataset, profile, root, seed, device, weights, trunk=protocol.trunk)
     name, point = parse_row(row, profile)
     kw = dict(root=root, seed=seed, device=device, weights=weights, **options)
     if point is None:
@@ -140,13 +156,14 @@ def _point_run(row, point, dataset, profile, *, train_seed: int, force: bool = F
                device: str = "auto", weights=None, **options) -> dict:
     lr, knob = point
     protocol = protocol_for(profile)
-    if row in OWN_ROWS:
-        return own_run(row, dataset, profile, protocol, lr=lr, knob=knob, root=root, seed=seed,
-                       train_seed=train_seed, device=device, weights=weights, force=force)
-    module = paper_rows()[row].experiments()
-    named = {k: v for k, v in options.items() if k in getattr(module, "OPTIONS", ())}
-    return module.protocol_run(dataset, profile, protocol, lr=lr, knob=knob, root=root, seed=seed,
-                               train_seed=train_seed, device=device, weights=weights, force=force, **named)
+    with shared.backbone_seed(protocol.backbone_seed(train_seed, seed)):   # every row of a seed: its backbone
+        if row in OWN_ROWS:
+            return own_run(row, dataset, profile, protocol, lr=lr, knob=knob, root=root, seed=seed,
+                           train_seed=train_seed, device=device, weights=weights, force=force)
+        module = paper_rows()[row].experiments()
+        named = {k: v for k, v in options.items() if k in getattr(module, "OPTIONS", ())}
+        return module.protocol_run(dataset, profile, protocol, lr=lr, knob=knob, root=root, seed=seed,
+                                   train_seed=train_seed, device=device, weights=weights, force=force, **named)
 
 
 def with_metrics(result: dict, ctx: shared.RunContext, top_k: int = 3) -> dict:
@@ -221,6 +238,28 @@ def train_img_s(result: dict) -> float | None:
     return sum(h.get("images", 0) for h in history) / seconds if seconds > 0 else None
 
 
+def speed_table(results: dict, grid: list, bench: list[dict]) -> pd.DataFrame:
+    """Per row: its training images per second in this chapter's runs (median over its runs, both data
+    sets: the whole row, a paper's method included) and, for the chapter's own rows, ``mlbook bench
+    head-to-head``'s training and inference rates of the head and their ratios to the BCE network's.
+    Formatted as text ("812 img/s", "0.39× BCE"): a run log's numbers, shown, never compared (nbval masks them)."""
+    measured: dict[str, list[float]] = {}
+    for r in grid:
+        if r.paper == "head_to_head" and r.row != BACKBONE and "[" not in r.row:
+            rate = train_img_s(results[r.key])
+            if rate:
+                measured.setdefault(r.row, []).append(rate)
+    benched = {b["row"]: b for b in bench}
+    out = {}
+    for row in dict.fromkeys([*measured, *benched]):
+        b = benched.get(row)
+        out[row] = {"training, this chapter's runs": f"{pd.Series(measured[row]).median():.0f} img/s" if row in measured else "",
+                    **({"head training (bench)": f"{b['train_img_s']:.0f} img/s", "head inference (bench)": f"{b['infer_img_s']:.0f} img/s",
+                        "training speed (bench)": f"{b['train_ratio']:.2g}× BCE", "inference speed (bench)": f"{b['infer_ratio']:.2g}× BCE"}
+                       if b else {})}
+    return pd.DataFrame(out).T.fillna("").rename_axis("row")
+
+
 def choices(results: dict, profile, datasets, setting: shared.Setting) -> pd.DataFrame:
     """Per row and data set: the hold-out mAP (points) of each grid point with training seed 0, and the
     point chosen (``choose``'s rule, read from the same results)."""
@@ -232,6 +271,24 @@ def choices(results: dict, profile, datasets, setting: shared.Setting) -> pd.Dat
             table[(d, r)] = {"hold-out mAP per grid point": " | ".join(f"{k}: {100 * v:.1f}" for k, v in values.items()),
                              "chosen": point_label(*best)}
     return pd.DataFrame(table).T.rename_axis(["data set", "row"])
+
+
+def seed_backbones(setting: shared.Setting, datasets, seeds) -> pd.DataFrame:
+    """Per data set and training seed: the backbone the seed's rows read (its training seed) and the
+    test mAP (points) of its own GAP + linear head (``features.shared_backbone``'s, loaded); one row
+    per data set where the trunk is not trained here (ImageNet weights, the same for every seed)."""
+    protocol = protocol_for(setting.profile)
+    out = []
+    for d in datasets:
+        for s in (seeds if protocol.seeded_backbone else seeds[:1]):
+            b = protocol.backbone_seed(s, setting.seed)
+            with shared.backbone_seed(b):
+                _, result = features.shared_backbone(d, setting.profile, setting.roots.get(d), setting.seed,
+                                                     setting.device, setting.weights, trunk=protocol.trunk)
+            out.append({"data set": d, "training seed": s if protocol.seeded_backbone else "every",
+                        "backbone": f"small CNN, seed {b}" if b is not None else protocol.trunk,
+                        "its own head's test mAP": None if result["test_mAP"] is None else round(100 * result["test_mAP"], 1)})
+    return pd.DataFrame(out)
 
 
 def question(claim: claims.Claim) -> str:
@@ -376,6 +433,8 @@ def cost(run, ctx):
     """A grid point or a seed's run of chapter 08 in the full profile. The chapter's own rows: their head
     on the protocol trunk's maps (streamed or read from disk); a paper's row: priced by its paper's
     ``cost`` of its own method row (as in its chapter, on its own trunk)."""
+    if run.row in stages(ctx.profile):
+        return features.cost(shared.Run("features", "backbone features", run.dataset, options=(("trunk", "small_cnn"),)), ctx)
     name, _ = parse_row(run.row, ctx.profile)
     protocol = protocol_for(ctx.profile)
     if name in paper_rows():

@@ -65,7 +65,7 @@ def own_run(row: str, dataset: str, profile, protocol: Protocol, *, lr: float, k
             flops = forward_flops(score, x_test[:1])
             return record(score(x_test), score(x_train[val_idx]), [], params=0, flops=flops)
         torch.manual_seed(train_seed)
-        model, loss_fn, score = _own_model(kind, loss_name, x_train, y, fit_idx, protocol)
+        model, loss_fn, score = own_model(kind, loss_name, x_train, y, fit_idx, protocol)
         part = lambda idx: features.map_rows(take(x_train, idx), *loss_fn.columns(idx))  # noqa: E731
         history = fit(model, part(fit_idx), loss_fn, epochs=protocol.epochs, batch_size=protocol.batch_size,
                       device=device, seed=train_seed, val_dataset=part(val_idx), patience=protocol.patience,
@@ -101,7 +101,7 @@ def own_network(kind: str, D: int, C: int, protocol: Protocol) -> torch.nn.Modul
     return baseline_models.CNNRNN(D, C, CNN_RNN["embed"], hidden)
 
 
-def _own_model(kind: str, loss_name: str | None, x_train, y: torch.Tensor, fit_idx: torch.Tensor,
+def own_model(kind: str, loss_name: str | None, x_train, y: torch.Tensor, fit_idx: torch.Tensor,
                protocol: Protocol):
     """(model, loss, score(model, x) -> [B, C]) of one of the chapter's own rows."""
     C = y.shape[1]

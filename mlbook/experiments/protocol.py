@@ -1,7 +1,9 @@
 """The one protocol of the head-to-head chapter (08): what every row shares, whatever its paper.
 
-Every row reads the same frozen maps of the same trunk (the data set's shared backbone in
-demo/smoke, ResNet-101 at 448 px in the full profile), without augmentation; every row trains
+Every row reads the same frozen maps of the same trunk (demo/smoke: the data set's small CNN,
+trained once per training seed, so that a seed varies the whole network and every row of a seed
+reads the same backbone: the rows are paired by seed; full: ResNet-101 at 448 px with its ImageNet
+weights), without augmentation; every row trains
 with Adam (no weight decay) for the same epoch budget, stops early on the same hold-out part of
 the training set by its own loss, and gets its learning rate (and its method's own knob, where
 it has one) from the same small grid, chosen on that hold-out part by one rule (``SELECT_BY``)
@@ -41,6 +43,13 @@ class Protocol:
     lrs: tuple = LEARNING_RATES["small_cnn"]   # Adam's learning rate, chosen per row on the hold-out part
     weight_decay: float = 0.0
     top_k: int = 3
+    seeded_backbone: bool = False   # each training seed trains its own backbone, which all rows of that seed read
+
+    def backbone_seed(self, train_seed: int, seed: int = 0) -> int | None:
+        """The backbone seed of a run with ``train_seed`` on data seed ``seed`` (``shared.backbone_seed``):
+        the first training seed reads the shared backbone (trained with the data seed), the next ones
+        a backbone of their own; None where the trunk is fixed (ImageNet weights, not trained here)."""
+        return seed + train_seed if self.seeded_backbone else None
 
     def fit_settings(self, lr: float) -> dict:
         """The fields a paper's ``Settings`` takes from the protocol (every paper names them alike)."""
@@ -56,13 +65,13 @@ def protocol_for(profile: Profile | str) -> Protocol:
     """The protocol of a profile: the trunk every row reads, its learning rates, the profile's batch,
     patience and hold-out part; the epoch budget is the profile's head budget, halved on the small CNN
     (the demo's: 15 epochs, so that eleven rows, two learning rates and three seeds on two data sets
-    fit its minutes)."""
+    fit its minutes). The small CNN is trained per training seed (``seeded_backbone``)."""
     profile = get_profile(profile)
     small = profile.backbone == "small_cnn"
     trunk = "small_cnn" if small else FULL_TRUNK
     return Protocol(trunk=trunk, epochs=max(1, profile.head_epochs // 2) if small else profile.head_epochs,
                     patience=profile.patience, batch_size=profile.batch_size, holdout=profile.holdout,
-                    lrs=LEARNING_RATES[trunk])
+                    lrs=LEARNING_RATES[trunk], seeded_backbone=small)
 
 
 def point_label(lr: float, knob: dict) -> str:

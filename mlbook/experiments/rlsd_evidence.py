@@ -273,7 +273,7 @@ def paper_protocol(claim: claims.Claim, evidence: shared.Evidence, scale: float)
         return {}
     paper = dataclasses.replace(claim, worse=parent, amended="", original_test="", original_margin=None,
                                 original_better="", original_worse="", original_metrics=(), original_direction="",
-                                amendment_reason="")
+                                original_paired="", original_fixed=(), amendment_reason="")
     ones = torch.ones(1, len(evidence.data[claim.dataset].test.labels), dtype=torch.float64)
     return {f"{m} vs {parent}": scale * float(b[:, 0].mean() - w[:, 0].mean())
             for m, (b, w) in claim_values(paper, evidence, ones).items()}

@@ -20,6 +20,7 @@ seeds of the methods are ``train_seed``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -118,6 +119,7 @@ class RunContext:
     profile: Profile
     root: str | None = None
     seed: int = 0
+    backbone_seed: int | None = None    # the demo backbone's training seed where not the data seed's
 
     @functools.cached_property
     def data(self) -> Splits:
@@ -125,7 +127,9 @@ class RunContext:
 
     @functools.cached_property
     def key(self) -> dict:
-        return data_key(self.dataset, self.profile, self.root, self.seed)
+        key = data_key(self.dataset, self.profile, self.root, self.seed)
+        # a run above another backbone is another run: every key under this context names it
+        return key if self.backbone_seed is None else {**key, "backbone_seed": self.backbone_seed}
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -151,14 +155,32 @@ class RunContext:
         return ctx
 
 
+_BACKBONE_SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar("backbone_seed", default=None)
+
+
+@contextlib.contextmanager
+def backbone_seed(seed: int | None):
+    """Within it, every run reads the demo backbone (``features.shared_backbone``) trained with
+    ``seed``, and every cache key under ``context`` names that seed: chapter 08's training seeds
+    vary the whole network, backbone included, through every paper's own code unchanged. None (or
+    the data seed) is the shared backbone every chapter reads."""
+    token = _BACKBONE_SEED.set(seed)
+    try:
+        yield
+    finally:
+        _BACKBONE_SEED.reset(token)
+
+
 def context(dataset: str, profile: Profile | str, root: str | None = None, seed: int = 0) -> RunContext:
-    """The run context of a data set, one object per process and (data set, profile, root, seed)."""
-    return _context(dataset, get_profile(profile), root, seed)
+    """The run context of a data set, one object per process and (data set, profile, root, seed,
+    the backbone seed in force: ``backbone_seed``)."""
+    b = _BACKBONE_SEED.get()
+    return _context(dataset, get_profile(profile), root, seed, None if b == seed else b)
 
 
-@functools.lru_cache(maxsize=16)
-def _context(dataset: str, profile: Profile, root: str | None, seed: int) -> RunContext:
-    return RunContext(dataset, profile, root, seed)
+@functools.lru_cache(maxsize=32)
+def _context(dataset: str, profile: Profile, root: str | None, seed: int, backbone: int | None) -> RunContext:
+    return RunContext(dataset, profile, root, seed, backbone)
 
 
 def data_kind(root: str | None) -> str:
