@@ -119,6 +119,35 @@ def test_warm_paper_chapters_run_side_by_side_after_the_cold_ones(monkeypatch):
     assert failed == [(["03", "01", "02"], 2), (["06", "07", "05", "04", "08"], 1), (["00"], 1)]
 
 
+def test_chapter_08_is_prefetched_at_the_lowest_priority_beside_the_paper_chapters(monkeypatch):
+    import argparse
+    import subprocess
+
+    from mlbook import reproduce
+
+    started = []
+
+    class _Popen:
+        def __init__(self, command, **kw):
+            started.append((command, kw))
+
+    monkeypatch.setattr(subprocess, "Popen", _Popen)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    prepare, paper_stage, intro = reproduce.stages(CHAPTERS)
+    args = argparse.Namespace(lanes=None, profile="demo")
+    assert reproduce.start_prefetch(prepare, CHAPTERS, args, {}) is None        # not before the backbones exist
+    assert reproduce.start_prefetch(paper_stage, CHAPTERS, args, {}) is not None
+    command, kw = started[-1]
+    assert command[1:4] == ["-m", "mlbook.warm", "--prefetch"] and kw["stdout"] == subprocess.DEVNULL
+    without_08 = [c for c in CHAPTERS if not c.stem.startswith("08")]
+    assert reproduce.start_prefetch(paper_stage, without_08, args, {}) is None  # nothing to prefetch
+    assert reproduce.start_prefetch(paper_stage, CHAPTERS, argparse.Namespace(lanes=2, profile="demo"), {}) is None
+    assert reproduce.start_prefetch(paper_stage, CHAPTERS, argparse.Namespace(lanes=None, profile="full"), {}) is None
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert reproduce.start_prefetch(paper_stage, CHAPTERS, args, {}) is None    # no idle core to take
+    assert len(started) == 1
+
+
 def test_the_warm_probe_finds_nothing_warm_before_the_data_exist(tmp_path):
     """``python -m mlbook.warm`` as reproduce starts it: with no generated data yet (the preparing chapters
     are writing them) every chapter is cold, and the probe writes no data of its own."""

@@ -30,7 +30,8 @@ both rows: ``values[s, 0]`` on the test set, ``values[s, r]`` on resample r. The
 
 seed parts (sample variances over seeds on the test set; none for a ``fixed`` row, an algorithm
 without training seeds or a constant) plus the image-sampling part of the paired resamples. With
-``paired`` rows (two readings of the same trained models, e.g. two decoders) the seed part is the
+``paired`` rows (two readings of the same trained models, e.g. two decoders, or rows whose seed s
+shares a trained part, e.g. chapter 08's backbone of seed s) the seed part is the
 variance of the per-seed differences over S. The interval is Δ ± t_df · SE, df by Welch–
 Satterthwaite (seed parts S − 1, image part R − 1): with 3 seeds the t quantile, not a resample of
 three numbers, carries the uncertainty of a variance estimated from three values. Seed-specific

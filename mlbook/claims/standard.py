@@ -57,7 +57,7 @@ class Claim:
     margin_source: str = ""         # the paper's words giving the number, or "book's choice: why"
     direction: str = "higher"
     fixed: tuple[str, ...] = ()     # rows without training seeds (a fixed algorithm, a constant)
-    paired: bool = False            # both rows read from the same trained models (seed-paired)
+    paired: bool = False            # seed-paired: both rows of a seed read the same trained models or parts
     note: str = ""
     quantifier: str = "primary"     # several metrics: "all" must hold, the "primary" (first) decides, "any" suffices
     registered: str = ""            # ISO date the claim was written down (the registry: required)
