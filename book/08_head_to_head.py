@@ -317,7 +317,7 @@ plt.show()
 
 # %%
 with torch.random.fork_rng(), contextlib.redirect_stdout(io.StringIO()):   # the bench seeds torch; its table is shown below
-    bench = bench_head_to_head(profile=prof.name, device=device, threads=None)
+    bench = bench_head_to_head(profile=prof.name, device=device, threads=None, steps=prof.max_steps or 20)
 save_timings(CHAPTER, run_log + [{"what": f"bench: {b['row']}", "train img/s": b["train_img_s"],
                                   "infer img/s": b["infer_img_s"]} for b in bench])
 head_to_head.speed_table(results, grid, bench)
@@ -325,10 +325,10 @@ head_to_head.speed_table(results, grid, bench)
 # %% [markdown]
 # The linear heads are the cheapest rows by far; CNN-RNN pays for its step-by-step decoding
 # (a beam search at inference) and Query2Label for its attention over the map's positions,
-# each far slower per image than the BCE network's head (the table's ratios). A row's
-# speed in its runs also includes reading the maps and the hold-out loss of every epoch, and
-# the papers' methods their own extra work (RLSD's regions, the ranking model's pairs), so it
-# lies far below the bench's pure steps.
+# each far slower per image than the BCE network's head (the table's ratios). The two kinds of
+# column measure different things: a row's speed in its runs includes reading the maps, the
+# hold-out loss of every epoch and, for a paper's method, its own extra work (RLSD's regions,
+# the ranking model's pairs); the bench times bare steps on one batch.
 
 # %% [markdown]
 # ## Where these methods stand: the published yardsticks

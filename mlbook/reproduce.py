@@ -12,9 +12,11 @@ given), so it never overwrites another profile's notebooks, tables or figures.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,13 +119,29 @@ def start_prefetch(stage: list[Path], todo: list[Path], args, parameters: dict):
             or papers.COMPARISON_CHAPTER not in {p.stem for p in todo}):
         return None
     return subprocess.Popen([sys.executable, "-m", "mlbook.warm", "--prefetch", json.dumps({"profile": args.profile, **parameters})],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(19))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lowest_priority)
+
+
+def lowest_priority() -> None:
+    """Nice 19 for this process and, where Linux groups the CPU by session (autogroup: the chapters'
+    kernels each run in a session of their own), for its session's group too: else the group would
+    share the cores equally with a chapter's, whatever the niceness inside it (measured: chapter 06
+    took 328 s beside a merely niced prefetch, against 165 s alone)."""
+    os.nice(19)
+    try:
+        with open("/proc/self/autogroup", "w") as group:
+            group.write("19")
+    except OSError:   # no autogroup (another OS, or switched off): the niceness alone then works
+        pass
 
 
 def stop(process) -> None:
-    """End a helper process (the prefetch) if it still runs: a run it was computing is not stored."""
-    if process is not None and process.poll() is None:
-        process.terminate()
+    """End a helper process (the prefetch) and its workers if it still runs: a run it was computing is not stored."""
+    if process is not None:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         process.wait()
 
 

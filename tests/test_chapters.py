@@ -139,6 +139,7 @@ def test_chapter_08_is_prefetched_at_the_lowest_priority_beside_the_paper_chapte
     assert reproduce.start_prefetch(paper_stage, CHAPTERS, args, {}) is not None
     command, kw = started[-1]
     assert command[1:4] == ["-m", "mlbook.warm", "--prefetch"] and kw["stdout"] == subprocess.DEVNULL
+    assert kw["start_new_session"] and kw["preexec_fn"] is reproduce.lowest_priority   # a CPU group of its own, nice 19
     without_08 = [c for c in CHAPTERS if not c.stem.startswith("08")]
     assert reproduce.start_prefetch(paper_stage, without_08, args, {}) is None  # nothing to prefetch
     assert reproduce.start_prefetch(paper_stage, CHAPTERS, argparse.Namespace(lanes=2, profile="demo"), {}) is None
