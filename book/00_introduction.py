@@ -84,7 +84,7 @@ from myst_nb import glue
 from mlbook import claims
 from mlbook import numerics
 from mlbook.figures import book
-from mlbook.plan import cached_plan
+from mlbook.plan import FIRST_PAGE, cached_plan
 from mlbook.profiles import PROFILES, figures_dir, get_profile
 from mlbook.report import reference_index, save_figure, save_table
 
@@ -279,7 +279,7 @@ print(numerics.describe())
 # not counted, so read it as an order of magnitude.
 
 # %%
-cost = cached_plan("h100", utilisation=0.4)
+cost = cached_plan(**FIRST_PAGE)
 cost
 
 # %%

@@ -195,6 +195,9 @@ def disk_note(table: pd.DataFrame, machine: str) -> str:
             "move runs/ off the machine in between")
 
 
+FIRST_PAGE = {"gpu": "h100", "utilisation": 0.4}   # the plan the first page shows (chapter 00; computed ahead by mlbook.warm)
+
+
 def cached_plan(gpu: str = "h100", utilisation: float = 0.4, seeds: int = 3) -> pd.DataFrame:
     """``plan`` of the full profile as the first page shows it, cached (``runs/plan/``) by the source of
     every file of the package (the grids, costs and networks it counts): a warm book reads it back

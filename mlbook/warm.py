@@ -17,6 +17,7 @@ import sys
 from . import cache, papers
 from .data import generated_ready
 from .experiments import shared
+from .plan import FIRST_PAGE, cached_plan
 from .profiles import get_profile
 
 
@@ -38,9 +39,14 @@ def comparison_grid(setting: shared.Setting) -> list[shared.Run]:
 def prefetch(parameters: dict) -> None:
     """Compute chapter 08's runs ahead of the chapter (``reproduce`` starts this at the lowest CPU
     priority when the paper chapters start, so that it takes only the cores they leave idle: their
-    kernels' start, their single-core evaluation and drawing, the tail of their workers). The chapter
+    kernels' start, their single-core evaluation and drawing, the tail of their workers); before
+    them, chapter 00's ``plan`` (``cached_plan`` with the first page's arguments). The chapter
     then loads what is stored and computes the rest; a run being computed here is locked
     (``cache.run``), and every run is pinned, so the numbers are the same whoever computes them."""
+    try:                         # first chapter 00's plan (a few seconds of one core), then chapter 08's runs
+        cached_plan(**FIRST_PAGE)
+    except Exception:            # noqa: BLE001 - chapter 00 computes it itself, and shows any error there
+        pass
     setting = setting_of(parameters)
     shared.run_all(comparison_grid(setting), setting)
 

@@ -61,9 +61,13 @@ def accuracy_and_cost(boards: dict[str, list[dict]], names: dict[str, str]):
             xs, ys = zip(*points)
             ax.plot(xs, ys, color="0.75", lw=0.8, zorder=1)
             by_cost.setdefault(round(float(np.log10(xs[0])), 2), []).append((max(ys), row))
-        for group in by_cost.values():
+        placed: list[tuple[float, float]] = []      # (log10 x, y) of the labels drawn: a label near one moves down
+        for group in sorted(by_cost.values(), key=lambda g: -max(y for y, _ in g)):
             x = max(where[group[0][1]])[0]
             top = max(y for y, _ in group)
+            while any(abs(np.log10(x) - lx) < 0.8 and abs(top - ly) < 1.2 for lx, ly in placed):
+                top -= 1.3
+            placed.append((float(np.log10(x)), top))
             text = " / ".join(row for _, row in sorted(group, reverse=True))
             ax.annotate(text, (x, top), fontsize=6.5, xytext=(4, 3), textcoords="offset points")
         ax.set_xscale("log")
