@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -134,6 +135,13 @@ def lowest_priority() -> None:
             group.write("19")
     except OSError:   # no autogroup (another OS, or switched off): the niceness alone then works
         pass
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's ended children: the chapters' kernels with their
+    workers, the prefetch. A cold book's minutes are its CPU seconds over its cores, whatever runs where."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def stop(process) -> None:
@@ -398,6 +406,7 @@ def main(args) -> int:
           + (f"; DRY RUN {dry_run}" if dry_run else ""))
     user_workers = os.environ.get("MLBOOK_WORKERS")
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}   # CPU seconds by stage ("01, 02, 03"), and the prefetch's
     bar = tqdm(total=len(todo), desc="chapters", unit="ch")
     started = time.perf_counter()
     probe, prefetching = start_warm_probe(todo, args, parameters), None
@@ -406,6 +415,7 @@ def main(args) -> int:
             if not user_workers:   # the kernels of a stage inherit it
                 os.environ["MLBOOK_WORKERS"] = str(stage_workers(stage, lanes))
             prefetching = prefetching or start_prefetch(stage, todo, args, parameters)   # inherits the workers
+            before = children_cpu()
             with ThreadPoolExecutor(max_workers=min(lanes, len(stage))) as pool:   # each chapter: its own kernel
                 running = {pool.submit(execute_chapter, py, out_dir / f"{py.stem}.ipynb", parameters, args.verbose): py
                            for py in stage}
@@ -421,8 +431,12 @@ def main(args) -> int:
                         return 1
                     bar.update()
                     tqdm.write(f"  {py.stem}: {times[py.stem]:.1f} s")
+            cpu[", ".join(p.stem[:2] for p in stage)] = children_cpu() - before
     finally:
+        before = children_cpu()
         stop(prefetching)
+        if prefetching is not None:
+            cpu["the prefetch"] = children_cpu() - before
     bar.close()
     wall = time.perf_counter() - started
     total = sum(times.values())
@@ -430,6 +444,8 @@ def main(args) -> int:
     for name, s in times.items():
         print(f"  {name:<32} {s:7.1f} s")
     print(f"  {'total':<32} {total:7.1f} s  ({wall:.1f} s wall)")
+    print("CPU seconds (user + system) by stage: " + "; ".join(f"{k}: {v:.0f} s" for k, v in cpu.items())
+          + f"; {sum(cpu.values()) / max(wall, 1e-9):.2f} of {os.cpu_count()} cores busy on average")
     if not args.no_build:
         if out_dir.resolve() != (root / "book").resolve():
             print(f"(book not built: executed notebooks went to {out_dir}, the book renders book/)")

@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 
 from ..experiments import features
-from ..experiments.head_to_head_rows import OWN_ROWS, own_model
+from ..experiments.head_to_head_rows import BASELINE, OWN_ROWS, own_model
 from ..experiments.protocol import protocol_for
 from ..profiles import get_profile, pick_device
 from .common import timed_steps
 
-BASELINE = "BCE network"
 #: the rows timed: those with a network
 ROWS = tuple(r for r, (kind, _) in OWN_ROWS.items() if kind != "knn")
 

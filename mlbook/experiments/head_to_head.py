@@ -27,11 +27,10 @@ from ..costs import RunCost, map_input, maps_label, measured, outputs_bytes, row
 from ..data import NUM_CLASSES
 from ..profiles import get_profile
 from . import features, shared
-from .head_to_head_rows import KNN_KS, OWN_ROWS, YARDSTICKS, own_network, own_run
+from .head_to_head_rows import BASELINE, KNN_KS, OWN_ROWS, YARDSTICKS, own_network, own_run
 from .protocol import Protocol, holdout_value, point_label, protocol_for, threshold
 
 DATASETS = papers.COMPARISON_DATASETS
-BASELINE = "BCE network"
 YARDSTICK = "ASL"
 OPTIONS = ("vg_root", "proposals_root", "word_vectors")   # handed to the papers' faces that name them
 
@@ -123,7 +122,7 @@ def run(row: str, dataset: str, profile, *, root: str | None = None, seed: int =
     profile = get_profile(profile)
     if row in stages(profile):
         protocol = protocol_for(profile)
-        with shared.backbone_seed(protocol.backbone_seed(train_seed, seed)):
+        with protocol.backbone(train_seed, seed):
             return features.backbone_features(dataset, profile, root, seed, device, weights, trunk=protocol.trunk)
     name, point = parse_row(row, profile)
     kw = dict(root=root, seed=seed, device=device, weights=weights, **options)
@@ -156,7 +155,7 @@ def _point_run(row, point, dataset, profile, *, train_seed: int, force: bool = F
                device: str = "auto", weights=None, **options) -> dict:
     lr, knob = point
     protocol = protocol_for(profile)
-    with shared.backbone_seed(protocol.backbone_seed(train_seed, seed)):   # every row of a seed: its backbone
+    with protocol.backbone(train_seed, seed):   # every row of a seed: its backbone
         if row in OWN_ROWS:
             return own_run(row, dataset, profile, protocol, lr=lr, knob=knob, root=root, seed=seed,
                            train_seed=train_seed, device=device, weights=weights, force=force)
@@ -252,11 +251,13 @@ def speed_table(results: dict, grid: list, bench: list[dict]) -> pd.DataFrame:
     benched = {b["row"]: b for b in bench}
     out = {}
     for row in dict.fromkeys([*measured, *benched]):
-        b = benched.get(row)
-        out[row] = {"training, this chapter's runs": f"{pd.Series(measured[row]).median():.0f} img/s" if row in measured else "",
-                    **({"head training (bench)": f"{b['train_img_s']:.0f} img/s", "head inference (bench)": f"{b['infer_img_s']:.0f} img/s",
-                        "training speed (bench)": f"{b['train_ratio']:.2g}× BCE", "inference speed (bench)": f"{b['infer_ratio']:.2g}× BCE"}
-                       if b else {})}
+        out[row] = {"training, this chapter's runs":
+                    f"{pd.Series(measured[row]).median():.0f} img/s" if row in measured else ""}
+        if b := benched.get(row):
+            out[row].update({"head training (bench)": f"{b['train_img_s']:.0f} img/s",
+                             "head inference (bench)": f"{b['infer_img_s']:.0f} img/s",
+                             "training speed (bench)": f"{b['train_ratio']:.2g}× BCE",
+                             "inference speed (bench)": f"{b['infer_ratio']:.2g}× BCE"})
     return pd.DataFrame(out).T.fillna("").rename_axis("row")
 
 
@@ -282,7 +283,7 @@ def seed_backbones(setting: shared.Setting, datasets, seeds) -> pd.DataFrame:
     for d in datasets:
         for s in (seeds if protocol.seeded_backbone else seeds[:1]):
             b = protocol.backbone_seed(s, setting.seed)
-            with shared.backbone_seed(b):
+            with protocol.backbone(s, setting.seed):
                 _, result = features.shared_backbone(d, setting.profile, setting.roots.get(d), setting.seed,
                                                      setting.device, setting.weights, trunk=protocol.trunk)
             out.append({"data set": d, "training seed": s if protocol.seeded_backbone else "every",
@@ -434,7 +435,8 @@ def cost(run, ctx):
     on the protocol trunk's maps (streamed or read from disk); a paper's row: priced by its paper's
     ``cost`` of its own method row (as in its chapter, on its own trunk)."""
     if run.row in stages(ctx.profile):
-        return features.cost(shared.Run("features", "backbone features", run.dataset, options=(("trunk", "small_cnn"),)), ctx)
+        trunk = protocol_for(ctx.profile).trunk
+        return features.cost(shared.Run("features", "backbone features", run.dataset, options=(("trunk", trunk),)), ctx)
     name, _ = parse_row(run.row, ctx.profile)
     protocol = protocol_for(ctx.profile)
     if name in paper_rows():

@@ -28,6 +28,7 @@ OWN_ROWS = {
     "Query2Label": ("query2label", "asl"),
 }
 YARDSTICKS = ("ASL", "Query2Label")
+BASELINE = "BCE network"             # the row every other row is measured against
 KNN_KS = (1, 3, 5, 10, 20, 40)       # KNN's knob (it has no learning rate)
 CNN_RNN = {"embed": 64, "beam": 3}   # Wang et al. 2016: 64-d label embedding; the book's beam
 #: Query2Label's decoder by trunk: a small one on the small CNN's 128 x 6 x 6 maps (the demo's minutes);

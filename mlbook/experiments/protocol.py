@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .. import metrics
 from ..papers import COMPARISON_TRUNK
 from ..profiles import Profile, get_profile, pick_device
-from . import features
+from . import features, shared
 
 SELECT_BY = "mAP"        # the hold-out criterion of every row's learning rate and knob
 #: Adam's learning rates, by trunk: the demo's budget is half the paper chapters' epochs, and its heads on
@@ -50,6 +50,10 @@ class Protocol:
         the first training seed reads the shared backbone (trained with the data seed), the next ones
         a backbone of their own; None where the trunk is fixed (ImageNet weights, not trained here)."""
         return seed + train_seed if self.seeded_backbone else None
+
+    def backbone(self, train_seed: int, seed: int = 0):
+        """The context a run of ``train_seed`` trains and reads its maps in: its seed's backbone."""
+        return shared.backbone_seed(self.backbone_seed(train_seed, seed))
 
     def fit_settings(self, lr: float) -> dict:
         """The fields a paper's ``Settings`` takes from the protocol (every paper names them alike)."""
