@@ -83,10 +83,11 @@ _PROFILES = {
         image_size=32, backbone="small_cnn", backbone_epochs=1, head_epochs=1,
         finetune_epochs=2, batch_size=16, num_workers=0, in_memory=True, train_seeds=2, patience=1,
     ),
-    # 750 generated training images per data set: with 1,000 the cold book needed about 2,100 CPU seconds,
-    # 18 min 53 s on a slower day of the 2-core reference machine (2026-12-07), over its 15-minute budget
+    # 600 generated training images per data set: with 1,000 the cold book needed about 2,100 CPU seconds,
+    # 18 min 53 s on a slower day of the 2-core reference machine (2026-12-07), with 750 1,720 s and
+    # 15 min 41 s, both over its 15-minute budget
     "demo": Profile(
-        name="demo", gen_train=750, gen_test=600, gen_classes=24, gen_image_size=64,
+        name="demo", gen_train=600, gen_test=600, gen_classes=24, gen_image_size=64,
         image_size=48, backbone="small_cnn", backbone_epochs=12, head_epochs=30,
         finetune_epochs=20, batch_size=64, num_workers=0, in_memory=True, train_seeds=3, patience=3,
     ),
