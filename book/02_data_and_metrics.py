@@ -431,7 +431,7 @@ save_table(voc_table, CHAPTER, 6, "Toy scores on the VOC test labels: difficult 
 # %% [markdown]
 # ## What moves the numbers most
 #
-# - **The prediction rule moves CP/CR/CF1/OP/OR/OF1 far more than anything else.**
+# - **The prediction rule moves all six of CP/CR/CF1/OP/OR/OF1; CR, OP, OR and OF1 move with nothing else.**
 #   Top-3 and top-5 force a fixed number of labels per image, so precision falls
 #   and recall rises with k whatever the model; a 0.5 floor or a 0.5 threshold
 #   instead lets the number of labels follow the image. Numbers under different
@@ -443,7 +443,7 @@ save_table(voc_table, CHAPTER, 6, "Toy scores on the VOC test labels: difficult 
 #   Top-k predicts something for every image whatever the calibration.
 # - **Per-class numbers depend on the tail.** How a never-predicted class enters
 #   CP (zero, one, or left out) only matters when some classes are never predicted,
-#   which happens under a threshold far more than under top-k, and mostly for rare
+#   which happens under a threshold more often than under top-k, and mostly for rare
 #   classes; the harmonic CF1 of averaged CP and CR and the mean of per-class F1 are
 #   different numbers, not rounding variants of one.
 # - **Ranking metrics are stable, their definitions are not.** mAP does not depend

@@ -22,7 +22,7 @@
 # built, and a ResNet at 448 px does not train on a 2-core CPU in minutes.
 #
 # So in the `smoke` and `demo` profiles a small CNN (four 3×3 conv–BN–ReLU blocks,
-# 32–64–128–128 channels, overall stride 8) is trained **once per data set, from
+# 16–32–64–128 channels, overall stride 8) is trained **once per data set, from
 # scratch**, with binary cross-entropy on the *fit part* of the training split, and then
 # shared: the chapters that freeze a pretrained backbone freeze this one, and the chapters
 # that fine-tune one start from it. Its conv maps (6×6 at 48 px) play the role of ResNet's

@@ -269,8 +269,8 @@ for d, (n, title) in TITLES.items():
                     dataset=f"{d} ({kind[d]})")
 
 # %% [markdown]
-# The differences between the variants on the demo are a point or two of mAP, the size of
-# the seed-to-seed spread; whether any of them is real is what the claims below decide.
+# The differences between the variants' mean mAPs on the demo are a fraction of a point, well
+# inside the seed-to-seed spread; whether any of them is real is what the claims below decide.
 #
 # ## 6. Fig. 2: CADMs sorted by their summed activation
 #
@@ -291,9 +291,11 @@ plt.show()
 # > It is clear that positive labels correspond to strong activations in their own CADM,
 # > while negative labels almost activate nothing by comparison. (Fig. 2 caption)
 #
-# The true labels' maps come first in most rows and are positive where the object is; the
-# negatives' maps are negative (blue) almost everywhere, which is what "almost activate
-# nothing" means for a classifier whose negative logits are strongly negative. The claims
+# The true labels' maps are mostly positive where their object is, but ranked by summed
+# activation they come first in only some rows, and a true label of a small object can fall
+# outside the maps shown; most negatives' maps are negative (blue) almost everywhere, which is
+# what "almost activate nothing" means for a classifier whose negative logits are strongly
+# negative, though some fire on another class's object. The claims
 # measure it over every test image: the share of (positive, negative) pairs of an image in
 # which the positive label's summed CADM is the larger.
 #

@@ -449,7 +449,8 @@ save_comparison(t4, published(rlsd_evidence.TABLES["nuswide"]), CHAPTER, 4,
 # ## Fig. 4: the localization layer's regions vs proposals
 #
 # Three MS-COCO test images with the most objects: the top 15 regions of the localization
-# layer (left, green) and the first 15 selective-search proposals (right, orange).
+# layer (left, green) and the first selective-search proposals, at most 15 and at most the $M$
+# test regions the rows read (right, orange).
 
 # %%
 busiest = sorted(range(len(coco)), key=lambda i: (-len(coco.boxes[i] or []), i))[:3]
