@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import functional as TF
 
 from . import coco, nuswide, synthetic, voc
 from .base import Box, DataFormatError, MultiLabelData, open_rgb
@@ -118,6 +117,8 @@ def image_tensor_cache(data: MultiLabelData, size: int) -> torch.Tensor:
     times), written atomically; ``transforms.normalize_uint8`` turns it into the
     tensors ``transforms.image_transform`` gives for the file.
     """
+    from torchvision.transforms import functional as TF   # here: torchvision costs a process 1.7 s to import
+
     from ..cache import atomic_torch_save
 
     path = runs_dir() / "image_cache" / f"{data.dataset}-{data.split}-{size}-{_cache_key(data, size)}.pt"
