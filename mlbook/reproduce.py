@@ -139,7 +139,8 @@ def lowest_priority() -> None:
 
 def children_cpu() -> float:
     """CPU seconds (user + system) of this process's ended children: the chapters' kernels with their
-    workers, the prefetch. A cold book's minutes are its CPU seconds over its cores, whatever runs where."""
+    workers, the prefetch. A cold book's minutes are its CPU seconds over its cores, whatever runs where.
+    A process stopped before it reaped its workers (the prefetch, ended early) leaves their seconds out."""
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
 

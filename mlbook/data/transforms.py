@@ -7,13 +7,18 @@ demo backbone is trained with the same normalisation so the code path is one).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from torchvision import transforms as T
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def image_transform(size: int, train: bool) -> "T.Compose":
+def image_transform(size: int, train: bool) -> T.Compose:
     """PIL image -> normalised float tensor [3, size, size]; a random horizontal flip when training.
     torchvision is imported here, on first use: importing it costs a process 1.7 s (it imports torch._dynamo)."""
     from torchvision import transforms as T

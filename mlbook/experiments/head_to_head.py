@@ -283,7 +283,7 @@ def seed_backbones(setting: shared.Setting, datasets, seeds) -> pd.DataFrame:
     for d in datasets:
         for s in (seeds if protocol.seeded_backbone else seeds[:1]):
             b = protocol.backbone_seed(s, setting.seed)
-            with protocol.backbone(s, setting.seed):
+            with shared.backbone_seed(b):
                 _, result = features.shared_backbone(d, setting.profile, setting.roots.get(d), setting.seed,
                                                      setting.device, setting.weights, trunk=protocol.trunk)
             out.append({"data set": d, "training seed": s if protocol.seeded_backbone else "every",
@@ -434,11 +434,11 @@ def cost(run, ctx):
     """A grid point or a seed's run of chapter 08 in the full profile. The chapter's own rows: their head
     on the protocol trunk's maps (streamed or read from disk); a paper's row: priced by its paper's
     ``cost`` of its own method row (as in its chapter, on its own trunk)."""
-    if run.row in stages(ctx.profile):
-        trunk = protocol_for(ctx.profile).trunk
-        return features.cost(shared.Run("features", "backbone features", run.dataset, options=(("trunk", trunk),)), ctx)
-    name, _ = parse_row(run.row, ctx.profile)
     protocol = protocol_for(ctx.profile)
+    if run.row in stages(ctx.profile):
+        stage = shared.Run("features", "backbone features", run.dataset, options=(("trunk", protocol.trunk),))
+        return features.cost(stage, ctx)
+    name, _ = parse_row(run.row, ctx.profile)
     if name in paper_rows():
         paper = paper_rows()[name]
         own = paper.experiments()
